@@ -1,0 +1,14 @@
+"""course_lib: the shared code of the course *Attention mechanisms for image classification*.
+
+Each sub-module is introduced by one notebook of the course and reused by the later ones:
+
+- :mod:`course_lib.config` (00_setup): run profiles, device choice, seeding.
+
+Importing the package is cheap: heavy libraries (torch, torchvision) are imported by the
+sub-modules that need them, so ``python -m course_lib.config`` works before torch is installed.
+"""
+
+__version__ = "0.1.0"
+
+#: Where the course lives; notebooks use it to install the library on Colab and Gradient.
+REPOSITORY_URL = "https://github.com/attention-course/attention-image-classification"
