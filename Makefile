@@ -13,6 +13,11 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
 EXTRAS  := book,test,kaggle
+BOOK_SRC ?= .
+BOOK_OUT ?= .
+# Warnings are errors, references are checked (nitpicky), and --all re-executes every
+# notebook even when its source is unchanged (the profile may have changed).
+JB_FLAGS := --all --warningiserror --nitpick --keep-going
 
 .PHONY: book test setup check-profile sync clean help
 
@@ -23,8 +28,8 @@ help:
 
 book: export COURSE_PROFILE ?= cpu
 book: check-profile setup
-	$(VENV)/bin/jupyter-book build . --all --warningiserror --nitpick --keep-going
-	@echo "book written to _build/html/index.html (profile $$COURSE_PROFILE)"
+	$(VENV)/bin/jupyter-book build $(BOOK_SRC) --path-output $(BOOK_OUT) $(JB_FLAGS)
+	@echo "book written to $(BOOK_OUT)/_build/html/index.html (profile $$COURSE_PROFILE)"
 
 test: export COURSE_PROFILE ?= smoke
 test: check-profile setup
