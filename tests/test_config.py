@@ -113,7 +113,7 @@ def test_make_rejects_unknown_profile_before_setup():
     """`COURSE_PROFILE=nonsense make test` stops at the first step, with the readable error."""
     env = {**os.environ, "COURSE_PROFILE": "nonsense"}
     run = subprocess.run(
-        ["make", "--dry-run", "test"], env=env, capture_output=True, text=True, cwd=ROOT
+        ["make", "--no-print-directory", "--dry-run", "test"], env=env, capture_output=True, text=True, cwd=ROOT
     )
     # a dry run lists the recipe: the profile check comes before any install step
     lines = [line for line in run.stdout.splitlines() if line.strip()]
