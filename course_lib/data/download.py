@@ -1,0 +1,113 @@
+"""Download the Kaggle melanoma data safely (notebooks ``01_lesion_data`` and ``10_attnvgg_melanoma``).
+
+Three promises:
+
+1. **No secrets in messages.** Missing credentials produce a :class:`KaggleCredentialsError`
+   that says where the token goes; it never echoes a key.
+2. **Nothing half-done looks whole.** The archive is downloaded and unpacked in a temporary
+   folder beside ``dest``, validated with :func:`load_melanoma`, marked complete, and only
+   then renamed to ``dest`` (an atomic rename on one file system). An interrupted download
+   leaves no ``dest`` at all.
+3. **Idempotent.** A second call on a complete data set returns at once.
+
+The ``kaggle`` package authenticates when it is *imported* and calls ``exit(1)`` when it
+finds no credentials (COURSE.md §7), which would kill a script or abort a notebook cell; it
+is therefore imported lazily and that ``SystemExit`` is turned into a readable error.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+
+from .errors import DataError
+from .melanoma import load_melanoma
+
+__all__ = ["KAGGLE_DATASET", "KaggleCredentialsError", "download_melanoma", "COMPLETE_MARKER"]
+
+KAGGLE_DATASET = "shonenkov/melanoma-merged-external-data-512x512-jpeg"
+COMPLETE_MARKER = ".download-complete"
+
+_HOW_TO = (
+    "Kaggle credentials are missing. Either\n"
+    "  1. on kaggle.com open Settings -> API -> 'Create New Token', save the downloaded kaggle.json "
+    "as ~/.kaggle/kaggle.json (or in $KAGGLE_CONFIG_DIR) and run `chmod 600` on it; or\n"
+    "  2. set the environment variables KAGGLE_USERNAME and KAGGLE_KEY "
+    "(on Colab: store them as Secrets and copy them into os.environ).\n"
+    "Never paste the key into a notebook you share."
+)
+
+
+class KaggleCredentialsError(DataError):
+    """The ``kaggle`` package found no usable credentials."""
+
+
+def _kaggle_api():
+    """The authenticated ``kaggle.api``, imported lazily; credentials problems made readable."""
+    try:
+        import kaggle  # noqa: F401  (authenticates on import)
+    except SystemExit:  # kaggle calls exit(1) without credentials
+        raise KaggleCredentialsError(_HOW_TO) from None
+    except OSError as err:  # older kaggle versions raise OSError instead
+        if "kaggle.json" in str(err) or "credentials" in str(err).lower():
+            raise KaggleCredentialsError(_HOW_TO) from None
+        raise
+    return kaggle.api
+
+
+def _is_complete(dest: Path) -> bool:
+    return (dest / COMPLETE_MARKER).is_file()
+
+
+def download_melanoma(dest: str | Path, dataset: str = KAGGLE_DATASET, api=None) -> Path:
+    """Download and unpack the Kaggle melanoma data into ``dest``; return ``dest``.
+
+    ``api`` is an object with kaggle's ``dataset_download_files(dataset, path, unzip, quiet)``
+    method; by default the real ``kaggle.api``. (The tests pass a local stand-in that serves
+    a zip of a synthetic set, exercising this whole function without the network.)
+    """
+    dest = Path(dest)
+    if _is_complete(dest):
+        return dest
+    if dest.exists() and any(dest.iterdir()):
+        try:  # a data set unpacked by hand is accepted once it validates
+            load_melanoma(dest)
+        except DataError as err:
+            raise DataError(f"{dest} exists but is not a complete data set ({err}); "
+                            "remove it and download again") from err
+        (dest / COMPLETE_MARKER).write_text("validated in place\n")
+        return dest
+    if api is None:
+        api = _kaggle_api()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
+    try:
+        archive_dir = staging / "archive"
+        archive_dir.mkdir()
+        try:
+            api.dataset_download_files(dataset, path=str(archive_dir), unzip=False, quiet=False)
+        except Exception as err:  # network, quota, unknown data set: name it, never the key
+            raise DataError(f"downloading {dataset} failed: {type(err).__name__}: {err}") from None
+        archives = sorted(archive_dir.glob("*.zip"))
+        if len(archives) != 1:
+            raise DataError(f"expected one zip archive from the download, found {len(archives)}")
+        unpacked = staging / "data"
+        try:
+            with zipfile.ZipFile(archives[0]) as zf:
+                broken = zf.testzip()
+                if broken is not None:
+                    raise DataError(f"the downloaded archive is corrupt (first bad member: {broken})")
+                zf.extractall(unpacked)
+        except zipfile.BadZipFile as err:
+            raise DataError(f"the downloaded archive {archives[0].name} is not a valid zip: {err}") from err
+        frame = load_melanoma(unpacked)  # validates csv, columns and every image file
+        (unpacked / COMPLETE_MARKER).write_text(f"{dataset}\n{len(frame)} images\n")
+        if dest.exists():
+            dest.rmdir()  # empty (checked above)
+        os.replace(unpacked, dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return dest

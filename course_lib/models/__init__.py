@@ -1,0 +1,24 @@
+"""Models of the course: configurable VGG16 (notebook ``02_vgg16_baseline``).
+
+:func:`build_model` maps the command line's model names to constructors.
+"""
+
+from __future__ import annotations
+
+from .vgg import VGG, VGG16_STAGES, vgg16
+
+__all__ = ["VGG", "VGG16_STAGES", "vgg16", "build_model", "MODEL_NAMES"]
+
+_BUILDERS = {
+    "vgg16": lambda num_classes, width: vgg16(num_classes, width=width, head="gap"),
+    "vgg16-fc": lambda num_classes, width: vgg16(num_classes, width=width, head="fc"),
+}
+MODEL_NAMES = tuple(_BUILDERS)
+
+
+def build_model(name: str, num_classes: int = 1, width: float = 1.0):
+    """A fresh model by its command-line name (see :data:`MODEL_NAMES`)."""
+    try:
+        return _BUILDERS[name](num_classes, width)
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}") from None

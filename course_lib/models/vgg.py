@@ -1,0 +1,96 @@
+"""VGG16, configurable for the course (introduced in notebook ``02_vgg16_baseline``).
+
+VGG16 {Simonyan & Zisserman, 2015} is thirteen 3x3 convolutions in five stages, each stage
+ending in a 2x2 max-pool, followed by three fully connected layers. Two knobs make it fit a
+laptop: ``width`` scales every channel count (1.0 is the real network), and ``head="gap"``
+replaces the three FC layers — 124 M of its 138 M parameters — by global average pooling
+and one linear layer.
+
+At full width the parameter counts equal torchvision's: 138,357,544 (``batch_norm=False``)
+and 138,365,992 (``batch_norm=True``), with ``num_classes=1000`` and ``head="fc"``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["VGG16_STAGES", "VGG", "vgg16", "scaled"]
+
+#: Output channels of the convolutions of each of the five stages (configuration "D").
+VGG16_STAGES = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
+
+
+def scaled(channels: int, width: float) -> int:
+    """Channel count at a width multiplier (at least 1)."""
+    return max(1, int(round(channels * width)))
+
+
+def conv_stage(in_channels: int, widths, batch_norm: bool) -> nn.Sequential:
+    """One VGG stage: (3x3 conv [+ BN] + ReLU) per entry of ``widths``, then a 2x2 max-pool."""
+    layers: list[nn.Module] = []
+    for out_channels in widths:
+        layers.append(nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1))
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(out_channels))
+        layers.append(nn.ReLU(inplace=True))
+        in_channels = out_channels
+    layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+    return nn.Sequential(*layers)
+
+
+class VGG(nn.Module):
+    """``features`` (five stages; ``features[i]`` is stage i+1) then ``pool`` and ``classifier``."""
+
+    def __init__(self, num_classes: int, width: float = 1.0, batch_norm: bool = True,
+                 head: str = "fc", dropout: float = 0.5):
+        super().__init__()
+        stages, in_channels = [], 3
+        for widths in VGG16_STAGES:
+            widths = [scaled(c, width) for c in widths]
+            stages.append(conv_stage(in_channels, widths, batch_norm))
+            in_channels = widths[-1]
+        self.features = nn.Sequential(*stages)
+        self.out_channels = in_channels
+        if head == "fc":
+            hidden = scaled(4096, width)
+            # adaptive pooling to 7x7 lets any input size reach the FC layers (224 px gives 7x7)
+            self.pool = nn.AdaptiveAvgPool2d(7)
+            self.classifier = nn.Sequential(
+                nn.Flatten(),
+                nn.Linear(in_channels * 7 * 7, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
+                nn.Linear(hidden, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
+                nn.Linear(hidden, num_classes),
+            )
+        elif head == "gap":
+            self.pool = nn.AdaptiveAvgPool2d(1)
+            self.classifier = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(in_channels, num_classes))
+        else:
+            raise ValueError(f"head must be 'fc' or 'gap', not {head!r}")
+        self.head = head
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        # the initialisation torchvision uses for VGG
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] % 32 or x.shape[-2] % 32:
+            raise ValueError(f"VGG16 halves the input five times: height and width must be multiples of 32, "
+                             f"got {tuple(x.shape[-2:])}")
+        return self.classifier(self.pool(self.features(x)))
+
+
+def vgg16(num_classes: int, width: float = 1.0, batch_norm: bool = True, head: str = "fc",
+          dropout: float = 0.5) -> VGG:
+    """VGG16 with ``num_classes`` outputs (1 for a binary task scored by one logit)."""
+    return VGG(num_classes, width=width, batch_norm=batch_norm, head=head, dropout=dropout)

@@ -1,0 +1,310 @@
+"""Training and evaluation: ``fit`` / ``evaluate`` and a command line (notebook ``02_vgg16_baseline``).
+
+``fit`` is one loop for every model of the course:
+
+- the model may return logits, or a tuple whose first item is the logits (AttnVGG also
+  returns its attention maps);
+- one output means a binary task (``BCEWithLogitsLoss`` on the raw logit — no sigmoid
+  before the loss), more outputs a multi-class one (``CrossEntropyLoss``);
+- metrics are computed over the *whole* validation set after each epoch, on the CPU,
+  from probabilities gathered batch by batch (seed 000 scored only the last batch);
+- after every epoch ``last.pt`` is written atomically, and ``best.pt`` when the validation
+  AUC improves; ``metrics.csv`` holds one row per epoch;
+- ``resume=True`` continues from ``last.pt``. Every epoch re-seeds the random generators
+  from ``(seed, epoch)``, so a resumed run draws the same shuffles, augmentations and
+  dropout masks as an uninterrupted one and, on the CPU, reproduces its numbers exactly.
+
+Command line::
+
+    python -m course_lib.train --data-root DIR --model vgg16 --epochs N --image-size S --out DIR
+                               [--resume] [--profile P] [--val-fraction F] [--seed S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .checkpoint import load_checkpoint, save_atomic, write_text_atomic
+from .metrics import classification_metrics
+
+__all__ = ["fit", "evaluate", "logits_of", "main"]
+
+
+def logits_of(output) -> torch.Tensor:
+    """The logits of a model's output: the output itself, or the first item of a tuple."""
+    return output[0] if isinstance(output, (tuple, list)) else output
+
+
+def _default_loss(logits: torch.Tensor) -> nn.Module:
+    return nn.BCEWithLogitsLoss() if logits.shape[-1] == 1 else nn.CrossEntropyLoss()
+
+
+def _loss(loss_fn, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    if logits.shape[-1] == 1:  # binary: one logit per image, float targets
+        return loss_fn(logits.squeeze(-1).float(), targets.float())
+    return loss_fn(logits.float(), targets.long())
+
+
+def _probabilities(logits: torch.Tensor) -> torch.Tensor:
+    logits = logits.float()
+    return torch.sigmoid(logits.squeeze(-1)) if logits.shape[-1] == 1 else torch.softmax(logits, dim=-1)
+
+
+def _autocast(device: torch.device, amp: bool):
+    """Mixed precision: bf16 where supported (CPU, recent GPUs), else fp16."""
+    if not amp:
+        return contextlib.nullcontext(), None
+    if device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    else:
+        dtype = torch.bfloat16
+    return torch.autocast(device.type, dtype=dtype), dtype
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, device=None, loss_fn=None, amp: bool = False,
+             return_predictions: bool = False) -> dict:
+    """Loss and classification metrics of ``model`` over every batch of ``loader``.
+
+    Returns a dict with ``loss``, ``auc``, ``accuracy``, ``sensitivity``, ``specificity``,
+    ``balanced_accuracy`` and ``n``; with ``return_predictions`` also ``scores`` and ``targets``.
+    """
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model.eval()
+    context, _ = _autocast(device, amp)
+    total_loss, count, scores, targets = torch.zeros((), device=device), 0, [], []
+    for batch in loader:
+        x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+        with context:
+            logits = logits_of(model(x))
+        loss_fn = loss_fn or _default_loss(logits)
+        total_loss += _loss(loss_fn, logits, y) * len(y)
+        count += len(y)
+        scores.append(_probabilities(logits).cpu())
+        targets.append(y.cpu())
+    if count == 0:
+        raise ValueError("the evaluation loader yielded no batches")
+    scores_np, targets_np = torch.cat(scores).numpy(), torch.cat(targets).numpy()
+    result = {"loss": float(total_loss) / count, **classification_metrics(targets_np, scores_np), "n": count}
+    if return_predictions:
+        result.update(scores=scores_np, targets=targets_np)
+    return result
+
+
+def _reseed(seed: int, epoch: int) -> None:
+    s = seed * 10_007 + epoch
+    random.seed(s)
+    np.random.seed(s % 2**32)
+    torch.manual_seed(s)
+
+
+def fit(
+    model: nn.Module,
+    train_loader,
+    val_loader,
+    *,
+    epochs: int,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-4,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler=None,
+    loss_fn: nn.Module | None = None,
+    device=None,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    amp: bool = False,
+    seed: int = 0,
+    progress: bool = True,
+    verbose: bool = True,
+) -> pd.DataFrame:
+    """Train ``model`` for ``epochs`` epochs; return the history (one row per epoch).
+
+    Without ``optimizer``: AdamW(``lr``, ``weight_decay``) with a cosine learning-rate
+    schedule over ``epochs``. With ``out_dir``: checkpoints and ``metrics.csv`` go there, and
+    ``resume=True`` continues from ``out_dir/last.pt``. ``amp`` turns on mixed precision
+    (bf16, or fp16 with a gradient scaler on GPUs without bf16).
+    """
+    from .config import get_device
+
+    device = torch.device(device) if device is not None else get_device()
+    model.to(device)
+    if optimizer is None:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+        if scheduler is None:
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs))
+    context, amp_dtype = _autocast(device, amp)
+    scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
+    out = Path(out_dir) if out_dir is not None else None
+    history: list[dict] = []
+    best_auc, start_epoch = -math.inf, 1
+
+    if resume:
+        if out is None:
+            raise ValueError("resume=True needs out_dir, where the checkpoints are")
+        last = out / "last.pt"
+        if last.is_file():
+            state = load_checkpoint(last, map_location=device)
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            if scheduler is not None and state.get("scheduler") is not None:
+                scheduler.load_state_dict(state["scheduler"])
+            if scaler is not None and state.get("scaler") is not None:
+                scaler.load_state_dict(state["scaler"])
+            history, best_auc = list(state["history"]), state["best_auc"]
+            start_epoch = state["epoch"] + 1
+            if verbose:
+                print(f"resuming from {last}: epoch {state['epoch']} done, continuing at epoch {start_epoch}")
+        elif verbose:
+            print(f"no checkpoint in {out}: starting from scratch")
+
+    for epoch in range(start_epoch, epochs + 1):
+        _reseed(seed, epoch)
+        model.train()
+        started = time.perf_counter()
+        running, seen = torch.zeros((), device=device), 0
+        bad_step = torch.full((), -1, device=device, dtype=torch.long)
+        bar = tqdm(train_loader, desc=f"epoch {epoch}/{epochs}", leave=False, disable=not progress)
+        for step, batch in enumerate(bar):
+            x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+            with context:
+                logits = logits_of(model(x))
+            loss_fn = loss_fn or _default_loss(logits)
+            loss = _loss(loss_fn, logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
+            # bookkeeping stays on the device: no host-device synchronisation per step
+            detached = loss.detach()
+            bad_step = torch.where((bad_step < 0) & ~torch.isfinite(detached), step, bad_step)
+            running += detached * len(y)
+            seen += len(y)
+            if progress and step % 10 == 0:  # logging is the one place that synchronises
+                bar.set_postfix(loss=f"{float(running) / seen:.4f}")
+        if int(bad_step) >= 0:
+            raise FloatingPointError(f"the training loss became non-finite at epoch {epoch}, step {int(bad_step)} "
+                                     "(try a lower learning rate, or turn mixed precision off)")
+        if scheduler is not None:
+            scheduler.step()
+        val = evaluate(model, val_loader, device=device, loss_fn=loss_fn, amp=amp)
+        row = {"epoch": epoch, "train_loss": float(running) / max(seen, 1), "val_loss": val["loss"]}
+        row.update({f"val_{k}": v for k, v in val.items() if k not in ("loss", "n")})
+        row.update(lr=optimizer.param_groups[0]["lr"], seconds=time.perf_counter() - started)
+        history.append(row)
+        improved = not math.isnan(row["val_auc"]) and row["val_auc"] > best_auc
+        if improved:
+            best_auc = row["val_auc"]
+        if verbose:
+            print(f"epoch {epoch:3d}/{epochs}  train_loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}  "
+                  f"val_auc {row['val_auc']:.4f}  val_bal_acc {row['val_balanced_accuracy']:.3f}  "
+                  f"({row['seconds']:.1f} s){'  *best' if improved else ''}")
+        if out is not None:
+            state = {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                "scaler": scaler.state_dict() if scaler is not None else None,
+                "epoch": epoch, "history": history, "best_auc": best_auc,
+            }
+            if improved:
+                save_atomic({"model": state["model"], "epoch": epoch, "val_auc": best_auc}, out / "best.pt")
+            save_atomic(state, out / "last.pt")
+            write_text_atomic(pd.DataFrame(history).to_csv(index=False), out / "metrics.csv")
+    return pd.DataFrame(history)
+
+
+# ---------------------------------------------------------------------------- command line
+
+def _parser() -> argparse.ArgumentParser:
+    from .models import MODEL_NAMES
+
+    p = argparse.ArgumentParser(prog="python -m course_lib.train", description=(
+        "Train a course model on a melanoma data set (Kaggle or simple layout), split by patient. "
+        "Values not given come from the run profile."))
+    p.add_argument("--data-root", required=True, type=Path, help="folder with marking.csv")
+    p.add_argument("--model", required=True, choices=MODEL_NAMES)
+    p.add_argument("--out", required=True, type=Path, help="folder for checkpoints and metrics.csv")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--image-size", type=int)
+    p.add_argument("--width", type=float, help="VGG channel multiplier")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--num-workers", type=int)
+    p.add_argument("--profile", choices=("smoke", "cpu", "gpu"), help="default: COURSE_PROFILE")
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--amp", action="store_true", help="mixed precision")
+    p.add_argument("--make-synthetic", action="store_true",
+                   help="generate the profile's synthetic lesions into --data-root when it holds no data set")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from torch.utils.data import DataLoader
+
+    from .config import ProfileError, get_profile, seed_everything
+    from .data import DataError, MelanomaDataset, eval_transforms, load_melanoma, make_synthetic_lesions, \
+        split_by_patient, train_transforms
+    from .models import build_model
+
+    args = _parser().parse_args(argv)
+    try:
+        profile = get_profile(args.profile)
+    except ProfileError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    epochs = args.epochs or profile.epochs
+    size = args.image_size or profile.image_size
+    width = args.width or profile.width
+    batch_size = args.batch_size or profile.batch_size
+    workers = profile.num_workers if args.num_workers is None else args.num_workers
+    if size % 32:
+        print(f"error: --image-size must be a multiple of 32, got {size}", file=sys.stderr)
+        return 2
+    try:
+        if args.make_synthetic and not (args.data_root / "marking.csv").exists():
+            print(f"generating {profile.n_images} synthetic lesions in {args.data_root}")
+            make_synthetic_lesions(args.data_root, profile.n_images, size, seed=args.seed)
+        frame = load_melanoma(args.data_root)
+        train_frame, val_frame = split_by_patient(frame, args.val_fraction, args.seed)
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    seed_everything(args.seed)
+    loader_args = dict(batch_size=batch_size, num_workers=workers, persistent_workers=workers > 0,
+                       pin_memory=torch.cuda.is_available())
+    train_loader = DataLoader(MelanomaDataset(train_frame, train_transforms(size), draft_size=size),
+                              shuffle=True, drop_last=len(train_frame) > batch_size, **loader_args)
+    val_loader = DataLoader(MelanomaDataset(val_frame, eval_transforms(size), draft_size=size), **loader_args)
+    model = build_model(args.model, num_classes=1, width=width)
+    print(f"{args.model}: {sum(p.numel() for p in model.parameters()):,} parameters; "
+          f"{len(train_frame)} train / {len(val_frame)} val images "
+          f"({train_frame.patient_id.nunique()} / {val_frame.patient_id.nunique()} patients); "
+          f"profile {profile.name}, {size} px, {epochs} epochs")
+    history = fit(model, train_loader, val_loader, epochs=epochs, lr=args.lr, out_dir=args.out,
+                  resume=args.resume, amp=args.amp, seed=args.seed, progress=not args.no_progress)
+    if len(history):
+        best = history.loc[history["val_auc"].idxmax()]
+        print(f"best val_auc {best['val_auc']:.4f} at epoch {int(best['epoch'])}; metrics in {args.out / 'metrics.csv'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
