@@ -175,8 +175,9 @@ def fit(
         started = time.perf_counter()
         running, seen = torch.zeros((), device=device), 0
         bad_step = torch.full((), -1, device=device, dtype=torch.long)
-        bar = tqdm(train_loader, desc=f"epoch {epoch}/{epochs}", leave=False, disable=not progress)
-        for step, batch in enumerate(bar):
+        # a bar fed by hand: tqdm.auto would call iter() on the loader a second time per epoch
+        bar = tqdm(total=len(train_loader), desc=f"epoch {epoch}/{epochs}", leave=False, disable=not progress)
+        for step, batch in enumerate(train_loader):
             x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
             with context:
                 logits = logits_of(model(x))
@@ -195,8 +196,10 @@ def fit(
             bad_step = torch.where((bad_step < 0) & ~torch.isfinite(detached), step, bad_step)
             running += detached * len(y)
             seen += len(y)
+            bar.update(1)
             if progress and step % 10 == 0:  # logging is the one place that synchronises
                 bar.set_postfix(loss=f"{float(running) / seen:.4f}")
+        bar.close()
         if int(bad_step) >= 0:
             raise FloatingPointError(f"the training loss became non-finite at epoch {epoch}, step {int(bad_step)} "
                                      "(try a lower learning rate, or turn mixed precision off)")

@@ -10,13 +10,15 @@ Three promises:
    leaves no ``dest`` at all.
 3. **Idempotent.** A second call on a complete data set returns at once.
 
-The ``kaggle`` package authenticates when it is *imported* and calls ``exit(1)`` when it
+The ``kaggle`` package authenticates when it is *imported* and may call ``exit(1)`` when it
 finds no credentials (COURSE.md §7), which would kill a script or abort a notebook cell; it
 is therefore imported lazily and that ``SystemExit`` is turned into a readable error.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
 import tempfile
@@ -32,12 +34,13 @@ KAGGLE_DATASET = "shonenkov/melanoma-merged-external-data-512x512-jpeg"
 COMPLETE_MARKER = ".download-complete"
 
 _HOW_TO = (
-    "Kaggle credentials are missing. Either\n"
-    "  1. on kaggle.com open Settings -> API -> 'Create New Token', save the downloaded kaggle.json "
-    "as ~/.kaggle/kaggle.json (or in $KAGGLE_CONFIG_DIR) and run `chmod 600` on it; or\n"
-    "  2. set the environment variables KAGGLE_USERNAME and KAGGLE_KEY "
-    "(on Colab: store them as Secrets and copy them into os.environ).\n"
-    "Never paste the key into a notebook you share."
+    "Kaggle credentials are missing. Create an API token on kaggle.com (Settings -> API) and give it "
+    "to the kaggle package in one of these ways:\n"
+    "  1. set the environment variable KAGGLE_API_TOKEN to the token, or save it as ~/.kaggle/access_token;\n"
+    "  2. with a legacy token file kaggle.json: save it as ~/.kaggle/kaggle.json (or in $KAGGLE_CONFIG_DIR) "
+    "and run `chmod 600` on it, or set KAGGLE_USERNAME and KAGGLE_KEY;\n"
+    "  3. on Colab: store the values as Secrets and copy them into os.environ before downloading.\n"
+    "Never paste a key into a notebook you share."
 )
 
 
@@ -46,12 +49,21 @@ class KaggleCredentialsError(DataError):
 
 
 def _kaggle_api():
-    """The authenticated ``kaggle.api``, imported lazily; credentials problems made readable."""
+    """The authenticated ``kaggle.api``, imported lazily; credentials problems made readable.
+
+    Versions of ``kaggle`` differ: some call ``exit(1)`` while being imported, others print
+    their help, swallow that exit and leave the API unauthenticated. Authenticating again
+    ourselves, with its printout captured, turns every variant into one clear error.
+    """
+    chatter = io.StringIO()  # kaggle's own help text (it holds no secret); ours replaces it
     try:
-        import kaggle  # noqa: F401  (authenticates on import)
-    except SystemExit:  # kaggle calls exit(1) without credentials
+        with contextlib.redirect_stdout(chatter):
+            import kaggle
+
+            kaggle.api.authenticate()
+    except SystemExit:
         raise KaggleCredentialsError(_HOW_TO) from None
-    except OSError as err:  # older kaggle versions raise OSError instead
+    except OSError as err:  # old versions raise OSError for a missing kaggle.json
         if "kaggle.json" in str(err) or "credentials" in str(err).lower():
             raise KaggleCredentialsError(_HOW_TO) from None
         raise

@@ -1,0 +1,198 @@
+"""course_lib.data: generator, loader validation, patient splits, Dataset, samplers."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from course_lib.data import (
+    DataError, MelanomaDataset, balanced_sampler, eval_transforms, load_melanoma,
+    make_synthetic_lesions, split_by_patient, train_transforms, undersample,
+)
+
+
+# ------------------------------------------------------------------ synthetic generator
+
+def test_generator_writes_the_simple_layout(lesion_root):
+    frame = load_melanoma(lesion_root)
+    assert len(frame) == 96
+    for column in ("image_id", "patient_id", "sex", "age_approx", "anatom_site_general_challenge",
+                   "source", "target", "path", "mask_path"):
+        assert column in frame.columns
+    assert (frame["source"] == "SYNTH").all()
+    assert frame["patient_id"].value_counts().max() > 1, "patients have several images"
+    assert 0.1 < frame["target"].mean() < 0.6
+    image = Image.open(frame["path"][0])
+    mask = np.asarray(Image.open(frame["mask_path"][0]))
+    assert image.size == (64, 64) and image.mode == "RGB"
+    assert set(np.unique(mask)) <= {0, 255} and (mask == 255).any()
+
+
+def test_generator_is_deterministic(tmp_path):
+    a = make_synthetic_lesions(tmp_path / "a", 12, 64, seed=5)
+    b = make_synthetic_lesions(tmp_path / "b", 12, 64, seed=5)
+    c = make_synthetic_lesions(tmp_path / "c", 12, 64, seed=6)
+    pd.testing.assert_frame_equal(a, b)
+    for image_id in a["image_id"]:
+        assert (tmp_path / "a/images" / f"{image_id}.jpg").read_bytes() == \
+               (tmp_path / "b/images" / f"{image_id}.jpg").read_bytes()
+    assert not a["image_id"].equals(c["image_id"]) or not a["target"].equals(c["target"])
+
+
+def test_malignant_lesions_follow_the_abcd_rule(tmp_path):
+    frame = make_synthetic_lesions(tmp_path, 300, 64, seed=1)
+    means = frame.groupby("target")[["diameter", "asymmetry", "border", "colours"]].mean()
+    assert (means.loc[1] > means.loc[0]).all(), means
+    # overlapping classes: some benign lesions are larger than some malignant ones
+    assert frame.loc[frame.target == 0, "diameter"].max() > frame.loc[frame.target == 1, "diameter"].min()
+
+
+def test_spurious_cue_goes_with_the_label(tmp_path):
+    frame = make_synthetic_lesions(tmp_path, 200, 64, seed=2, spurious_cue="ruler", cue_rates=(0.1, 0.9))
+    rate = frame.groupby("target")["cue"].mean()
+    assert rate[1] > 0.7 and rate[0] < 0.3
+    cued = frame[frame.cue == 1].image_id.iloc[0]
+    assert (np.asarray(Image.open(tmp_path / "cues" / f"{cued}.png")) > 0).any()
+    with pytest.raises(ValueError, match="spurious_cue"):
+        make_synthetic_lesions(tmp_path / "x", 10, 64, spurious_cue="sticker", cue_rates=(1.0, 1.0))
+
+
+# ------------------------------------------------------------------ loader validation
+
+def _copy_simple(src, dst, frame_edit=None):
+    import shutil
+    shutil.copytree(src, dst)
+    if frame_edit is not None:
+        frame = pd.read_csv(dst / "marking.csv")
+        frame_edit(frame).to_csv(dst / "marking.csv", index=False)
+    return dst
+
+
+def test_missing_csv_is_named(tmp_path):
+    with pytest.raises(DataError, match="no marking.csv"):
+        load_melanoma(tmp_path)
+
+
+def test_missing_columns_are_named(lesion_root, tmp_path):
+    root = _copy_simple(lesion_root, tmp_path / "d", lambda f: f.drop(columns=["patient_id", "target"]))
+    with pytest.raises(DataError, match="lacks the column\\(s\\) patient_id, target"):
+        load_melanoma(root)
+
+
+def test_bad_targets_are_named(lesion_root, tmp_path):
+    def edit(f):
+        f.loc[0, "target"] = 2
+        return f
+    with pytest.raises(DataError, match="target must be 0 or 1.*: 2"):
+        load_melanoma(_copy_simple(lesion_root, tmp_path / "d", edit))
+
+
+def test_duplicate_ids_are_named(lesion_root, tmp_path):
+    def edit(f):
+        f.loc[1, "image_id"] = f.loc[0, "image_id"]
+        return f
+    with pytest.raises(DataError, match="duplicate image_id"):
+        load_melanoma(_copy_simple(lesion_root, tmp_path / "d", edit))
+
+
+def test_missing_images_are_counted_and_named(lesion_root, tmp_path):
+    root = _copy_simple(lesion_root, tmp_path / "d")
+    frame = pd.read_csv(root / "marking.csv")
+    for image_id in frame.image_id[:7]:
+        (root / "images" / f"{image_id}.jpg").unlink()
+    with pytest.raises(DataError) as info:
+        load_melanoma(root)
+    message = str(info.value)
+    assert "7 of 96 image file(s)" in message
+    assert f"{frame.image_id[0]}.jpg" in message and "2 more" in message
+
+
+def test_kaggle_layout_is_detected(lesion_root, tmp_path):
+    import shutil
+    root = tmp_path / "kaggle"
+    images = root / "512x512-dataset-melanoma" / "512x512-dataset-melanoma"
+    shutil.copytree(lesion_root / "images", images)
+    frame = pd.read_csv(lesion_root / "marking.csv")
+    frame.loc[0, "patient_id"] = np.nan  # external ISIC images may have no patient
+    frame.to_csv(root / "marking.csv", index=False)
+    loaded = load_melanoma(root)
+    assert "mask_path" not in loaded.columns
+    assert loaded["path"][0].startswith(str(images))
+    assert loaded["patient_id"][0] == f"NOPATIENT_{loaded['image_id'][0]}"
+
+
+# ------------------------------------------------------------------ splits and sampling
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_split_by_patient_never_leaks(lesion_root, seed):
+    frame = load_melanoma(lesion_root)
+    train, val = split_by_patient(frame, val_fraction=0.25, seed=seed)
+    assert set(train.patient_id).isdisjoint(val.patient_id)
+    assert len(train) + len(val) == len(frame)
+    assert set(train.image_id) | set(val.image_id) == set(frame.image_id)
+    assert 0.1 < len(val) / len(frame) < 0.4
+    assert abs(val.target.mean() - frame.target.mean()) < 0.15  # stratified
+
+
+def test_undersample_keeps_every_positive(lesion_root):
+    frame = load_melanoma(lesion_root)
+    small = undersample(frame, n_negatives=10, seed=0)
+    assert (small.target == 1).sum() == (frame.target == 1).sum()
+    assert (small.target == 0).sum() == 10
+
+
+def test_balanced_sampler_draws_classes_equally(lesion_root):
+    frame = load_melanoma(lesion_root)
+    sampler = balanced_sampler(frame, num_samples=4000, seed=0)
+    drawn = frame.target.to_numpy()[list(sampler)]
+    assert abs(drawn.mean() - 0.5) < 0.05
+
+
+# ------------------------------------------------------------------ Dataset
+
+def test_dataset_items_and_joint_augmentation(lesion_root):
+    frame = load_melanoma(lesion_root)
+    ds = MelanomaDataset(frame, train_transforms(64), with_mask=True)
+    torch.manual_seed(0)
+    image, target, mask = ds[0]
+    assert image.shape == (3, 64, 64) and image.dtype == torch.float32 and image.device.type == "cpu"
+    assert mask.shape == (1, 64, 64) and set(mask.unique().tolist()) <= {0.0, 1.0}
+    assert target.dtype == torch.float32
+    # the mask moves with the image: a horizontal flip only, on both, then compare
+    from torchvision.transforms import v2
+    flip = v2.Compose([v2.RandomHorizontalFlip(p=1.0), v2.ToDtype(torch.float32, scale=True)])
+    plain = MelanomaDataset(frame, v2.ToDtype(torch.float32, scale=True), with_mask=True)[0]
+    flipped = MelanomaDataset(frame, flip, with_mask=True)[0]
+    assert torch.equal(flipped[2], plain[2].flip(-1))
+    assert torch.allclose(flipped[0], plain[0].flip(-1))
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "CMYK", "P"])
+def test_dataset_converts_any_mode_to_rgb(tmp_path, mode):
+    path = tmp_path / f"x.{'jpg' if mode in ('L', 'CMYK') else 'png'}"
+    Image.new("RGB", (64, 64), (200, 100, 50)).convert(mode).save(path)
+    ds = MelanomaDataset(pd.DataFrame({"path": [str(path)], "target": [1]}), eval_transforms(64))
+    image, _ = ds[0]
+    assert image.shape == (3, 64, 64)
+
+
+def test_corrupt_and_truncated_images_are_named(lesion_root, tmp_path):
+    good = load_melanoma(lesion_root)["path"][0]
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(open(good, "rb").read()[:300])
+    garbage = tmp_path / "garbage.jpg"
+    garbage.write_bytes(b"not an image at all")
+    for path in (truncated, garbage):
+        ds = MelanomaDataset(pd.DataFrame({"path": [str(path)], "target": [0]}), eval_transforms(64))
+        with pytest.raises(DataError, match=str(path)):
+            ds[0]
+    ds = MelanomaDataset(pd.DataFrame({"path": [str(tmp_path / "gone.jpg")], "target": [0]}))
+    with pytest.raises(DataError, match="gone.jpg"):
+        ds[0]
+
+
+def test_dataset_with_mask_requires_masks(lesion_root):
+    frame = load_melanoma(lesion_root).drop(columns=["mask_path"])
+    with pytest.raises(DataError, match="mask_path"):
+        MelanomaDataset(frame, with_mask=True)

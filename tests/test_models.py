@@ -1,0 +1,58 @@
+"""course_lib.models.vgg16 and course_lib.bench: shapes, parameter counts, FLOPs."""
+
+import pytest
+import torch
+import torchvision
+
+from course_lib.bench import count_flops, count_parameters
+from course_lib.models import build_model, vgg16
+
+
+def test_full_width_matches_torchvision_exactly():
+    for batch_norm, expected, reference in ((False, 138_357_544, torchvision.models.vgg16),
+                                            (True, 138_365_992, torchvision.models.vgg16_bn)):
+        ours = vgg16(1000, batch_norm=batch_norm, head="fc")
+        theirs = reference(weights=None)
+        assert count_parameters(ours) == expected == count_parameters(theirs)
+        # same tensors in the same order: torchvision's ImageNet weights can be copied in order
+        assert [t.shape for t in ours.state_dict().values()] == [t.shape for t in theirs.state_dict().values()]
+
+
+def test_gap_head_is_one_linear_layer():
+    model = vgg16(1, head="gap")
+    assert count_parameters(model.classifier) == 512 + 1
+    assert count_parameters(model) == count_parameters(model.features) + 513
+
+
+@pytest.mark.parametrize("size", [(32, 32), (64, 96), (96, 64), (160, 224)])
+@pytest.mark.parametrize("head", ["fc", "gap"])
+def test_any_size_divisible_by_32(size, head):
+    model = vgg16(3, width=1 / 16, head=head).eval()
+    assert model(torch.randn(1, 3, *size)).shape == (1, 3)
+
+
+def test_size_not_divisible_by_32_is_refused():
+    with pytest.raises(ValueError, match="multiples of 32"):
+        vgg16(1, width=1 / 16)(torch.randn(1, 3, 50, 64))
+
+
+def test_width_scales_every_stage():
+    model = vgg16(1, width=0.25, head="gap")
+    convs = [m for m in model.features.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [16, 16, 32, 32, 64, 64, 64, 128, 128, 128, 128, 128, 128]
+    stage_out = torch.randn(1, 3, 64, 64)
+    for stage, side in zip(model.features, (32, 16, 8, 4, 2)):
+        stage_out = stage(stage_out)
+        assert stage_out.shape[-1] == side
+
+
+def test_flops_of_vgg16_at_224():
+    flops = count_flops(vgg16(1000, batch_norm=False), (1, 3, 224, 224))
+    assert abs(flops / 2 - 15.47e9) / 15.47e9 < 0.005  # 15.47 GMACs (COURSE.md §8)
+
+
+def test_build_model_names():
+    assert build_model("vgg16", width=1 / 8).head == "gap"
+    assert build_model("vgg16-fc", width=1 / 8).head == "fc"
+    with pytest.raises(ValueError, match="unknown model"):
+        build_model("resnet")

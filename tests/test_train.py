@@ -1,0 +1,153 @@
+"""course_lib.train: fit / evaluate, checkpoints, resume, the command line."""
+
+import math
+import os
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from course_lib.checkpoint import load_checkpoint, save_atomic
+from course_lib.data import MelanomaDataset, eval_transforms, load_melanoma, split_by_patient, train_transforms
+from course_lib.metrics import classification_metrics
+from course_lib.models import vgg16
+from course_lib.train import evaluate, fit, main
+
+
+@pytest.fixture(scope="module")
+def loaders(lesion_root):
+    train, val = split_by_patient(load_melanoma(lesion_root), 0.25, seed=0)
+    make = lambda frame, tf, shuffle: DataLoader(MelanomaDataset(frame, tf), batch_size=16, shuffle=shuffle)  # noqa: E731
+    return make(train, train_transforms(64), True), make(val, eval_transforms(64), False)
+
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    return vgg16(1, width=1 / 16, head="gap")
+
+
+def test_fit_records_history_and_checkpoints(loaders, tmp_path):
+    history = fit(_model(), *loaders, epochs=2, device="cpu", out_dir=tmp_path, progress=False, verbose=False)
+    assert list(history["epoch"]) == [1, 2]
+    for column in ("train_loss", "val_loss", "val_auc", "val_accuracy", "val_sensitivity",
+                   "val_specificity", "val_balanced_accuracy", "lr", "seconds"):
+        assert column in history.columns
+    assert history["train_loss"].notna().all() and history["val_auc"].between(0, 1).all()
+    on_disk = pd.read_csv(tmp_path / "metrics.csv")
+    pd.testing.assert_frame_equal(on_disk, history, check_dtype=False)
+    last = load_checkpoint(tmp_path / "last.pt")  # weights_only=True
+    assert last["epoch"] == 2 and len(last["history"]) == 2
+    best = load_checkpoint(tmp_path / "best.pt")
+    assert best["val_auc"] == pytest.approx(history["val_auc"].max())
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_fit_is_deterministic_on_cpu(loaders):
+    a = fit(_model(), *loaders, epochs=2, device="cpu", seed=3, progress=False, verbose=False)
+    b = fit(_model(), *loaders, epochs=2, device="cpu", seed=3, progress=False, verbose=False)
+    pd.testing.assert_frame_equal(a.drop(columns="seconds"), b.drop(columns="seconds"))
+
+
+class _StopAtEpoch:
+    """Wraps a loader; the ``stop``-th pass over it is interrupted at its first batch."""
+
+    def __init__(self, loader, stop):
+        self.loader, self.stop, self.passes = loader, stop, 0
+
+    def __iter__(self):
+        self.passes += 1
+        if self.passes == self.stop:
+            raise KeyboardInterrupt("simulated interruption")
+        return iter(self.loader)
+
+    def __len__(self):
+        return len(self.loader)
+
+
+def test_resume_continues_where_it_stopped(loaders, tmp_path):
+    train, val = loaders
+    reference = fit(_model(), train, val, epochs=3, device="cpu", seed=1, progress=False, verbose=False)
+    with pytest.raises(KeyboardInterrupt):
+        fit(_model(), _StopAtEpoch(train, stop=3), val, epochs=3, device="cpu", seed=1,
+            out_dir=tmp_path, progress=False, verbose=False)
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 2
+    counted = _StopAtEpoch(train, stop=0)
+    resumed = fit(_model(seed=99), counted, val, epochs=3, device="cpu", seed=1, out_dir=tmp_path,
+                  resume=True, progress=False, verbose=False)
+    assert counted.passes == 1, "only the missing epoch was trained"
+    pd.testing.assert_frame_equal(resumed.drop(columns="seconds"), reference.drop(columns="seconds"))
+
+
+def test_tuple_outputs_and_multiclass():
+    torch.manual_seed(0)
+    x, y = torch.randn(60, 4), torch.arange(60) % 3
+
+    class TupleModel(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(4, 3)
+
+        def forward(self, inputs):
+            return self.linear(inputs), torch.zeros(len(inputs), 1, 2, 2)  # logits + a "map"
+
+    loader = DataLoader(TensorDataset(x, y), batch_size=20)
+    history = fit(TupleModel(), loader, loader, epochs=2, device="cpu", progress=False, verbose=False)
+    assert len(history) == 2 and 0 <= history["val_auc"].iloc[-1] <= 1
+    result = evaluate(TupleModel(), loader, device="cpu", return_predictions=True)
+    assert result["scores"].shape == (60, 3) and result["n"] == 60
+
+
+def test_non_finite_loss_names_epoch_and_step():
+    class Exploding(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(1))
+
+        def forward(self, inputs):
+            return (inputs[:, :1] * self.w) / 0.0 * 0.0  # NaN logits
+
+    loader = DataLoader(TensorDataset(torch.randn(8, 2), torch.ones(8)), batch_size=4)
+    with pytest.raises(FloatingPointError, match="epoch 1, step 0"):
+        fit(Exploding(), loader, loader, epochs=1, device="cpu", progress=False, verbose=False)
+
+
+def test_metrics_on_known_predictions():
+    m = classification_metrics([0, 0, 1, 1], [0.1, 0.6, 0.4, 0.9])
+    assert m["auc"] == 0.75 and m["accuracy"] == 0.5
+    assert m["sensitivity"] == 0.5 and m["specificity"] == 0.5 and m["balanced_accuracy"] == 0.5
+    assert math.isnan(classification_metrics([1, 1], [0.2, 0.9])["auc"])
+
+
+def test_a_failed_save_keeps_the_old_checkpoint(tmp_path):
+    path = save_atomic({"epoch": 1}, tmp_path / "last.pt")
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("disk full, say")
+
+    with pytest.raises(RuntimeError):
+        save_atomic({"epoch": 2, "bad": Unpicklable()}, path)
+    assert load_checkpoint(path) == {"epoch": 1}
+    assert os.listdir(tmp_path) == ["last.pt"]
+
+
+def test_command_line_trains_and_resumes(tmp_path, capsys):
+    data, out = tmp_path / "data", tmp_path / "run"
+    args = ["--data-root", str(data), "--model", "vgg16", "--image-size", "64", "--width", "0.0625",
+            "--out", str(out), "--profile", "smoke", "--make-synthetic", "--no-progress"]
+    assert main(args + ["--epochs", "1"]) == 0
+    assert (data / "marking.csv").is_file()
+    assert main(args + ["--epochs", "2", "--resume"]) == 0
+    printed = capsys.readouterr().out
+    assert "resuming from" in printed and "continuing at epoch 2" in printed
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert list(metrics["epoch"]) == [1, 2] and {"train_loss", "val_loss", "val_auc"} <= set(metrics.columns)
+
+
+def test_command_line_reports_bad_data_readably(tmp_path, capsys):
+    code = main(["--data-root", str(tmp_path / "nothing"), "--model", "vgg16", "--out", str(tmp_path / "o"),
+                 "--profile", "smoke"])
+    assert code == 2
+    assert "no marking.csv" in capsys.readouterr().err
