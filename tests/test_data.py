@@ -196,3 +196,17 @@ def test_dataset_with_mask_requires_masks(lesion_root):
     frame = load_melanoma(lesion_root).drop(columns=["mask_path"])
     with pytest.raises(DataError, match="mask_path"):
         MelanomaDataset(frame, with_mask=True)
+
+
+def test_ensure_synthetic_lesions_generates_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path))
+    from course_lib.data import ensure_synthetic_lesions
+
+    root = ensure_synthetic_lesions(20, 64, seed=1)
+    assert root.parent == tmp_path and len(load_melanoma(root)) == 20
+    stamp = (root / "marking.csv").stat().st_mtime_ns
+    assert ensure_synthetic_lesions(20, 64, seed=1) == root
+    assert (root / "marking.csv").stat().st_mtime_ns == stamp, "reused, not regenerated"
+    other = ensure_synthetic_lesions(20, 64, seed=1, spurious_cue="ink")
+    assert other != root and (other / "cues").is_dir()
+    assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]

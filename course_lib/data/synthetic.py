@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter
 
-__all__ = ["make_synthetic_lesions", "SEPARATION"]
+__all__ = ["make_synthetic_lesions", "ensure_synthetic_lesions", "default_data_dir", "SEPARATION"]
 
 #: Distance between the class means of the latent severity, in standard deviations.
 #: Together with the per-trait noise it sets how hard the task is (see notebook 01).
@@ -236,3 +236,47 @@ def make_synthetic_lesions(
     frame = pd.DataFrame(rows)
     frame.to_csv(root / "marking.csv", index=False)
     return frame
+
+
+#: Bumped whenever the generator's output changes, so cached sets are made anew.
+GENERATOR_VERSION = 1
+
+
+def default_data_dir() -> Path:
+    """Where the course keeps data: ``$COURSE_DATA_DIR``, else ``~/.cache/attention-course``."""
+    import os
+
+    return Path(os.environ.get("COURSE_DATA_DIR", Path.home() / ".cache" / "attention-course"))
+
+
+def ensure_synthetic_lesions(n_images: int, image_size: int, seed: int = 0, root: str | Path | None = None,
+                             **options) -> Path:
+    """Generate a synthetic set once and reuse it: notebooks of one profile share their data.
+
+    The set lives in ``root`` (default: a folder named after its parameters under
+    :func:`default_data_dir`). It is generated in a temporary folder and renamed into place,
+    so an interrupted generation never leaves a set that looks complete.
+    """
+    import json
+    import os
+    import shutil
+    import tempfile
+
+    params = dict(version=GENERATOR_VERSION, n_images=n_images, image_size=image_size, seed=seed, **options)
+    if root is None:
+        extras = "".join(f"-{k}{v}" for k, v in sorted(options.items()))
+        root = default_data_dir() / f"synthetic-n{n_images}-s{image_size}-seed{seed}{extras}"
+    root = Path(root)
+    stamp = root / "parameters.json"
+    if stamp.is_file() and json.loads(stamp.read_text()) == json.loads(json.dumps(params)):
+        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.partial-", dir=root.parent))
+    try:
+        make_synthetic_lesions(staging, n_images, image_size, seed, **options)
+        (staging / "parameters.json").write_text(json.dumps(params))
+        shutil.rmtree(root, ignore_errors=True)  # an outdated set of the same name
+        os.replace(staging, root)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return root
