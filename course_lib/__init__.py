@@ -3,6 +3,12 @@
 Each sub-module is introduced by one notebook of the course and reused by the later ones:
 
 - :mod:`course_lib.config` (00_setup): run profiles, device choice, seeding.
+- :mod:`course_lib.data` (01_lesion_data): synthetic lesions, the Kaggle data, patient splits,
+  the Dataset, augmentation, the download.
+- :mod:`course_lib.models` (02_vgg16_baseline): configurable VGG16.
+- :mod:`course_lib.bench` (02): parameters and FLOPs.
+- :mod:`course_lib.metrics`, :mod:`course_lib.checkpoint`, :mod:`course_lib.train` (02):
+  classification metrics, atomic checkpoints, ``fit`` / ``evaluate`` and the command line.
 
 Importing the package is cheap: heavy libraries (torch, torchvision) are imported by the
 sub-modules that need them, so ``python -m course_lib.config`` works before torch is installed.

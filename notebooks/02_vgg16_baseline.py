@@ -1,0 +1,319 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 02 · A VGG16 baseline
+#
+# **What you will learn**
+#
+# - how VGG16 is built: thirteen 3×3 convolutions in five stages, then three fully
+#   connected (FC) layers {cite:p}`simonyan2015vgg`;
+# - how the tensor shapes change through it, and why inputs must be multiples of 32;
+# - where its 138 million parameters are (the FC head) and where its computation is (the
+#   convolutions), counted with `torch.utils.flop_counter`;
+# - why a global-average-pooling (GAP) head replaces the FC layers in the rest of the course;
+# - how to train a baseline with `course_lib.train.fit`, the loop every later chapter reuses.
+#
+# **Expected run time:** `smoke` about 15 s · `cpu` about 3 minutes · `gpu` about 10 minutes.
+#
+# **Launch:** [open in Colab](https://colab.research.google.com/github/attention-course/attention-image-classification/blob/main/notebooks/02_vgg16_baseline.ipynb)
+
+# %% tags=["course-setup", "hide-input"]
+# Course setup: make `course_lib` importable (a no-op when it already is).
+import importlib.util, os, pathlib, subprocess, sys
+
+REPO = os.environ.get("COURSE_REPO_URL", "https://github.com/attention-course/attention-image-classification")
+
+
+def _pip_install(target):
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", target], check=True)
+
+
+if importlib.util.find_spec("course_lib") is None:
+    if "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ:  # Colab
+        _pip_install(f"git+{REPO}")
+    elif any(key.startswith("PAPERSPACE") for key in os.environ):  # Gradient
+        cwd = pathlib.Path.cwd()
+        clone = next((p for p in (cwd, *cwd.parents) if (p / "course_lib").is_dir()), None)
+        if clone is None:
+            clone = pathlib.Path(os.environ.get("COURSE_CLONE_DIR", "/notebooks/attention-course"))
+            if not clone.exists():
+                subprocess.run(["git", "clone", "--depth", "1", REPO, str(clone)], check=True)
+        _pip_install(str(clone))
+    else:
+        raise ModuleNotFoundError(
+            "course_lib is not installed. In the repository root run `make book`, "
+            "or `pip install -e .` inside your environment, then restart the kernel."
+        )
+    importlib.invalidate_caches()
+
+# %%
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from course_lib.bench import count_flops, count_parameters
+from course_lib.config import get_device, get_profile, seed_everything
+
+profile = get_profile()
+device = get_device()
+seed_everything(0)
+print(f"profile {profile.name}: {profile.image_size} px, width {profile.width}, {profile.epochs} epochs on {device}")
+
+# %% [markdown]
+# ## 1. VGG16 from its layers
+#
+# VGG's idea is uniformity: every convolution is 3×3 with padding 1 (the spatial size is
+# kept), every stage ends with a 2×2 max-pool (the size is halved), and the number of
+# channels doubles from stage to stage until 512. Two stacked 3×3 convolutions see a 5×5
+# window, three see 7×7, with fewer parameters and more non-linearities than one large
+# kernel. We add batch normalisation {cite:p}`ioffe2015batchnorm` after each convolution
+# (the "VGG16-BN" variant), which makes training from scratch far easier.
+
+# %%
+STAGES = [(64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512)]
+
+
+def make_stage(in_channels, widths):
+    layers = []
+    for out_channels in widths:
+        layers += [nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1),
+                   nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)]
+        in_channels = out_channels
+    return nn.Sequential(*layers, nn.MaxPool2d(2))
+
+
+class HandmadeVGG16(nn.Module):
+    def __init__(self, num_classes=1000):
+        super().__init__()
+        stages, channels = [], 3
+        for widths in STAGES:
+            stages.append(make_stage(channels, widths))
+            channels = widths[-1]
+        self.features = nn.Sequential(*stages)
+        self.pool = nn.AdaptiveAvgPool2d(7)
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(512 * 7 * 7, 4096), nn.ReLU(inplace=True), nn.Dropout(0.5),
+            nn.Linear(4096, 4096), nn.ReLU(inplace=True), nn.Dropout(0.5),
+            nn.Linear(4096, num_classes),
+        )
+
+    def forward(self, x):
+        return self.classifier(self.pool(self.features(x)))
+
+
+handmade = HandmadeVGG16().eval()
+
+# %% [markdown]
+# Trace a 224×224 image through the stages. Each stage halves the side: 224 → 112 → 56 →
+# 28 → 14 → 7. Five halvings are why the input side must be a multiple of 2⁵ = 32.
+
+# %%
+x = torch.randn(1, 3, 224, 224)
+with torch.no_grad():
+    for i, stage in enumerate(handmade.features, start=1):
+        x = stage(x)
+        print(f"after stage {i}: {tuple(x.shape)}")
+    assert x.shape == (1, 512, 7, 7)
+    logits = handmade.classifier(handmade.pool(x))
+print("logits:", tuple(logits.shape))
+assert logits.shape == (1, 1000)
+
+# %% [markdown]
+# ## 2. The library version
+#
+# `course_lib.models.vgg16` builds the same network, with two knobs used throughout the
+# course: `width` scales every channel count, and `head` chooses the classifier. At full
+# width it has exactly torchvision's parameter count, and its tensors come in the same
+# order, so weights can be copied across one by one:
+
+# %%
+import torchvision
+
+from course_lib.models import vgg16
+
+library = vgg16(1000, batch_norm=True, head="fc").eval()
+n_params = count_parameters(handmade)
+assert n_params == count_parameters(library) == count_parameters(torchvision.models.vgg16_bn()) == 138_365_992
+with torch.no_grad():
+    for ours, theirs in zip(handmade.state_dict().values(), library.state_dict().values()):
+        theirs.copy_(ours)
+    image = torch.randn(2, 3, 224, 224)
+    torch.testing.assert_close(library(image), handmade(image))
+print(f"VGG16-BN: {n_params:,} parameters; hand-made and library outputs agree")
+
+# %% [markdown]
+# ## 3. Where the parameters are
+#
+# A convolution with `C_in` inputs, `C_out` outputs and a 3×3 kernel has `9·C_in·C_out + C_out`
+# parameters, whatever the image size. The first FC layer maps 512·7·7 = 25,088 inputs to
+# 4,096 outputs: 102.8 million parameters in one layer.
+
+# %%
+layers = [(name, m) for name, m in library.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+per_layer = pd.Series({f"{'conv' if isinstance(m, nn.Conv2d) else 'fc'}{i + 1}": count_parameters(m)
+                       for i, (name, m) in enumerate(layers)})
+fc_share = per_layer.filter(like="fc").sum() / n_params
+fig, ax = plt.subplots(figsize=(10, 3))
+per_layer.div(1e6).plot.bar(ax=ax, color=["tab:blue"] * 13 + ["tab:red"] * 3)
+ax.set_ylabel("parameters (millions)")
+ax.set_title(f"VGG16 parameters per layer: the three FC layers hold {fc_share:.1%}")
+fig.tight_layout()
+assert fc_share > 0.85
+
+# %% [markdown]
+# ## 4. Where the computation is
+#
+# Parameters and computation live in different places. A convolution's cost grows with the
+# image area it slides over; an FC layer touches each weight once. `FlopCounterMode`
+# counts the floating-point operations of every convolution and matrix product that
+# actually runs (one multiply-add = 2 FLOPs).
+
+# %%
+flops = count_flops(library, (1, 3, 224, 224), by_module=True)
+per_stage = pd.DataFrame({
+    "GFLOPs": [flops[f"VGG.features.{i}"] / 1e9 for i in range(5)] + [flops["VGG.classifier"] / 1e9],
+    "parameters (M)": [count_parameters(s) / 1e6 for s in library.features] + [count_parameters(library.classifier) / 1e6],
+}, index=[f"stage {i + 1}" for i in range(5)] + ["FC head"])
+per_stage["share of FLOPs"] = per_stage["GFLOPs"] / per_stage["GFLOPs"].sum()
+print(f"total: {flops['Global'] / 1e9:.2f} GFLOPs = {flops['Global'] / 2e9:.2f} GMACs per 224 px image")
+assert abs(flops["Global"] / 2e9 - 15.47) < 0.1  # the published 15.5 GMACs
+per_stage.round(3)
+
+# %% [markdown]
+# The FC head holds ~90 % of the parameters but under 1 % of the FLOPs; the convolutions
+# are the opposite. Two consequences: the FC head is where VGG overfits small data sets,
+# and it only accepts one input size (here made flexible by the adaptive 7×7 pooling).
+#
+# ## 5. A global-average-pooling head
+#
+# Replacing the three FC layers by a global average over each channel's map and one linear
+# layer removes ~124 M parameters, accepts any input size and keeps every channel's
+# spatial map intact until the very end — which is where the attention modules of the next
+# chapters will act. The rest of the course uses this `head="gap"` variant.
+
+# %%
+gap_full = vgg16(1, head="gap")
+print(f"GAP head, full width: {count_parameters(gap_full):,} parameters "
+      f"({count_parameters(gap_full) / n_params:.1%} of VGG16-BN)")
+assert count_parameters(gap_full.classifier) == 512 + 1
+
+model = vgg16(1, width=profile.width, head="gap")
+print(f"this profile's model (width {profile.width}): {count_parameters(model):,} parameters")
+for size in (64, 96, 160):
+    assert model.eval()(torch.randn(1, 3, size, size)).shape == (1, 1)
+
+# %% [markdown]
+# ## 6. Training a baseline
+#
+# `course_lib.train.fit` is the loop every later chapter uses. Per epoch it trains, then
+# computes loss, AUC, sensitivity, specificity and balanced accuracy over the *whole*
+# validation set, writes a checkpoint atomically, and keeps the best one by AUC. The model
+# outputs one logit per image, and the loss is `BCEWithLogitsLoss` applied to that raw
+# logit: it includes the sigmoid in a numerically stable form (seed 000 applied a sigmoid
+# first and then a loss expecting logits).
+
+# %%
+from course_lib.data import (MelanomaDataset, ensure_synthetic_lesions, eval_transforms, load_melanoma,
+                             split_by_patient, train_transforms)
+from course_lib.train import fit
+
+frame = load_melanoma(ensure_synthetic_lesions(profile.n_images, profile.image_size, seed=0))
+train_frame, val_frame = split_by_patient(frame, val_fraction=0.2, seed=0)
+loader_args = dict(batch_size=profile.batch_size, num_workers=profile.num_workers,
+                   persistent_workers=profile.num_workers > 0, pin_memory=device.type == "cuda")
+train_loader = DataLoader(MelanomaDataset(train_frame, train_transforms(profile.image_size)),
+                          shuffle=True, drop_last=True, **loader_args)
+val_loader = DataLoader(MelanomaDataset(val_frame, eval_transforms(profile.image_size)), **loader_args)
+images, targets = next(iter(train_loader))
+print(f"a batch: images {tuple(images.shape)}, targets {tuple(targets.shape)}; "
+      f"{len(train_frame)} train / {len(val_frame)} val images")
+assert images.shape == (profile.batch_size, 3, profile.image_size, profile.image_size)
+
+# %%
+seed_everything(0)
+model = vgg16(1, width=profile.width, head="gap")
+history = fit(model, train_loader, val_loader, epochs=profile.epochs, lr=1e-3, device=device,
+              out_dir=f"runs/02_baseline_{profile.name}", seed=0, amp=device.type == "cuda")
+history.round(4)
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(10, 3))
+axes[0].plot(history.epoch, history.train_loss, "o-", label="train")
+axes[0].plot(history.epoch, history.val_loss, "o-", label="validation")
+axes[0].set(xlabel="epoch", ylabel="loss", title="loss")
+axes[0].legend()
+axes[1].plot(history.epoch, history.val_auc, "o-", color="tab:green", label="AUC")
+axes[1].plot(history.epoch, history.val_balanced_accuracy, "o-", color="tab:gray", label="balanced accuracy")
+axes[1].set(xlabel="epoch", ylim=(0.4, 1.0), title="validation")
+axes[1].legend()
+fig.tight_layout()
+best = history.val_auc.max()
+print(f"best validation AUC: {best:.3f}")
+assert history.train_loss.notna().all()
+if profile.name == "cpu":
+    assert best >= 0.85, "the GAP baseline should reach an AUC of 0.85 on synthetic lesions"
+
+# %% [markdown]
+# ## Summary
+#
+# - VGG16 is five stages of 3×3 convolutions and 2×2 pooling (224 → 7) plus three FC
+#   layers; inputs must be multiples of 32.
+# - Its 138 M parameters sit mostly (~90 %) in the FC head; its 15.5 GMACs almost
+#   entirely in the convolutions.
+# - A global-average-pooling head removes ~124 M parameters and accepts any input size.
+# - `fit` trains on raw logits with `BCEWithLogitsLoss`, scores the whole validation set,
+#   and checkpoints atomically; this baseline is what the attention modules must beat.
+#
+# ## Exercises
+#
+# :::{exercise}
+# :label: ex-02-params
+#
+# Compute by hand the parameters of VGG16's first FC layer and of its last 3×3 convolution
+# (512 → 512 channels). Check both with `count_parameters`.
+# :::
+#
+# :::{solution} ex-02-params
+# :class: dropdown
+#
+# First FC layer: 25,088 × 4,096 + 4,096 = 102,764,544. Last convolution: 9 × 512 × 512 + 512
+# = 2,359,808. In code: `count_parameters(library.classifier[1])` and
+# `count_parameters(library.features[4][-4])` (the last conv sits before its BN, ReLU and the pool).
+# :::
+#
+# :::{exercise}
+# :label: ex-02-flops
+#
+# How do the FLOPs of the convolutions change when the image side doubles from 112 to 224?
+# And those of the FC head (with its adaptive 7×7 pooling)?
+# :::
+#
+# :::{solution} ex-02-flops
+# :class: dropdown
+#
+# Convolution FLOPs scale with the image area: 4× more. The FC head's FLOPs do not change:
+# the adaptive pooling always hands it 512×7×7 numbers. Check with
+# `count_flops(library, (1, 3, 112, 112), by_module=True)`.
+# :::
+#
+# ## References
+#
+# - VGG: {cite:p}`simonyan2015vgg`; batch normalisation: {cite:p}`ioffe2015batchnorm`.
+# - PyTorch, `torch.utils.flop_counter.FlopCounterMode`: <https://pytorch.org/docs/stable/>.
