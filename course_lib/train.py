@@ -260,11 +260,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from torch.utils.data import DataLoader
-
     from .config import ProfileError, get_profile, seed_everything
-    from .data import DataError, MelanomaDataset, eval_transforms, load_melanoma, make_synthetic_lesions, \
-        split_by_patient, train_transforms
+    from .data import DataError, load_melanoma, make_loaders, make_synthetic_lesions, split_by_patient
     from .models import build_model
 
     args = _parser().parse_args(argv)
@@ -291,11 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     seed_everything(args.seed)
-    loader_args = dict(batch_size=batch_size, num_workers=workers, persistent_workers=workers > 0,
-                       pin_memory=torch.cuda.is_available())
-    train_loader = DataLoader(MelanomaDataset(train_frame, train_transforms(size), draft_size=size),
-                              shuffle=True, drop_last=len(train_frame) > batch_size, **loader_args)
-    val_loader = DataLoader(MelanomaDataset(val_frame, eval_transforms(size), draft_size=size), **loader_args)
+    train_loader, val_loader = make_loaders(train_frame, val_frame, size, batch_size, workers)
     model = build_model(args.model, num_classes=1, width=width)
     print(f"{args.model}: {sum(p.numel() for p in model.parameters()):,} parameters; "
           f"{len(train_frame)} train / {len(val_frame)} val images "

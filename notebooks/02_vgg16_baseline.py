@@ -65,7 +65,6 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from course_lib.bench import count_flops, count_parameters
 from course_lib.config import get_device, get_profile, seed_everything
@@ -230,17 +229,14 @@ for size in (64, 96, 160):
 # first and then a loss expecting logits).
 
 # %%
-from course_lib.data import (MelanomaDataset, ensure_synthetic_lesions, eval_transforms, load_melanoma,
-                             split_by_patient, train_transforms)
+from course_lib.data import ensure_synthetic_lesions, load_melanoma, make_loaders, split_by_patient
 from course_lib.train import fit
 
 frame = load_melanoma(ensure_synthetic_lesions(profile.n_images, profile.image_size, seed=0))
 train_frame, val_frame = split_by_patient(frame, val_fraction=0.2, seed=0)
-loader_args = dict(batch_size=profile.batch_size, num_workers=profile.num_workers,
-                   persistent_workers=profile.num_workers > 0, pin_memory=device.type == "cuda")
-train_loader = DataLoader(MelanomaDataset(train_frame, train_transforms(profile.image_size)),
-                          shuffle=True, drop_last=True, **loader_args)
-val_loader = DataLoader(MelanomaDataset(val_frame, eval_transforms(profile.image_size)), **loader_args)
+# decoding in worker processes, pinned memory on GPUs: see make_loaders' docstring
+train_loader, val_loader = make_loaders(train_frame, val_frame, profile.image_size, profile.batch_size,
+                                        num_workers=profile.num_workers)
 images, targets = next(iter(train_loader))
 print(f"a batch: images {tuple(images.shape)}, targets {tuple(targets.shape)}; "
       f"{len(train_frame)} train / {len(val_frame)} val images")

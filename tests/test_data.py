@@ -210,3 +210,14 @@ def test_ensure_synthetic_lesions_generates_once(tmp_path, monkeypatch):
     other = ensure_synthetic_lesions(20, 64, seed=1, spurious_cue="ink")
     assert other != root and (other / "cues").is_dir()
     assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
+
+
+def test_make_loaders_batches_and_keeps_masks(lesion_root):
+    from course_lib.data import make_loaders
+
+    train, val = split_by_patient(load_melanoma(lesion_root), 0.25, seed=0)
+    train_loader, val_loader = make_loaders(train, val, image_size=64, batch_size=8, with_mask=True)
+    images, targets, masks = next(iter(train_loader))
+    assert images.shape == (8, 3, 64, 64) and targets.shape == (8,) and masks.shape == (8, 1, 64, 64)
+    assert len(train_loader) == len(train) // 8  # the incomplete last batch is dropped
+    assert sum(len(b[0]) for b in val_loader) == len(val)  # validation keeps every image

@@ -16,7 +16,7 @@ from torchvision.transforms.v2 import functional as F
 
 from .errors import DataError
 
-__all__ = ["MelanomaDataset", "read_rgb"]
+__all__ = ["MelanomaDataset", "read_rgb", "make_loaders"]
 
 
 def read_rgb(path: str, draft_size: int | None = None) -> Image.Image:
@@ -80,3 +80,25 @@ class MelanomaDataset(Dataset):
         if self.transform is not None:
             image, mask = self.transform(image, mask)
         return image, self.targets[index], mask.to(torch.float32)
+
+
+def make_loaders(train_frame: pd.DataFrame, val_frame: pd.DataFrame, image_size: int, batch_size: int,
+                 num_workers: int = 0, with_mask: bool = False, sampler=None):
+    """Training and validation ``DataLoader`` s with the course's transforms.
+
+    Decoding happens in ``num_workers`` worker processes (kept alive between epochs);
+    batches are pinned when CUDA is present so the copy to the GPU can overlap compute.
+    Training shuffles (or uses ``sampler``) and drops its last incomplete batch, so
+    BatchNorm never sees a batch of one.
+    """
+    from torch.utils.data import DataLoader
+
+    from .transforms import eval_transforms, train_transforms
+
+    common = dict(batch_size=batch_size, num_workers=num_workers, persistent_workers=num_workers > 0,
+                  pin_memory=torch.cuda.is_available())
+    train = MelanomaDataset(train_frame, train_transforms(image_size), with_mask=with_mask, draft_size=image_size)
+    val = MelanomaDataset(val_frame, eval_transforms(image_size), with_mask=with_mask, draft_size=image_size)
+    train_loader = DataLoader(train, shuffle=sampler is None, sampler=sampler,
+                              drop_last=len(train) > batch_size, **common)
+    return train_loader, DataLoader(val, **common)
