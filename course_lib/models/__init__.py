@@ -1,4 +1,4 @@
-"""Models of the course: configurable VGG16 (notebook ``02_vgg16_baseline``).
+"""Models of the course: configurable VGG16 with attention slots (notebooks 02 and 04–09).
 
 :func:`build_model` maps the command line's model names to constructors.
 """
@@ -12,6 +12,11 @@ __all__ = ["VGG", "VGG16_STAGES", "vgg16", "build_model", "MODEL_NAMES"]
 _BUILDERS = {
     "vgg16": lambda num_classes, width: vgg16(num_classes, width=width, head="gap"),
     "vgg16-fc": lambda num_classes, width: vgg16(num_classes, width=width, head="fc"),
+    "vgg16-se": lambda num_classes, width: vgg16(num_classes, width=width, head="gap", attention="se"),
+    "vgg16-cbam": lambda num_classes, width: vgg16(num_classes, width=width, head="gap", attention="cbam"),
+    "vgg16-dualpool": lambda num_classes, width: vgg16(num_classes, width=width, head="dualpool"),
+    "vgg16-self": lambda num_classes, width: vgg16(num_classes, width=width, head="gap", attention="self"),
+    "vgg16-triplet": lambda num_classes, width: vgg16(num_classes, width=width, head="gap", attention="triplet"),
 }
 MODEL_NAMES = tuple(_BUILDERS)
 

@@ -8,6 +8,18 @@ and one linear layer.
 
 At full width the parameter counts equal torchvision's: 138,357,544 (``batch_norm=False``)
 and 138,365,992 (``batch_norm=True``), with ``num_classes=1000`` and ``head="fc"``.
+
+**Attention slots** (notebooks 04–09). ``attention=`` inserts a module at the end of stages,
+after the last ReLU and before the max-pool, where a stage's features are richest:
+
+- ``"se"``, ``"cbam"``, ``"triplet"``: every stage (1–5). They cost O(C²/r), O(C²/r) and
+  O(1) parameters and O(HW·C) operations, cheap enough everywhere;
+- ``"self"``: stage 4 only (28×28 positions at 224 px, 12×12 at 96 px). Its attention matrix
+  has (HW)² entries: 615 thousand at 28×28, but 2.5 billion (10 GB in fp32) at 224×224,
+  where seed 004 put it.
+
+``attention_stages`` overrides the default stages. ``head="dualpool"`` concatenates global
+average and max pooling before the linear layer (notebook 06).
 """
 
 from __future__ import annotations
@@ -15,7 +27,29 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["VGG16_STAGES", "VGG", "vgg16", "scaled"]
+from ..attention import CBAM, DualPooling, SEBlock, SelfAttention2d, TripletAttention
+
+__all__ = ["VGG16_STAGES", "VGG", "vgg16", "scaled", "ATTENTION_STAGES"]
+
+#: Default stages (1-based) that get an attention module, per kind.
+ATTENTION_STAGES = {"se": (1, 2, 3, 4, 5), "cbam": (1, 2, 3, 4, 5), "triplet": (1, 2, 3, 4, 5), "self": (4,)}
+
+
+def _is_attention(module: nn.Module) -> bool:
+    return isinstance(module, (SEBlock, CBAM, TripletAttention, SelfAttention2d))
+
+
+def attention_module(kind: str, channels: int) -> nn.Module:
+    """A fresh attention module of ``kind`` for a feature map with ``channels`` channels."""
+    if kind == "se":
+        return SEBlock(channels, reduction=min(16, channels))
+    if kind == "cbam":
+        return CBAM(channels, reduction=min(16, channels))
+    if kind == "triplet":
+        return TripletAttention()
+    if kind == "self":
+        return SelfAttention2d(channels)
+    raise ValueError(f"attention must be one of {', '.join(ATTENTION_STAGES)} or None, not {kind!r}")
 
 #: Output channels of the convolutions of each of the five stages (configuration "D").
 VGG16_STAGES = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
@@ -43,13 +77,21 @@ class VGG(nn.Module):
     """``features`` (five stages; ``features[i]`` is stage i+1) then ``pool`` and ``classifier``."""
 
     def __init__(self, num_classes: int, width: float = 1.0, batch_norm: bool = True,
-                 head: str = "fc", dropout: float = 0.5):
+                 head: str = "fc", dropout: float = 0.5, attention: str | None = None,
+                 attention_stages=None):
         super().__init__()
+        if attention is not None and attention not in ATTENTION_STAGES:
+            raise ValueError(f"attention must be one of {', '.join(ATTENTION_STAGES)} or None, not {attention!r}")
+        slots = set(attention_stages or ATTENTION_STAGES.get(attention, ()))
         stages, in_channels = [], 3
-        for widths in VGG16_STAGES:
+        for index, widths in enumerate(VGG16_STAGES, start=1):
             widths = [scaled(c, width) for c in widths]
-            stages.append(conv_stage(in_channels, widths, batch_norm))
+            stage = conv_stage(in_channels, widths, batch_norm)
+            if attention is not None and index in slots:  # before the stage's max-pool
+                stage = nn.Sequential(*stage[:-1], attention_module(attention, widths[-1]), stage[-1])
+            stages.append(stage)
             in_channels = widths[-1]
+        self.attention = attention
         self.features = nn.Sequential(*stages)
         self.out_channels = in_channels
         if head == "fc":
@@ -65,14 +107,22 @@ class VGG(nn.Module):
         elif head == "gap":
             self.pool = nn.AdaptiveAvgPool2d(1)
             self.classifier = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(in_channels, num_classes))
+        elif head == "dualpool":
+            self.pool = DualPooling()  # (N, C, H, W) -> (N, 2C)
+            self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * in_channels, num_classes))
         else:
-            raise ValueError(f"head must be 'fc' or 'gap', not {head!r}")
+            raise ValueError(f"head must be 'fc', 'gap' or 'dualpool', not {head!r}")
         self.head = head
         self._init_weights()
 
     def _init_weights(self) -> None:
-        # the initialisation torchvision uses for VGG
+        # the initialisation torchvision uses for VGG, for the backbone and head only:
+        # attention modules keep their own (SelfAttention2d's gamma must start at 0)
+        inside_attention = {id(sub) for m in self.modules() if m is not self and _is_attention(m)
+                            for sub in m.modules()}
         for m in self.modules():
+            if id(m) in inside_attention:
+                continue
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                 nn.init.zeros_(m.bias)
@@ -91,6 +141,10 @@ class VGG(nn.Module):
 
 
 def vgg16(num_classes: int, width: float = 1.0, batch_norm: bool = True, head: str = "fc",
-          dropout: float = 0.5) -> VGG:
-    """VGG16 with ``num_classes`` outputs (1 for a binary task scored by one logit)."""
-    return VGG(num_classes, width=width, batch_norm=batch_norm, head=head, dropout=dropout)
+          attention: str | None = None, dropout: float = 0.5, attention_stages=None) -> VGG:
+    """VGG16 with ``num_classes`` outputs (1 for a binary task scored by one logit).
+
+    ``head``: "fc", "gap" or "dualpool"; ``attention``: None, "se", "cbam", "self" or "triplet".
+    """
+    return VGG(num_classes, width=width, batch_norm=batch_norm, head=head, dropout=dropout,
+               attention=attention, attention_stages=attention_stages)
