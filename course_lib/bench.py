@@ -1,8 +1,14 @@
-"""Counting parameters and FLOPs (introduced in notebook ``02_vgg16_baseline``).
+"""Measuring cost: parameters, FLOPs (notebook ``02``), latency and peak memory (``07``, ``09``).
 
-FLOPs come from ``torch.utils.flop_counter.FlopCounterMode``, which counts the floating
-point operations of every matmul and convolution actually dispatched (a multiply-add is
-2 FLOPs, so FLOPs = 2 x MACs).
+- FLOPs come from ``torch.utils.flop_counter.FlopCounterMode``, which counts the floating
+  point operations of every matmul and convolution actually dispatched (a multiply-add is
+  2 FLOPs, so FLOPs = 2 x MACs).
+- Latency comes from ``torch.utils.benchmark.Timer``: warm-up, repeated blocks until a minimum
+  run time, the median reported. Compare only numbers measured side by side in one run.
+- Peak memory is the high-water mark of memory held by tensors during a call: CUDA's
+  allocator statistics on a GPU; on the CPU, the allocation and free events recorded by
+  ``torch.profiler`` (``profile_memory=True``), summed in time order. Both are exact
+  counts of tensor bytes, not noisy process-level readings.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["count_parameters", "count_flops"]
+__all__ = ["count_parameters", "count_flops", "latency_ms", "peak_memory_bytes"]
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
@@ -36,3 +42,39 @@ def count_flops(model: nn.Module, input_size=(1, 3, 224, 224), by_module: bool =
     if not by_module:
         return counter.get_total_flops()
     return {name: sum(ops.values()) for name, ops in counter.get_flop_counts().items()}
+
+
+def latency_ms(fn, *args, min_run_time: float = 0.5, threads: int | None = None) -> float:
+    """Median wall time of ``fn(*args)`` in milliseconds, by ``torch.utils.benchmark.Timer``."""
+    from torch.utils import benchmark
+
+    timer = benchmark.Timer(stmt="fn(*args)", globals={"fn": fn, "args": args},
+                            num_threads=threads or torch.get_num_threads())
+    return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
+
+
+def peak_memory_bytes(fn, *args, device=None) -> int:
+    """Peak bytes of tensor memory allocated while ``fn(*args)`` runs (beyond what was held before)."""
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        out = fn(*args)
+        torch.cuda.synchronize(device)
+        del out
+        return torch.cuda.max_memory_allocated(device) - before
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        out = fn(*args)
+        del out
+    results = getattr(prof.profiler, "kineto_results", None)
+    if results is None:
+        raise RuntimeError("this torch version's profiler exposes no allocation events; upgrade torch")
+    events = sorted((e for e in results.events() if e.name() == "[memory]"), key=lambda e: e.start_ns())
+    live = peak = 0
+    for event in events:
+        live += event.nbytes()
+        peak = max(peak, live)
+    return peak

@@ -221,3 +221,13 @@ def test_vgg16_dualpool_head_and_unknown_attention():
     assert model.eval()(torch.randn(1, 3, 64, 64)).shape == (1, 3)
     with pytest.raises(ValueError, match="attention must be"):
         vgg16(1, attention="transformer")
+
+
+def test_self_attention_fused_and_unfused_agree():
+    torch.manual_seed(4)
+    fused = SelfAttention2d(32)
+    nn.init.constant_(fused.gamma, 1.0)
+    plain = SelfAttention2d(32, fused=False)
+    plain.load_state_dict(fused.state_dict())
+    x = torch.randn(2, 32, 9, 7)
+    torch.testing.assert_close(fused(x), plain(x), atol=1e-5, rtol=1e-5)

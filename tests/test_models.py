@@ -56,3 +56,16 @@ def test_build_model_names():
     assert build_model("vgg16-fc", width=1 / 8).head == "fc"
     with pytest.raises(ValueError, match="unknown model"):
         build_model("resnet")
+
+
+def test_peak_memory_counts_the_attention_matrix():
+    from course_lib.bench import latency_ms, peak_memory_bytes
+
+    hw = 48 * 48
+    q, k, v = torch.randn(1, hw, 8), torch.randn(1, hw, 8), torch.randn(1, hw, 64)
+    naive = peak_memory_bytes(lambda: torch.bmm(torch.softmax(torch.bmm(q, k.transpose(1, 2)), -1), v))
+    matrix = hw * hw * 4
+    assert matrix <= naive <= 3 * matrix  # the scores and the softmax, each (HW)^2 floats
+    small = peak_memory_bytes(lambda: torch.ones(1000))
+    assert 4000 <= small < 10_000
+    assert latency_ms(torch.mm, torch.randn(64, 64), torch.randn(64, 64), min_run_time=0.05) > 0

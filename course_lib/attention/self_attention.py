@@ -11,8 +11,11 @@ as the identity and learns how much non-local context to add.
 
 The (HW)×(HW) weight matrix is what makes it expensive: 784² entries at 28×28, 50,176² ≈
 2.5·10⁹ at 224×224. The computation goes through
-``torch.nn.functional.scaled_dot_product_attention``, which can use fused kernels that never
-store that matrix whole.
+``torch.nn.functional.scaled_dot_product_attention``, whose fused kernels never store that
+matrix whole. They need queries and values of the same width, SAGAN's are C/8 and C, so
+by default (``fused=True``) the queries and keys are zero-padded to C channels: a dot product
+ignores zeros, and the scale is passed explicitly, so the result is unchanged while the
+fused kernel (flash attention, also on the CPU) becomes eligible. Notebook 07 measures it.
 
 Shapes: ``(N, C, H, W) → (N, C, H, W)``.
 Parameters: ``2·(C·C/8 + C/8) + C·C + C + 1`` — 328,321 at C = 512; 5,201 at C = 64.
@@ -28,8 +31,10 @@ __all__ = ["SelfAttention2d"]
 
 
 class SelfAttention2d(nn.Module):
-    def __init__(self, channels: int, key_channels: int | None = None, scale: float | None = 1.0):
+    def __init__(self, channels: int, key_channels: int | None = None, scale: float | None = 1.0,
+                 fused: bool = True):
         super().__init__()
+        self.fused = fused
         key_channels = key_channels or max(1, channels // 8)
         self.query = nn.Conv2d(channels, key_channels, kernel_size=1)
         self.key = nn.Conv2d(channels, key_channels, kernel_size=1)
@@ -43,7 +48,10 @@ class SelfAttention2d(nn.Module):
         q = self.query(x).flatten(2).transpose(1, 2)  # (N, HW, C/8)
         k = self.key(x).flatten(2).transpose(1, 2)  # (N, HW, C/8)
         v = self.value(x).flatten(2).transpose(1, 2)  # (N, HW, C)
-        out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)  # (N, HW, C)
+        scale = self.scale if self.scale is not None else q.shape[-1] ** -0.5
+        if self.fused and q.shape[-1] != c:  # same width as v: fused kernels become eligible
+            q, k = F.pad(q, (0, c - q.shape[-1])), F.pad(k, (0, c - k.shape[-1]))
+        out = F.scaled_dot_product_attention(q, k, v, scale=scale)  # (N, HW, C)
         return out.transpose(1, 2).reshape(n, c, h, w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
