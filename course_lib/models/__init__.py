@@ -1,13 +1,14 @@
-"""Models of the course: configurable VGG16 with attention slots (notebooks 02 and 04–09).
+"""Models of the course: configurable VGG16 with attention slots (notebooks 02, 04–09) and AttnVGG (10).
 
 :func:`build_model` maps the command line's model names to constructors.
 """
 
 from __future__ import annotations
 
+from .attnvgg import AttnVGG
 from .vgg import VGG, VGG16_STAGES, vgg16
 
-__all__ = ["VGG", "VGG16_STAGES", "vgg16", "build_model", "MODEL_NAMES"]
+__all__ = ["AttnVGG", "VGG", "VGG16_STAGES", "vgg16", "build_model", "MODEL_NAMES"]
 
 _BUILDERS = {
     "vgg16": lambda num_classes, width: vgg16(num_classes, width=width, head="gap"),
@@ -17,6 +18,7 @@ _BUILDERS = {
     "vgg16-dualpool": lambda num_classes, width: vgg16(num_classes, width=width, head="dualpool"),
     "vgg16-self": lambda num_classes, width: vgg16(num_classes, width=width, head="gap", attention="self"),
     "vgg16-triplet": lambda num_classes, width: vgg16(num_classes, width=width, head="gap", attention="triplet"),
+    "attnvgg": lambda num_classes, width: AttnVGG(num_classes, normalize_attn=True, width=width),
 }
 MODEL_NAMES = tuple(_BUILDERS)
 

@@ -1,0 +1,91 @@
+"""AttnVGG: VGG16-BN with attention gates on pool-3 and pool-4 (notebook ``10_attnvgg_melanoma``).
+
+Yan, Kawahara & Hamarneh, *Melanoma Recognition via Visual Attention*, IPMI 2019, after
+Jetley et al., *Learn to Pay Attention*, ICLR 2018.
+
+The five convolution stages of VGG16-BN (no FC layers). The output of stage 5 (pool-5) is
+the *global* feature map; two :class:`~course_lib.attention.AttentionGate` s score the
+*local* maps pool-3 and pool-4 against it and pool them. The classifier reads the
+concatenation of GAP(pool-5) and the two attention-pooled vectors (512 + 256 + 512 = 1280
+at full width). ``forward`` returns ``(logits, a1, a2)``: the maps are 28×28 and 14×14 at a
+224 px input; any input side divisible by 32 works (the global pooling is adaptive, not
+seed 000's ``AvgPool2d(7)``).
+
+With ``num_classes=1, width=1.0``: 15,183,683 parameters — 14,723,136 in the convolutions,
+196,865 + 262,401 in the gates, 1,281 in the classifier.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..attention import AttentionGate
+from .vgg import scaled, vgg16
+
+__all__ = ["AttnVGG", "load_imagenet_features"]
+
+
+def load_imagenet_features(features: nn.Sequential) -> None:
+    """Copy torchvision's ImageNet VGG16-BN convolution weights into ``features``, in order.
+
+    Uses torchvision's weights API, which caches the file in torch's hub folder
+    (``$TORCH_HOME/hub/checkpoints``) and reads it from there when present.
+    """
+    from torchvision.models import VGG16_BN_Weights, vgg16_bn
+
+    weights = VGG16_BN_Weights.IMAGENET1K_V1
+    try:
+        reference = vgg16_bn(weights=weights)
+    except Exception as err:  # no network, a proxy, a truncated file...
+        from torch.hub import get_dir
+
+        raise RuntimeError(
+            f"could not load the ImageNet VGG16-BN weights ({type(err).__name__}: {err}). They are downloaded "
+            f"from {weights.url} into {get_dir()}/checkpoints; on a machine without internet, download that file "
+            "elsewhere and copy it there, or use pretrained=False."
+        ) from err
+    ours, theirs = list(features.state_dict().items()), list(reference.features.state_dict().values())
+    if len(ours) != len(theirs) or any(a.shape != b.shape for (_, a), b in zip(ours, theirs)):
+        raise ValueError("ImageNet weights exist for the full-width VGG16-BN only (width=1.0)")
+    features.load_state_dict({name: tensor for (name, _), tensor in zip(ours, theirs)})
+
+
+class AttnVGG(nn.Module):
+    def __init__(self, num_classes: int, normalize_attn: bool = True, width: float = 1.0, pretrained: bool = False,
+                 dropout: float | None = None):
+        super().__init__()
+        self.features = vgg16(num_classes, width=width, batch_norm=True, head="gap").features  # stages 1-5
+        if pretrained:
+            load_imagenet_features(self.features)
+        c3, c4, c5 = scaled(256, width), scaled(512, width), scaled(512, width)
+        attn = scaled(256, width)
+        self.attn1 = AttentionGate(c3, c5, attn, up_factor=4, normalize_attn=normalize_attn)  # pool-3
+        self.attn2 = AttentionGate(c4, c5, attn, up_factor=2, normalize_attn=normalize_attn)  # pool-4
+        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
+        self.classifier = nn.Linear(c5 + c3 + c4, num_classes)
+        self.normalize_attn = normalize_attn
+        for module in (self.attn1, self.attn2, self.classifier):
+            for m in module.modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+                    if m.bias is not None:
+                        nn.init.zeros_(m.bias)
+                elif isinstance(m, nn.Linear):
+                    nn.init.normal_(m.weight, 0.0, 0.01)
+                    nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor):
+        if x.shape[-1] % 32 or x.shape[-2] % 32:
+            raise ValueError(f"AttnVGG needs height and width divisible by 32, got {tuple(x.shape[-2:])}")
+        pool1 = self.features[0](x)
+        pool2 = self.features[1](pool1)
+        pool3 = self.features[2](pool2)  # local map 1: 1/8 of the input side
+        pool4 = self.features[3](pool3)  # local map 2: 1/16
+        pool5 = self.features[4](pool4)  # global map: 1/32
+        a1, g1 = self.attn1(pool3, pool5)
+        a2, g2 = self.attn2(pool4, pool5)
+        g = self.global_pool(pool5).flatten(1)
+        logits = self.classifier(self.dropout(torch.cat([g, g1, g2], dim=1)))
+        return logits, a1, a2

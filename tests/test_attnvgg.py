@@ -1,0 +1,171 @@
+"""AttentionGate, AttnVGG (parameters, shapes, pretrained loading) and focal loss."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torchvision.ops import sigmoid_focal_loss
+
+from course_lib.attention import AttentionGate
+from course_lib.bench import count_parameters
+from course_lib.losses import FocalLoss, focal_loss
+from course_lib.models import AttnVGG
+
+
+# ---------------------------------------------------------------- the gate
+
+def _gate_reference(gate, local, global_, normalize):
+    """Seed 000 / Learn-to-Pay-Attention semantics, written out."""
+    n, c, h, w = local.shape
+    g = F.interpolate(gate.W_g(global_), scale_factor=gate.up_factor, mode="bilinear", align_corners=False)
+    scores = gate.phi(F.relu(gate.W_l(local) + g))
+    if normalize:
+        a = F.softmax(scores.view(n, 1, -1), dim=2).view(n, 1, h, w)
+        return a, (a.expand_as(local) * local).view(n, c, -1).sum(dim=2)
+    a = torch.sigmoid(scores)
+    return a, F.adaptive_avg_pool2d(a.expand_as(local) * local, 1).view(n, c)
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("size", [(28, 28), (12, 8)])
+def test_gate_matches_reference(normalize, size):
+    torch.manual_seed(0)
+    gate = AttentionGate(32, 64, 16, up_factor=4, normalize_attn=normalize)
+    local, global_ = torch.randn(2, 32, *size), torch.randn(2, 64, size[0] // 4, size[1] // 4)
+    a, pooled = gate(local, global_)
+    ref_a, ref_pooled = _gate_reference(gate, local, global_, normalize)
+    assert a.shape == (2, 1, *size) and pooled.shape == (2, 32)
+    torch.testing.assert_close(a, ref_a)
+    torch.testing.assert_close(pooled, ref_pooled)
+    if normalize:
+        torch.testing.assert_close(a.sum(dim=(2, 3)), torch.ones(2, 1))
+    else:
+        assert ((a > 0) & (a < 1)).all()
+
+
+def test_gate_parameter_formula():
+    for cl, cg, att in ((256, 512, 256), (512, 512, 256), (32, 64, 16)):
+        assert count_parameters(AttentionGate(cl, cg, att, 2)) == cl * att + cg * att + att + 1
+
+
+def test_gate_gradients_reach_every_parameter():
+    gate = AttentionGate(16, 32, 8, up_factor=2)
+    local, global_ = torch.randn(4, 16, 8, 8), torch.randn(4, 32, 4, 4)
+    _, pooled = gate(local, global_)
+    (pooled * torch.randn_like(pooled)).sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in gate.parameters())
+
+
+# ---------------------------------------------------------------- AttnVGG
+
+def test_attnvgg_has_the_seed_models_parameter_count():
+    model = AttnVGG(num_classes=1, width=1.0)
+    assert count_parameters(model) == 15_183_683
+    assert count_parameters(model.features) == 14_723_136
+    assert count_parameters(model.attn1) == 196_865 and count_parameters(model.attn2) == 262_401
+    assert count_parameters(model.classifier) == 1_281
+
+
+def test_attnvgg_maps_at_224_and_other_sizes():
+    model = AttnVGG(1, width=1 / 8).eval()
+    with torch.no_grad():
+        logits, a1, a2 = model(torch.randn(2, 3, 224, 224))
+        assert logits.shape == (2, 1) and a1.shape == (2, 1, 28, 28) and a2.shape == (2, 1, 14, 14)
+        for size in ((64, 64), (96, 160)):
+            logits, a1, a2 = model(torch.randn(1, 3, *size))
+            assert a1.shape[-2:] == (size[0] // 8, size[1] // 8) and a2.shape[-2:] == (size[0] // 16, size[1] // 16)
+    with pytest.raises(ValueError, match="divisible by 32"):
+        model(torch.randn(1, 3, 100, 100))
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_attnvgg_normalisation(normalize):
+    model = AttnVGG(3, normalize_attn=normalize, width=1 / 8, dropout=0.3).eval()
+    with torch.no_grad():
+        logits, a1, a2 = model(torch.randn(2, 3, 64, 64))
+    assert logits.shape == (2, 3)
+    if normalize:
+        torch.testing.assert_close(a1.sum(dim=(2, 3)), torch.ones(2, 1))
+    else:
+        assert ((a1 > 0) & (a1 < 1)).all()
+
+
+def test_pretrained_loads_from_the_hub_cache(tmp_path, monkeypatch):
+    """A weights file placed where torchvision caches downloads is used, without any network."""
+    import torchvision
+    from torchvision.models import VGG16_BN_Weights
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    checkpoints = tmp_path / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    torch.manual_seed(5)
+    reference = torchvision.models.vgg16_bn()
+    torch.save(reference.state_dict(), checkpoints / os.path.basename(VGG16_BN_Weights.IMAGENET1K_V1.url))
+    model = AttnVGG(1, pretrained=True)
+    for ours, theirs in zip(model.features.state_dict().values(), reference.features.state_dict().values()):
+        assert torch.equal(ours, theirs)
+
+
+def test_pretrained_without_weights_says_what_to_do(tmp_path):
+    code = "from course_lib.models import AttnVGG\nAttnVGG(1, pretrained=True)\n"
+    env = {**os.environ, "TORCH_HOME": str(tmp_path)}
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0
+    assert "could not load the ImageNet VGG16-BN weights" in run.stderr
+    assert str(tmp_path) in run.stderr and "pretrained=False" in run.stderr
+
+
+# ---------------------------------------------------------------- focal loss
+
+def test_focal_loss_is_bce_at_gamma_zero():
+    logits, targets = torch.randn(50), (torch.rand(50) > 0.5).float()
+    bce = F.binary_cross_entropy_with_logits(logits, targets)
+    torch.testing.assert_close(focal_loss(logits, targets, alpha=None, gamma=0.0), bce)
+
+
+def test_focal_loss_follows_the_formula():
+    logits, targets = torch.tensor([2.0, -1.0, 0.5, -3.0]), torch.tensor([1.0, 1.0, 0.0, 0.0])
+    p = torch.sigmoid(logits)
+    p_t = p * targets + (1 - p) * (1 - targets)
+    alpha_t = 0.25 * targets + 0.75 * (1 - targets)
+    expected = -alpha_t * (1 - p_t) ** 2 * torch.log(p_t)
+    torch.testing.assert_close(focal_loss(logits, targets, reduction="none"), expected)
+
+
+@pytest.mark.parametrize("alpha,gamma", [(0.25, 2.0), (0.5, 1.0), (-1, 3.0), (0.9, 0.0)])
+def test_focal_loss_equals_torchvision(alpha, gamma):
+    logits, targets = torch.randn(40) * 3, (torch.rand(40) > 0.3).float()
+    ours = focal_loss(logits, targets, alpha=None if alpha < 0 else alpha, gamma=gamma, reduction="sum")
+    theirs = sigmoid_focal_loss(logits, targets, alpha=alpha, gamma=gamma, reduction="sum")
+    torch.testing.assert_close(ours, theirs)
+
+
+def test_focal_loss_weights_classes_with_alpha_t():
+    positive = focal_loss(torch.tensor([0.0]), torch.tensor([1.0]), alpha=0.25, gamma=2.0)
+    negative = focal_loss(torch.tensor([0.0]), torch.tensor([0.0]), alpha=0.25, gamma=2.0)
+    torch.testing.assert_close(negative / positive, torch.tensor(3.0))  # (1 - alpha) / alpha
+
+
+def test_focal_loss_is_stable_for_extreme_logits():
+    logits = torch.tensor([-200.0, -30.0, 30.0, 200.0], requires_grad=True)
+    targets = torch.tensor([1.0, 0.0, 1.0, 0.0])
+    loss = FocalLoss()(logits, targets)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(logits.grad).all()
+    with pytest.raises(ValueError, match="reduction"):
+        focal_loss(logits, targets, reduction="max")
+
+
+def test_focal_loss_trains_attnvgg_with_fit(lesion_root):
+    from torch.utils.data import DataLoader
+
+    from course_lib.data import MelanomaDataset, eval_transforms, load_melanoma
+    from course_lib.train import fit
+
+    loader = DataLoader(MelanomaDataset(load_melanoma(lesion_root), eval_transforms(64)), batch_size=16)
+    history = fit(AttnVGG(1, width=1 / 16), loader, loader, epochs=1, loss_fn=FocalLoss(), device="cpu",
+                  progress=False, verbose=False)
+    assert history.train_loss.notna().all() and history.val_auc.between(0, 1).all()
