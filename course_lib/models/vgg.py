@@ -51,6 +51,7 @@ def attention_module(kind: str, channels: int) -> nn.Module:
         return SelfAttention2d(channels)
     raise ValueError(f"attention must be one of {', '.join(ATTENTION_STAGES)} or None, not {kind!r}")
 
+
 #: Output channels of the convolutions of each of the five stages (configuration "D").
 VGG16_STAGES = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
 
