@@ -4,18 +4,23 @@ A checkpoint is written to a temporary file in the same folder, flushed to disk,
 renamed over the old one: ``os.replace`` is atomic, so a crash leaves either the old
 checkpoint or the new one, never a truncated file. Loading uses ``weights_only=True``,
 which refuses to run code hidden in a pickle.
+
+The same idea for whole folders (a generated or downloaded data set): :func:`staged_folder`
+fills a temporary folder beside the destination and renames it into place only when the
+work succeeded.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
-__all__ = ["atomic_open", "save_atomic", "load_checkpoint", "write_text_atomic"]
+__all__ = ["atomic_open", "staged_folder", "save_atomic", "load_checkpoint", "write_text_atomic"]
 
 
 @contextmanager
@@ -33,6 +38,24 @@ def atomic_open(path: str | Path, mode: str = "wb"):
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def staged_folder(dest: str | Path):
+    """Yield an empty folder beside ``dest``; when the block succeeds it replaces ``dest``.
+
+    Whatever ``dest`` held before is removed only then; if the block fails (or is
+    interrupted) the staging folder is deleted and ``dest`` is left as it was.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
+    try:
+        yield staging
+        shutil.rmtree(dest, ignore_errors=True)
+        os.replace(staging, dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def save_atomic(obj, path: str | Path) -> Path:

@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
-import shutil
 import tempfile
 import zipfile
 from pathlib import Path
 
+from ..checkpoint import staged_folder
 from .errors import DataError
 from .melanoma import load_melanoma
 
@@ -95,18 +94,16 @@ def download_melanoma(dest: str | Path, dataset: str = KAGGLE_DATASET, api=None)
     if api is None:
         api = _kaggle_api()
     dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
-    try:
-        archive_dir = staging / "archive"
-        archive_dir.mkdir()
+    # the archive goes to a folder of its own, deleted afterwards; only the unpacked data is published
+    with tempfile.TemporaryDirectory(prefix=f".{dest.name}.archive-", dir=dest.parent) as archive_dir, \
+            staged_folder(dest) as unpacked:
         try:
-            api.dataset_download_files(dataset, path=str(archive_dir), unzip=False, quiet=False)
+            api.dataset_download_files(dataset, path=archive_dir, unzip=False, quiet=False)
         except Exception as err:  # network, quota, unknown data set: name it, never the key
             raise DataError(f"downloading {dataset} failed: {type(err).__name__}: {err}") from None
-        archives = sorted(archive_dir.glob("*.zip"))
+        archives = sorted(Path(archive_dir).glob("*.zip"))
         if len(archives) != 1:
             raise DataError(f"expected one zip archive from the download, found {len(archives)}")
-        unpacked = staging / "data"
         try:
             with zipfile.ZipFile(archives[0]) as zf:
                 broken = zf.testzip()
@@ -117,9 +114,4 @@ def download_melanoma(dest: str | Path, dataset: str = KAGGLE_DATASET, api=None)
             raise DataError(f"the downloaded archive {archives[0].name} is not a valid zip: {err}") from err
         frame = load_melanoma(unpacked)  # validates csv, columns and every image file
         (unpacked / COMPLETE_MARKER).write_text(f"{dataset}\n{len(frame)} images\n")
-        if dest.exists():
-            dest.rmdir()  # empty (checked above)
-        os.replace(unpacked, dest)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return dest

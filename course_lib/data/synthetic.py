@@ -258,9 +258,8 @@ def ensure_synthetic_lesions(n_images: int, image_size: int, seed: int = 0, root
     so an interrupted generation never leaves a set that looks complete.
     """
     import json
-    import os
-    import shutil
-    import tempfile
+
+    from ..checkpoint import staged_folder
 
     params = dict(version=GENERATOR_VERSION, n_images=n_images, image_size=image_size, seed=seed, **options)
     if root is None:
@@ -270,6 +269,10 @@ def ensure_synthetic_lesions(n_images: int, image_size: int, seed: int = 0, root
     stamp = root / "parameters.json"
     if stamp.is_file() and json.loads(stamp.read_text()) == json.loads(json.dumps(params)):
         return root
+    with staged_folder(root) as staging:  # replaces an outdated set of the same name on success
+        make_synthetic_lesions(staging, n_images, image_size, seed, **options)
+        (staging / "parameters.json").write_text(json.dumps(params))
+    return root
     root.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.partial-", dir=root.parent))
     try:
