@@ -12,12 +12,20 @@
   AUC improves; ``metrics.csv`` holds one row per epoch;
 - ``resume=True`` continues from ``last.pt``. Every epoch re-seeds the random generators
   from ``(seed, epoch)``, so a resumed run draws the same shuffles, augmentations and
-  dropout masks as an uninterrupted one and, on the CPU, reproduces its numbers exactly.
+  dropout masks as an uninterrupted one and, on the CPU, reproduces its numbers exactly;
+- the step loop never waits for the device except to log (the loss is summed and checked
+  for NaN/inf *on* the device); ``amp``, ``channels_last`` and ``compile`` are the GPU
+  speed switches (notebook ``10_attnvgg_melanoma``);
+- under ``torchrun`` the same call trains with DistributedDataParallel
+  (:mod:`course_lib.distributed`): each process reads its shard, validation predictions are
+  gathered from all processes, and process 0 alone prints and writes checkpoints.
 
 Command line::
 
     python -m course_lib.train --data-root DIR --model vgg16 --epochs N --image-size S --out DIR
                                [--resume] [--profile P] [--val-fraction F] [--seed S]
+                               [--amp] [--channels-last] [--compile]
+    torchrun --nproc_per_node 2 -m course_lib.train ...   # the same, on two processes
 """
 
 from __future__ import annotations
@@ -37,6 +45,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, save_atomic, write_text_atomic
+from .distributed import (ShardSampler, all_reduce, barrier, gather_predictions, init_from_environment,
+                          shard_loader, shutdown, unwrap)
 from .metrics import classification_metrics
 
 __all__ = ["fit", "evaluate", "logits_of", "main"]
@@ -73,30 +83,44 @@ def _autocast(device: torch.device, amp: bool):
     return torch.autocast(device.type, dtype=dtype), dtype
 
 
+def _inputs(batch, device: torch.device, channels_last: bool):
+    x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+    if channels_last and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, y
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, device=None, loss_fn=None, amp: bool = False,
-             return_predictions: bool = False) -> dict:
+             return_predictions: bool = False, channels_last: bool = False) -> dict:
     """Loss and classification metrics of ``model`` over every batch of ``loader``.
 
     Returns a dict with ``loss``, ``auc``, ``accuracy``, ``sensitivity``, ``specificity``,
     ``balanced_accuracy`` and ``n``; with ``return_predictions`` also ``scores`` and ``targets``.
+    When ``loader`` reads one process's shard (:func:`course_lib.distributed.shard_loader`),
+    the predictions of all processes are gathered first, so every process gets the metrics
+    of the whole set.
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.eval()
     context, _ = _autocast(device, amp)
-    total_loss, count, scores, targets = torch.zeros((), device=device), 0, [], []
+    total_loss, scores, targets = torch.zeros((), device=device), [], []
     for batch in loader:
-        x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+        x, y = _inputs(batch, device, channels_last)
         with context:
             logits = logits_of(model(x))
         loss_fn = loss_fn or _default_loss(logits)
-        total_loss += _loss(loss_fn, logits, y) * len(y)
-        count += len(y)
+        total_loss += _loss(loss_fn, logits, y).detach() * len(y)
         scores.append(_probabilities(logits).cpu())
         targets.append(y.cpu())
+    scores_np = torch.cat(scores).numpy() if scores else np.zeros((0,), dtype=np.float32)
+    targets_np = torch.cat(targets).numpy() if targets else np.zeros((0,), dtype=np.int64)
+    if isinstance(getattr(loader, "sampler", None), ShardSampler):
+        total_loss = all_reduce(total_loss)
+        scores_np, targets_np = gather_predictions(scores_np, targets_np)
+    count = len(targets_np)
     if count == 0:
         raise ValueError("the evaluation loader yielded no batches")
-    scores_np, targets_np = torch.cat(scores).numpy(), torch.cat(targets).numpy()
     result = {"loss": float(total_loss) / count, **classification_metrics(targets_np, scores_np), "n": count}
     if return_predictions:
         result.update(scores=scores_np, targets=targets_np)
@@ -125,6 +149,8 @@ def fit(
     out_dir: str | Path | None = None,
     resume: bool = False,
     amp: bool = False,
+    channels_last: bool = False,
+    compile: bool = False,
     seed: int = 0,
     progress: bool = True,
     verbose: bool = True,
@@ -134,14 +160,24 @@ def fit(
     Without ``optimizer``: AdamW(``lr``, ``weight_decay``) with a cosine learning-rate
     schedule over ``epochs``. With ``out_dir``: checkpoints and ``metrics.csv`` go there, and
     ``resume=True`` continues from ``out_dir/last.pt``. ``amp`` turns on mixed precision
-    (bf16, or fp16 with a gradient scaler on GPUs without bf16).
+    (bf16, or fp16 with a gradient scaler on GPUs without bf16); ``channels_last`` stores
+    activations as NHWC, the layout GPU tensor cores prefer; ``compile`` trains a
+    ``torch.compile`` d model (slow first steps, faster afterwards). Checkpoints always hold
+    the plain model's ``state_dict``. Under ``torchrun``, ``train_loader``'s batch size is
+    per process.
     """
     from .config import get_device
 
+    current = init_from_environment()
+    if device is None and current.distributed and torch.cuda.is_available():
+        device = torch.device("cuda", current.local_rank)
     device = torch.device(device) if device is not None else get_device()
-    model.to(device)
+    verbose, progress = verbose and current.is_main, progress and current.is_main
+    core = unwrap(model).to(device)
+    if channels_last:
+        core.to(memory_format=torch.channels_last)
     if optimizer is None:
-        optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+        optimizer = torch.optim.AdamW(core.parameters(), lr=lr, weight_decay=weight_decay)
         if scheduler is None:
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs))
     context, amp_dtype = _autocast(device, amp)
@@ -156,7 +192,7 @@ def fit(
         last = out / "last.pt"
         if last.is_file():
             state = load_checkpoint(last, map_location=device)
-            model.load_state_dict(state["model"])
+            core.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             if scheduler is not None and state.get("scheduler") is not None:
                 scheduler.load_state_dict(state["scheduler"])
@@ -169,18 +205,30 @@ def fit(
         elif verbose:
             print(f"no checkpoint in {out}: starting from scratch")
 
+    # wrappers go on after loading, so the checkpoint's keys are the plain model's
+    net = core
+    if current.distributed:
+        net = torch.nn.parallel.DistributedDataParallel(core, device_ids=[device.index] if device.type == "cuda" else None)
+    if compile:
+        net = torch.compile(net)
+    # DDP synchronises inside forward, so every process must call it equally often: validation
+    # shards may differ by one batch, so they are scored by the model without the DDP wrapper
+    eval_net = net if not current.distributed else (torch.compile(core) if compile else core)
+    train_loader = shard_loader(train_loader, current, pad=True)
+    val_loader = shard_loader(val_loader, current, pad=False)
+
     for epoch in range(start_epoch, epochs + 1):
         _reseed(seed, epoch)
-        model.train()
+        net.train()
         started = time.perf_counter()
         running, seen = torch.zeros((), device=device), 0
         bad_step = torch.full((), -1, device=device, dtype=torch.long)
         # a bar fed by hand: tqdm.auto would call iter() on the loader a second time per epoch
         bar = tqdm(total=len(train_loader), desc=f"epoch {epoch}/{epochs}", leave=False, disable=not progress)
         for step, batch in enumerate(train_loader):
-            x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+            x, y = _inputs(batch, device, channels_last)
             with context:
-                logits = logits_of(model(x))
+                logits = logits_of(net(x))
             loss_fn = loss_fn or _default_loss(logits)
             loss = _loss(loss_fn, logits, y)
             optimizer.zero_grad(set_to_none=True)
@@ -200,12 +248,17 @@ def fit(
             if progress and step % 10 == 0:  # logging is the one place that synchronises
                 bar.set_postfix(loss=f"{float(running) / seen:.4f}")
         bar.close()
-        if int(bad_step) >= 0:
-            raise FloatingPointError(f"the training loss became non-finite at epoch {epoch}, step {int(bad_step)} "
+        # the first bad step of any process (every process must raise, or the others would wait)
+        never = torch.iinfo(torch.long).max
+        first_bad = int(all_reduce(torch.where(bad_step < 0, never, bad_step), op="min"))
+        if first_bad != never:
+            raise FloatingPointError(f"the training loss became non-finite at epoch {epoch}, step {first_bad} "
                                      "(try a lower learning rate, or turn mixed precision off)")
+        running = all_reduce(running)
+        seen = int(all_reduce(torch.tensor(seen, device=device)))
         if scheduler is not None:
             scheduler.step()
-        val = evaluate(model, val_loader, device=device, loss_fn=loss_fn, amp=amp)
+        val = evaluate(eval_net, val_loader, device=device, loss_fn=loss_fn, amp=amp, channels_last=channels_last)
         row = {"epoch": epoch, "train_loss": float(running) / max(seen, 1), "val_loss": val["loss"]}
         row.update({f"val_{k}": v for k, v in val.items() if k not in ("loss", "n")})
         row.update(lr=optimizer.param_groups[0]["lr"], seconds=time.perf_counter() - started)
@@ -217,9 +270,9 @@ def fit(
             print(f"epoch {epoch:3d}/{epochs}  train_loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}  "
                   f"val_auc {row['val_auc']:.4f}  val_bal_acc {row['val_balanced_accuracy']:.3f}  "
                   f"({row['seconds']:.1f} s){'  *best' if improved else ''}")
-        if out is not None:
+        if out is not None and current.is_main:
             state = {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "model": core.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
                 "scaler": scaler.state_dict() if scaler is not None else None,
                 "epoch": epoch, "history": history, "best_auc": best_auc,
@@ -228,6 +281,7 @@ def fit(
                 save_atomic({"model": state["model"], "epoch": epoch, "val_auc": best_auc}, out / "best.pt")
             save_atomic(state, out / "last.pt")
             write_text_atomic(pd.DataFrame(history).to_csv(index=False), out / "metrics.csv")
+        barrier()  # no process runs ahead of the checkpoint
     return pd.DataFrame(history)
 
 
@@ -253,6 +307,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--amp", action="store_true", help="mixed precision")
+    p.add_argument("--channels-last", action="store_true", help="NHWC memory layout (faster on GPUs)")
+    p.add_argument("--compile", action="store_true", help="train a torch.compile'd model")
     p.add_argument("--make-synthetic", action="store_true",
                    help="generate the profile's synthetic lesions into --data-root when it holds no data set")
     p.add_argument("--no-progress", action="store_true")
@@ -278,10 +334,12 @@ def main(argv: list[str] | None = None) -> int:
     if size % 32:
         print(f"error: --image-size must be a multiple of 32, got {size}", file=sys.stderr)
         return 2
+    current = init_from_environment()  # under torchrun: join the other processes
     try:
-        if args.make_synthetic and not (args.data_root / "marking.csv").exists():
+        if args.make_synthetic and current.is_main and not (args.data_root / "marking.csv").exists():
             print(f"generating {profile.n_images} synthetic lesions in {args.data_root}")
             make_synthetic_lesions(args.data_root, profile.n_images, size, seed=args.seed)
+        barrier()
         frame = load_melanoma(args.data_root)
         train_frame, val_frame = split_by_patient(frame, args.val_fraction, args.seed)
     except DataError as err:
@@ -290,15 +348,19 @@ def main(argv: list[str] | None = None) -> int:
     seed_everything(args.seed)
     train_loader, val_loader = make_loaders(train_frame, val_frame, size, batch_size, workers)
     model = build_model(args.model, num_classes=1, width=width)
-    print(f"{args.model}: {sum(p.numel() for p in model.parameters()):,} parameters; "
-          f"{len(train_frame)} train / {len(val_frame)} val images "
-          f"({train_frame.patient_id.nunique()} / {val_frame.patient_id.nunique()} patients); "
-          f"profile {profile.name}, {size} px, {epochs} epochs")
+    if current.is_main:
+        print(f"{args.model}: {sum(p.numel() for p in model.parameters()):,} parameters; "
+              f"{len(train_frame)} train / {len(val_frame)} val images "
+              f"({train_frame.patient_id.nunique()} / {val_frame.patient_id.nunique()} patients); "
+              f"profile {profile.name}, {size} px, {epochs} epochs"
+              + (f", {current.size} processes of batch {batch_size}" if current.distributed else ""))
     history = fit(model, train_loader, val_loader, epochs=epochs, lr=args.lr, out_dir=args.out,
-                  resume=args.resume, amp=args.amp, seed=args.seed, progress=not args.no_progress)
-    if len(history):
+                  resume=args.resume, amp=args.amp, channels_last=args.channels_last, compile=args.compile,
+                  seed=args.seed, progress=not args.no_progress)
+    if len(history) and current.is_main:
         best = history.loc[history["val_auc"].idxmax()]
         print(f"best val_auc {best['val_auc']:.4f} at epoch {int(best['epoch'])}; metrics in {args.out / 'metrics.csv'}")
+    shutdown()
     return 0
 
 

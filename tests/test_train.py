@@ -151,3 +151,24 @@ def test_command_line_reports_bad_data_readably(tmp_path, capsys):
                  "--profile", "smoke"])
     assert code == 2
     assert "no marking.csv" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("switch", ["channels_last", "compile"])
+def test_speed_switches_change_speed_not_results(switch, tmp_path):
+    """channels_last and torch.compile reorder memory and fuse kernels; the numbers stay (to rounding)."""
+    torch.manual_seed(0)
+    x = torch.randn(64, 3, 16, 16)
+    loader = DataLoader(TensorDataset(x, (x[:, 0].mean((1, 2)) > 0).long()), batch_size=16)
+
+    def model():
+        torch.manual_seed(1)
+        return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 1))
+
+    plain = fit(model(), loader, loader, epochs=2, device="cpu", progress=False, verbose=False)
+    fast = fit(model(), loader, loader, epochs=2, device="cpu", out_dir=tmp_path, progress=False, verbose=False,
+               **{switch: True})
+    pd.testing.assert_frame_equal(plain.drop(columns="seconds"), fast.drop(columns="seconds"),
+                                  check_exact=False, rtol=1e-4, atol=1e-5)
+    state = load_checkpoint(tmp_path / "last.pt")["model"]
+    model().load_state_dict(state)  # plain keys: loads into an unwrapped model
