@@ -1,0 +1,63 @@
+"""A training run killed with SIGKILL mid-epoch and restarted with --resume loses nothing.
+
+The command line runs in a subprocess; the test kills it (no cleanup handlers run, as when a
+laptop sleeps or a cloud notebook is preempted) partway through epoch 2, restarts it with
+``--resume``, and compares the rest of its metrics with an uninterrupted run: on the CPU
+with a fixed seed they are identical.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from course_lib.checkpoint import load_checkpoint
+from course_lib.data import make_synthetic_lesions
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _command(data, out, *extra):
+    return [sys.executable, "-m", "course_lib.train", "--data-root", str(data), "--out", str(out),
+            "--model", "vgg16", "--image-size", "64", "--width", "0.0625", "--batch-size", "8",
+            "--num-workers", "0", "--epochs", "3", "--profile", "smoke", "--seed", "5", "--no-progress", *extra]
+
+
+def _rows(path):
+    return len(pd.read_csv(path)) if path.is_file() else 0
+
+
+def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path):
+    data = tmp_path / "data"
+    make_synthetic_lesions(data, n_images=320, image_size=64, seed=11)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
+    subprocess.run(_command(data, reference), check=True, env=env, timeout=300, capture_output=True)
+    expected = pd.read_csv(reference / "metrics.csv")
+
+    run = subprocess.Popen(_command(data, interrupted), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while _rows(interrupted / "metrics.csv") < 1:  # epoch 1 done and saved
+            assert run.poll() is None and time.monotonic() < deadline, "the run ended before epoch 1 was saved"
+            time.sleep(0.05)
+        time.sleep(0.4 * expected["seconds"].iloc[1])  # well inside epoch 2's training steps
+        assert run.poll() is None, "the run finished before it could be killed"
+        run.send_signal(signal.SIGKILL)
+    finally:
+        run.kill()
+        run.wait()
+    assert run.returncode == -signal.SIGKILL
+    assert load_checkpoint(interrupted / "last.pt")["epoch"] == 1, "killed mid-epoch 2: epoch 1 is the last saved"
+    assert not list(interrupted.glob("*.tmp")), "no half-written checkpoint is left behind"
+
+    resumed = subprocess.run(_command(data, interrupted, "--resume"), env=env, timeout=300,
+                             capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "continuing at epoch 2" in resumed.stdout
+    got = pd.read_csv(interrupted / "metrics.csv")
+    pd.testing.assert_frame_equal(got.drop(columns="seconds"), expected.drop(columns="seconds"))
