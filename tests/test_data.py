@@ -221,3 +221,28 @@ def test_make_loaders_batches_and_keeps_masks(lesion_root):
     assert images.shape == (8, 3, 64, 64) and targets.shape == (8,) and masks.shape == (8, 1, 64, 64)
     assert len(train_loader) == len(train) // 8  # the incomplete last batch is dropped
     assert sum(len(b[0]) for b in val_loader) == len(val)  # validation keeps every image
+
+
+def test_a_cue_set_is_the_cue_free_set_plus_cues(tmp_path):
+    """Same seed with and without a cue: same patients, labels, lesions; pixels differ only near cues."""
+    plain = make_synthetic_lesions(tmp_path / "plain", 60, 64, seed=4)
+    cued = make_synthetic_lesions(tmp_path / "cued", 60, 64, seed=4, spurious_cue="ruler", cue_rates=(0.3, 0.9))
+    columns = ["image_id", "patient_id", "target", "diameter", "asymmetry", "border", "colours"]
+    pd.testing.assert_frame_equal(plain[columns], cued[columns])
+    assert 0 < cued.cue.sum() < len(cued) and plain.cue.sum() == 0
+    for image_id, has_cue in zip(cued.image_id, cued.cue):
+        lesion = [np.asarray(Image.open(tmp_path / d / "masks" / f"{image_id}.png")) for d in ("plain", "cued")]
+        np.testing.assert_array_equal(*lesion)
+        a, b = (np.asarray(Image.open(tmp_path / d / "images" / f"{image_id}.jpg"), dtype=int) for d in ("plain", "cued"))
+        if not has_cue:
+            np.testing.assert_array_equal(a, b)
+            continue
+        cue = np.asarray(Image.open(tmp_path / "cued" / "cues" / f"{image_id}.png")) > 0
+        # JPEG codes 16x16 blocks (4:2:0 chroma): blocks that hold a cue pixel are re-coded
+        near = np.zeros_like(cue)
+        for y, x in zip(*np.nonzero(cue)):
+            near[y // 16 * 16:y // 16 * 16 + 16, x // 16 * 16:x // 16 * 16 + 16] = True
+        difference = np.abs(a - b).max(axis=-1)
+        if (~near).any():  # chroma upsampling at decode blurs block edges by a few levels at most
+            assert difference[~near].max() <= 4 and (difference[~near] == 0).mean() > 0.95
+        assert difference[cue].mean() > 20, "on the cue they differ"

@@ -138,8 +138,8 @@ def _draw_cue(size: int, rng, kind: str) -> Image.Image:
     return cue
 
 
-def _render(rng, size: int, patient: _Patient, traits: dict, cue_kind: str | None):
-    """One image, its lesion mask and its cue mask (None without a cue)."""
+def _render(rng, size: int, patient: _Patient, traits: dict, cue_kind: str | None, cue_rng=None):
+    """One image, its lesion mask and its cue mask (None without a cue); the cue is drawn with ``cue_rng``."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     # skin: base tone, low-frequency texture, fine grain, camera cast
     tex = _smooth_noise(rng, size, 6) * patient.texture + _smooth_noise(rng, size, 24) * 3
@@ -176,7 +176,7 @@ def _render(rng, size: int, patient: _Patient, traits: dict, cue_kind: str | Non
         draw.line(pts, fill=(40, 28, 22), width=1)
     cue = None
     if cue_kind is not None:
-        cue = _draw_cue(size, rng, cue_kind)
+        cue = _draw_cue(size, cue_rng, cue_kind)
         colour = (20, 20, 30) if cue_kind == "ruler" else (70, 40, 140)  # black ticks, violet ink
         image.paste(Image.new("RGB", image.size, colour), mask=cue.filter(ImageFilter.GaussianBlur(0.4)))
     return image, Image.fromarray((mask * 255).astype(np.uint8)), cue
@@ -199,8 +199,9 @@ def make_synthetic_lesions(
 
     Deterministic for a ``seed``. ``separation`` sets the difficulty (larger: easier).
     ``spurious_cue`` ("ruler" or "ink") draws that cue on a malignant image with probability
-    ``cue_rates[1]`` and on a benign one with ``cue_rates[0]``: generate the training set with
-    a cue and the validation set without one to expose shortcut learning (notebook 11).
+    ``cue_rates[1]`` and on a benign one with ``cue_rates[0]``; everything else (patients,
+    labels, lesions, masks) is the same as without a cue for the same ``seed``. Train on a set
+    with a cue and score on the cue-free twin to expose shortcut learning (notebook 11).
     """
     if n_images < 1:
         raise ValueError("n_images must be positive")
@@ -216,13 +217,17 @@ def make_synthetic_lesions(
     patients = _make_patients(rng, n_patients, risky_fraction, prefix=f"SYN{seed}")
     owners = np.concatenate([np.arange(n_patients), rng.integers(0, n_patients, n_images - n_patients)]) \
         if n_images >= n_patients else rng.permutation(n_patients)[:n_images]
+    # the cue has a random stream of its own, so a set with a cue holds exactly the lesions of
+    # the set without one (same seed), each with a cue added or not: the shortcut experiment
+    # of notebook 11 scores one model on both versions of the same validation images
+    cue_rng = np.random.default_rng([seed, 1])
     rows = []
     for i, owner in enumerate(np.sort(owners)):
         patient = patients[owner]
         target = int(rng.random() < (0.8 if patient.risky else 0.05))
         traits = _lesion_traits(rng, target, separation)
-        cue_kind = spurious_cue if spurious_cue and rng.random() < cue_rates[target] else None
-        image, mask, cue = _render(rng, image_size, patient, traits, cue_kind)
+        cue_kind = spurious_cue if spurious_cue and cue_rng.random() < cue_rates[target] else None
+        image, mask, cue = _render(rng, image_size, patient, traits, cue_kind, cue_rng)
         image_id = f"{patient.patient_id}_I{i:06d}"
         image.save(root / "images" / f"{image_id}.jpg", quality=jpeg_quality)
         mask.save(root / "masks" / f"{image_id}.png")
@@ -239,7 +244,7 @@ def make_synthetic_lesions(
 
 
 #: Bumped whenever the generator's output changes, so cached sets are made anew.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: the cue draws from its own random stream
 
 
 def default_data_dir() -> Path:
@@ -272,14 +277,4 @@ def ensure_synthetic_lesions(n_images: int, image_size: int, seed: int = 0, root
     with staged_folder(root) as staging:  # replaces an outdated set of the same name on success
         make_synthetic_lesions(staging, n_images, image_size, seed, **options)
         (staging / "parameters.json").write_text(json.dumps(params))
-    return root
-    root.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.partial-", dir=root.parent))
-    try:
-        make_synthetic_lesions(staging, n_images, image_size, seed, **options)
-        (staging / "parameters.json").write_text(json.dumps(params))
-        shutil.rmtree(root, ignore_errors=True)  # an outdated set of the same name
-        os.replace(staging, root)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return root
