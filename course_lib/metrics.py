@@ -1,9 +1,22 @@
-"""Classification metrics over a whole validation set (introduced in notebook ``02_vgg16_baseline``).
+"""Metrics: classification over a validation set (notebook ``02_vgg16_baseline``) and the
+localisation of saliency maps against lesion masks (notebook ``11_seeing_attention``).
 
-Melanoma screening is an imbalanced problem, so accuracy alone misleads: a model that calls
-every lesion benign is 90 % "accurate" on data with 10 % melanoma. The course reports the
-ROC AUC (threshold-free), sensitivity (melanomas found), specificity (benign lesions
-cleared) and balanced accuracy (their mean). All come from scikit-learn.
+**Classification.** Melanoma screening is an imbalanced problem, so accuracy alone misleads:
+a model that calls every lesion benign is 90 % "accurate" on data with 10 % melanoma. The
+course reports the ROC AUC (threshold-free), sensitivity (melanomas found), specificity
+(benign lesions cleared) and balanced accuracy (their mean). All come from scikit-learn.
+
+**Localisation.** Does a map (an attention map, a Grad-CAM) point at the lesion? Three
+measures, each per image, batched, for maps of any size (a map is upsampled bilinearly to
+its mask's size first):
+
+- :func:`pointing_game` — is the map's peak inside the mask (Zhang et al., 2016)?
+- :func:`energy_in_mask` — the share of the map's non-negative mass inside the mask;
+- :func:`binarized_jaccard` — min-max normalise, threshold, Jaccard index with the mask
+  (the measure of the AttnMel project, Yan et al., 2019).
+
+A map spread evenly over the image scores the mask's area fraction on the first two, which
+is what a random guess scores: compare every map with that baseline.
 """
 
 from __future__ import annotations
@@ -11,9 +24,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from sklearn.metrics import balanced_accuracy_score, confusion_matrix, roc_auc_score
 
-__all__ = ["classification_metrics"]
+__all__ = ["classification_metrics", "pointing_game", "energy_in_mask", "binarized_jaccard"]
 
 
 def classification_metrics(targets, scores, threshold: float = 0.5) -> dict[str, float]:
@@ -57,3 +72,105 @@ def classification_metrics(targets, scores, threshold: float = 0.5) -> dict[str,
         "specificity": float(specificity),
         "balanced_accuracy": float(balanced_accuracy_score(targets, predicted)) if len(present) > 1 else math.nan,
     }
+
+
+# ------------------------------------------------------------------ localisation of saliency maps
+
+def _maps_and_masks(saliency, mask) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """``(N, H, W)`` float maps at the masks' size and ``(N, H, W)`` boolean masks.
+
+    Accepts arrays or tensors shaped ``(H, W)``, ``(N, H, W)`` or ``(N, 1, H, W)``; a mask is
+    inside wherever it is non-zero (bool, {0, 1} or {0, 255} all work). Returns whether the
+    input was a single map, so that callers can return a number rather than an array.
+    """
+    def batch(x, what):
+        x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).detach().cpu()
+        if x.dim() == 4 and x.shape[1] == 1:
+            x = x[:, 0]
+        if x.dim() not in (2, 3):
+            raise ValueError(f"{what} must be shaped (H, W), (N, H, W) or (N, 1, H, W), got {tuple(x.shape)}")
+        return x.reshape(-1, *x.shape[-2:])
+
+    single = torch.as_tensor(np.asarray(saliency) if not isinstance(saliency, torch.Tensor) else saliency).dim() == 2
+    maps, masks = batch(saliency, "saliency").float(), batch(mask, "mask") > 0
+    if len(maps) != len(masks):
+        raise ValueError(f"{len(maps)} saliency map(s) but {len(masks)} mask(s)")
+    empty = torch.nonzero(~masks.flatten(1).any(dim=1)).flatten().tolist()
+    if empty:
+        raise ValueError(f"mask(s) {_listed(empty)} are empty: localisation is undefined without a lesion "
+                         "(leave such images out, e.g. images without a lesion mask)")
+    if maps.shape[-2:] != masks.shape[-2:]:
+        maps = F.interpolate(maps[:, None], size=masks.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    return maps, masks, single
+
+
+def _listed(indices, n=5) -> str:
+    more = f", ... ({len(indices) - n} more)" if len(indices) > n else ""
+    return ", ".join(map(str, indices[:n])) + more
+
+
+def _result(values: torch.Tensor, single: bool):
+    values = values.double().numpy()
+    return float(values[0]) if single else values
+
+
+def _dilate(masks: torch.Tensor, radius: float) -> torch.Tensor:
+    """Grow boolean masks by ``radius`` pixels (a disk: Euclidean distance <= radius)."""
+    r = int(math.floor(radius))
+    offsets = torch.arange(-r, r + 1, dtype=torch.float32)
+    disk = (offsets[:, None] ** 2 + offsets[None, :] ** 2 <= radius**2).float()
+    grown = F.conv2d(masks[:, None].float(), disk[None, None], padding=r)[:, 0]
+    return grown > 0
+
+
+def pointing_game(saliency, mask, tolerance: float = 0):
+    """1 when the map's peak falls inside the mask (or within ``tolerance`` pixels of it), else 0.
+
+    When several pixels share the maximum, the answer is the share of them that hit — the
+    expected score if the tie were broken at random. A constant map therefore scores the
+    (grown) mask's area fraction, like a random guess. Returns a float for one ``(H, W)`` map,
+    else an array of shape ``(N,)``.
+    """
+    if tolerance < 0:
+        raise ValueError(f"tolerance must be >= 0 pixels, got {tolerance}")
+    maps, masks, single = _maps_and_masks(saliency, mask)
+    if tolerance > 0:
+        masks = _dilate(masks, tolerance)
+    peaks = maps == maps.flatten(1).amax(dim=1)[:, None, None]
+    hits = (peaks & masks).flatten(1).sum(dim=1) / peaks.flatten(1).sum(dim=1)
+    return _result(hits, single)
+
+
+def energy_in_mask(saliency, mask):
+    """The share of the map's non-negative mass that lies inside the mask, in [0, 1].
+
+    Negative values are clipped to 0 first (Grad-CAM and attention maps are non-negative
+    anyway). A map without positive mass has no share to measure: ``ValueError``.
+    """
+    maps, masks, single = _maps_and_masks(saliency, mask)
+    mass = maps.clamp(min=0).flatten(1)
+    total = mass.sum(dim=1)
+    empty = torch.nonzero(total <= 0).flatten().tolist()
+    if empty:
+        raise ValueError(f"saliency map(s) {_listed(empty)} have no positive mass: energy_in_mask is undefined")
+    return _result((mass * masks.flatten(1)).sum(dim=1) / total, single)
+
+
+def binarized_jaccard(saliency, mask, threshold: float = 0.5):
+    """Jaccard index (intersection over union) of the binarised map and the mask, in [0, 1].
+
+    The map is min-max normalised to [0, 1] and kept where it is ``>= threshold``. A constant
+    map highlights nothing (its binarised map is empty) and scores 0.
+    """
+    if not 0 <= threshold <= 1:
+        raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+    maps, masks, single = _maps_and_masks(saliency, mask)
+    flat = maps.flatten(1)
+    low, high = flat.amin(dim=1, keepdim=True), flat.amax(dim=1, keepdim=True)
+    spread = high - low
+    normalised = torch.where(spread > 0, (flat - low) / spread.clamp(min=torch.finfo(flat.dtype).tiny), 0.0)
+    binary = (normalised >= threshold) & (spread > 0)
+    inside = masks.flatten(1)
+    intersection = (binary & inside).sum(dim=1)
+    union = (binary | inside).sum(dim=1)  # > 0: masks are never empty
+    return _result(intersection / union, single)
