@@ -1,4 +1,5 @@
-"""Focal loss on logits (introduced in notebook ``10_attnvgg_melanoma``).
+"""Losses: focal loss on logits (notebook ``10_attnvgg_melanoma``) and the lesion-mask
+regulariser of attention maps (notebook ``12_going_further``).
 
 Lin, Goyal, Girshick, He & Dollár, *Focal Loss for Dense Object Detection*, ICCV 2017:
 
@@ -21,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["focal_loss", "FocalLoss"]
+__all__ = ["focal_loss", "FocalLoss", "attention_dice_loss", "AttentionMaskLoss"]
 
 
 def focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float | None = 0.25, gamma: float = 2.0,
@@ -54,3 +55,41 @@ class FocalLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}, gamma={self.gamma}, reduction={self.reduction!r}"
+
+
+def attention_dice_loss(attention: torch.Tensor, masks: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """``1 - Dice`` between attention maps ``(N, 1, h, w)`` and lesion masks ``(N, 1, H, W)``.
+
+    As in AttnMel-Lesion (Yan et al., IPMI 2019): each mask is shrunk to the map's size by
+    area averaging (``adaptive_avg_pool2d``: a cell half covered by lesion gets 0.5), and Dice
+    is ``2·Σ(a·m) / (Σa + Σm)`` summed over the whole batch. For a softmax map (``Σa = 1``
+    per image) Dice grows with ``Σ(a·m)``, the attention energy inside the lesion, so the loss
+    pulls attention onto the lesion; for a sigmoid map it is the usual soft Dice.
+    """
+    if attention.dim() != 4 or attention.shape[1] != 1:
+        raise ValueError(f"attention maps must be shaped (N, 1, h, w), got {tuple(attention.shape)}")
+    attention = attention.float()  # sums over many small values: never in bf16/fp16
+    masks = masks.float().reshape(len(masks), 1, *masks.shape[-2:])
+    target = F.adaptive_avg_pool2d(masks, attention.shape[-2:])
+    return 1 - 2 * (attention * target).sum() / (attention.sum() + target.sum()).clamp(min=eps)
+
+
+class AttentionMaskLoss(nn.Module):
+    """Weighted :func:`attention_dice_loss` of AttnVGG's maps: ``Σ_k w_k · (1 - Dice(a_k, mask))``.
+
+    Called as ``fit``'s ``aux_loss`` with the model's output ``(logits, a1, a2)`` and the
+    masks of the batch. AttnMel-Lesion's weights are 0.001 (pool-3) and 0.01 (pool-4).
+    """
+
+    def __init__(self, weights=(0.001, 0.01)):
+        super().__init__()
+        self.weights = tuple(float(w) for w in weights)
+
+    def forward(self, output, masks: torch.Tensor) -> torch.Tensor:
+        maps = output[1:]
+        if len(maps) != len(self.weights):
+            raise ValueError(f"{len(self.weights)} weights for {len(maps)} attention maps")
+        return sum(w * attention_dice_loss(a, masks) for w, a in zip(self.weights, maps))
+
+    def extra_repr(self) -> str:
+        return f"weights={self.weights}"

@@ -145,6 +145,7 @@ def fit(
     optimizer: torch.optim.Optimizer | None = None,
     scheduler=None,
     loss_fn: nn.Module | None = None,
+    aux_loss=None,
     device=None,
     out_dir: str | Path | None = None,
     resume: bool = False,
@@ -165,6 +166,12 @@ def fit(
     ``torch.compile`` d model (slow first steps, faster afterwards). Checkpoints always hold
     the plain model's ``state_dict``. Under ``torchrun``, ``train_loader``'s batch size is
     per process.
+
+    ``aux_loss(output, *extras)`` adds a training loss computed from the model's whole output
+    (e.g. AttnVGG's attention maps) and the batch's items after the targets (e.g. lesion
+    masks from ``make_loaders(..., with_mask=True)``). ``train_loss`` is then the whole
+    objective and ``train_aux_loss`` the added term's epoch mean; validation scores the
+    classification loss only.
     """
     from .config import get_device
 
@@ -221,16 +228,21 @@ def fit(
         _reseed(seed, epoch)
         net.train()
         started = time.perf_counter()
-        running, seen = torch.zeros((), device=device), 0
+        running, running_aux, seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
         bad_step = torch.full((), -1, device=device, dtype=torch.long)
         # a bar fed by hand: tqdm.auto would call iter() on the loader a second time per epoch
         bar = tqdm(total=len(train_loader), desc=f"epoch {epoch}/{epochs}", leave=False, disable=not progress)
         for step, batch in enumerate(train_loader):
             x, y = _inputs(batch, device, channels_last)
             with context:
-                logits = logits_of(net(x))
+                output = net(x)
+            logits = logits_of(output)
             loss_fn = loss_fn or _default_loss(logits)
             loss = _loss(loss_fn, logits, y)
+            if aux_loss is not None:
+                extra = aux_loss(output, *(item.to(device, non_blocking=True) for item in batch[2:])).float()
+                running_aux += extra.detach() * len(y)
+                loss = loss + extra
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
@@ -260,6 +272,8 @@ def fit(
             scheduler.step()
         val = evaluate(eval_net, val_loader, device=device, loss_fn=loss_fn, amp=amp, channels_last=channels_last)
         row = {"epoch": epoch, "train_loss": float(running) / max(seen, 1), "val_loss": val["loss"]}
+        if aux_loss is not None:
+            row["train_aux_loss"] = float(all_reduce(running_aux)) / max(seen, 1)
         row.update({f"val_{k}": v for k, v in val.items() if k not in ("loss", "n")})
         row.update(lr=optimizer.param_groups[0]["lr"], seconds=time.perf_counter() - started)
         history.append(row)

@@ -169,3 +169,79 @@ def test_focal_loss_trains_attnvgg_with_fit(lesion_root):
     history = fit(AttnVGG(1, width=1 / 16), loader, loader, epochs=1, loss_fn=FocalLoss(), device="cpu",
                   progress=False, verbose=False)
     assert history.train_loss.notna().all() and history.val_auc.between(0, 1).all()
+
+
+# ---------------------------------------------------------------- the lesion-mask regulariser
+
+def test_attention_dice_loss_known_values():
+    from course_lib.losses import attention_dice_loss
+
+    masks = torch.zeros(2, 1, 8, 8)
+    masks[:, :, :4, :4] = 1  # top-left quadrant
+    exact = F.adaptive_avg_pool2d(masks, (4, 4))  # the mask at the map's size
+    assert attention_dice_loss(exact, masks).item() == pytest.approx(0.0, abs=1e-6)
+    assert attention_dice_loss(1 - exact, masks).item() == pytest.approx(1.0)
+    half = torch.zeros(2, 1, 4, 4)
+    half[:, :, :2, :1] = 1  # 2 of the 4 mask cells, per image
+    assert attention_dice_loss(half, masks).item() == pytest.approx(1 - 2 * 4 / (4 + 8))
+    # area averaging: a mask cell half covered by lesion counts 0.5
+    masks_odd = torch.zeros(1, 1, 8, 8)
+    masks_odd[:, :, :, :1] = 1
+    assert attention_dice_loss(torch.ones(1, 1, 4, 4), masks_odd).item() == pytest.approx(1 - 2 * 2 / (16 + 2))
+    with pytest.raises(ValueError, match="N, 1, h, w"):
+        attention_dice_loss(torch.ones(2, 4, 4), masks)
+
+
+def test_dice_of_softmax_maps_grows_with_the_energy_inside_the_mask():
+    from course_lib.losses import attention_dice_loss
+    from course_lib.metrics import energy_in_mask
+
+    torch.manual_seed(0)
+    masks = (torch.rand(1, 1, 16, 16) > 0.6).float()
+    losses, energies = [], []
+    for _ in range(20):
+        a = F.softmax(torch.randn(1, 256) * 3, dim=1).view(1, 1, 16, 16)
+        losses.append(attention_dice_loss(a, masks).item())
+        energies.append(float(energy_in_mask(a[0, 0], masks[0, 0])))
+    order = sorted(range(20), key=lambda i: energies[i])
+    assert [losses[i] for i in order] == sorted(losses, reverse=True)
+
+
+def test_attention_mask_loss_weights_each_map():
+    from course_lib.losses import AttentionMaskLoss, attention_dice_loss
+
+    torch.manual_seed(1)
+    masks = (torch.rand(2, 1, 32, 32) > 0.5).float()
+    a1, a2 = torch.rand(2, 1, 8, 8), torch.rand(2, 1, 4, 4)
+    loss = AttentionMaskLoss(weights=(0.001, 0.01))((torch.zeros(2, 1), a1, a2), masks)
+    expected = 0.001 * attention_dice_loss(a1, masks) + 0.01 * attention_dice_loss(a2, masks)
+    assert loss.item() == pytest.approx(expected.item())
+    with pytest.raises(ValueError, match="2 weights for 1"):
+        AttentionMaskLoss()((torch.zeros(2, 1), a1), masks)
+
+
+def test_fit_with_the_mask_loss_pulls_attention_onto_the_lesion(lesion_root):
+    """aux_loss gets the model's whole output and the batch's masks; a strong weight moves the maps."""
+    from course_lib.data import load_melanoma, make_loaders
+    from course_lib.losses import AttentionMaskLoss
+    from course_lib.metrics import energy_in_mask
+    from course_lib.train import fit
+
+    frame = load_melanoma(lesion_root)
+    train, val = make_loaders(frame, frame, 64, 16, with_mask=True)
+
+    def energy(model):
+        model.eval()
+        with torch.no_grad():
+            images, _, masks = next(iter(val))
+            _, _, a2 = model(images)
+        return energy_in_mask(a2, masks).mean()
+
+    torch.manual_seed(0)
+    model = AttnVGG(1, width=1 / 16)
+    before = energy(model)
+    history = fit(model, train, val, epochs=2, lr=3e-3, aux_loss=AttentionMaskLoss(weights=(1.0, 1.0)),
+                  device="cpu", progress=False, verbose=False)
+    assert "train_aux_loss" in history and (history.train_aux_loss < history.train_loss).all()
+    assert history.train_aux_loss.iloc[-1] < history.train_aux_loss.iloc[0]
+    assert energy(model) > before + 0.05
