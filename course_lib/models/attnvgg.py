@@ -13,6 +13,10 @@ seed 000's ``AvgPool2d(7)``).
 
 With ``num_classes=1, width=1.0``: 15,183,683 parameters — 14,723,136 in the convolutions,
 196,865 + 262,401 in the gates, 1,281 in the classifier.
+
+``global_branch=False`` classifies from the two attention-pooled vectors alone, as Jetley et
+al. do: the global map then only *guides* the gates. Notebook 11 uses it to show that what a
+gate attends to depends on what else the classifier can read.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ def load_imagenet_features(features: nn.Sequential) -> None:
 
 class AttnVGG(nn.Module):
     def __init__(self, num_classes: int, normalize_attn: bool = True, width: float = 1.0, pretrained: bool = False,
-                 dropout: float | None = None):
+                 dropout: float | None = None, global_branch: bool = True):
         super().__init__()
         self.features = vgg16(num_classes, width=width, batch_norm=True, head="gap").features  # stages 1-5
         if pretrained:
@@ -64,7 +68,8 @@ class AttnVGG(nn.Module):
         self.attn2 = AttentionGate(c4, c5, attn, up_factor=2, normalize_attn=normalize_attn)  # pool-4
         self.global_pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
-        self.classifier = nn.Linear(c5 + c3 + c4, num_classes)
+        self.global_branch = global_branch
+        self.classifier = nn.Linear((c5 if global_branch else 0) + c3 + c4, num_classes)
         self.normalize_attn = normalize_attn
         for module in (self.attn1, self.attn2, self.classifier):
             for m in module.modules():
@@ -86,6 +91,6 @@ class AttnVGG(nn.Module):
         pool5 = self.features[4](pool4)  # global map: 1/32
         a1, g1 = self.attn1(pool3, pool5)
         a2, g2 = self.attn2(pool4, pool5)
-        g = self.global_pool(pool5).flatten(1)
-        logits = self.classifier(self.dropout(torch.cat([g, g1, g2], dim=1)))
+        pooled = [self.global_pool(pool5).flatten(1)] if self.global_branch else []
+        logits = self.classifier(self.dropout(torch.cat([*pooled, g1, g2], dim=1)))
         return logits, a1, a2
