@@ -1,0 +1,89 @@
+"""Saliency maps over a whole data set, and how well they localise (notebooks ``11`` and ``12``).
+
+:func:`collect_maps` runs a model over a loader that yields ``(images, targets, masks)``
+(``make_loaders(..., with_mask=True)``) and keeps, for every image, its predicted
+probability, AttnVGG's two attention maps, a Grad-CAM map and the mask.
+:func:`baseline_maps` makes maps that know nothing about the image — uniform noise, and a
+fixed blob at the image centre (lesions are photographed near the centre, so a centre prior
+is the bar a map must clear to show it has found *this* lesion).
+:func:`localisation_table` scores any set of maps with the three measures of
+:mod:`course_lib.metrics`; :func:`verdicts` reads its energy column against the random map's.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .metrics import binarized_jaccard, energy_in_mask, pointing_game
+
+__all__ = ["collect_maps", "baseline_maps", "localisation_table", "verdicts", "MAP_NAMES"]
+
+#: The keys under which :func:`collect_maps` returns each kind of map.
+MAP_NAMES = ("pool-3 attention", "pool-4 attention", "Grad-CAM")
+
+
+def collect_maps(model, loader, device=None, gradcam: bool = True, target: str = "predicted") -> dict:
+    """Probabilities, targets, masks and maps of every image in ``loader``, as numpy arrays.
+
+    Keys: ``probability`` (N,), ``target`` (N,), ``mask`` (N, H, W) and one entry per name
+    in :data:`MAP_NAMES` — the attention maps at their own size (N, h, w), Grad-CAM at the
+    image size (``gradcam=False`` leaves it out). ``model`` returns ``(logits, a1, a2)``.
+    """
+    from .gradcam import grad_cam
+
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model.eval()
+    parts: dict[str, list] = {k: [] for k in ("probability", "target", "mask", *MAP_NAMES[: 3 if gradcam else 2])}
+    for batch in loader:
+        if len(batch) < 3:
+            raise ValueError("the loader yields no masks: build it with make_loaders(..., with_mask=True)")
+        images, targets, masks = batch[:3]
+        with torch.no_grad():
+            logits, a1, a2 = model(images.to(device))
+        parts["probability"].append(torch.sigmoid(logits.float()).reshape(len(images), -1)[:, 0].cpu().numpy())
+        parts["target"].append(targets.numpy())
+        parts["mask"].append(masks.reshape(len(masks), *masks.shape[-2:]).numpy() > 0.5)
+        parts["pool-3 attention"].append(a1.float()[:, 0].cpu().numpy())
+        parts["pool-4 attention"].append(a2.float()[:, 0].cpu().numpy())
+        if gradcam:
+            parts["Grad-CAM"].append(grad_cam(model, images, target=target))
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def baseline_maps(n: int, size: tuple[int, int], kind: str = "random", seed: int = 0) -> np.ndarray:
+    """``n`` maps of ``size`` that ignore the image: "random" (uniform noise) or "centre"
+    (a Gaussian blob at the centre, standard deviation a quarter of the side)."""
+    h, w = size
+    if kind == "random":
+        return np.random.default_rng(seed).random((n, h, w), dtype=np.float32)
+    if kind == "centre":
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        blob = np.exp(-(((yy - (h - 1) / 2) / (h / 4)) ** 2 + ((xx - (w - 1) / 2) / (w / 4)) ** 2) / 2)
+        return np.broadcast_to(blob, (n, h, w)).copy()
+    raise ValueError(f"kind must be 'random' or 'centre', not {kind!r}")
+
+
+def localisation_table(maps: dict, masks, tolerance: float = 0) -> pd.DataFrame:
+    """One row per entry of ``maps`` ({name: (N, h, w) maps}); columns: the mean pointing game
+    (with ``tolerance`` pixels), energy in mask and binarised Jaccard over the N images."""
+    rows = {}
+    for name, m in maps.items():
+        rows[name] = {"pointing game": float(np.mean(pointing_game(m, masks, tolerance=tolerance))),
+                      "energy in mask": float(np.mean(energy_in_mask(m, masks))),
+                      "binarised Jaccard": float(np.mean(binarized_jaccard(m, masks)))}
+    return pd.DataFrame(rows).T
+
+
+def verdicts(table: pd.DataFrame, random_row: str = "random map") -> pd.DataFrame:
+    """Each row's energy in mask as a multiple of the random map's, with a verdict in words.
+
+    At least 1.5 times random: "on the lesion"; below 2/3 of it: "avoids the lesion";
+    in between: "no better than random". Rows without an energy (NaN) are left out.
+    """
+    random_energy = table.loc[random_row, "energy in mask"]
+    ratio = (table["energy in mask"] / random_energy).dropna()
+    words = ratio.map(lambda r: "on the lesion" if r >= 1.5 else "avoids the lesion" if r < 2 / 3 else
+                      "no better than random")
+    return pd.DataFrame({"energy / random": ratio, "verdict": words})

@@ -1,0 +1,61 @@
+"""course_lib.saliency: maps over a data set, baselines, the localisation table."""
+
+import numpy as np
+import pytest
+import torch
+
+from course_lib.data import load_melanoma, make_loaders
+from course_lib.models import AttnVGG
+from course_lib.saliency import MAP_NAMES, baseline_maps, collect_maps, localisation_table, verdicts
+
+
+def test_collect_maps_keeps_every_image_and_map(lesion_root):
+    frame = load_melanoma(lesion_root).head(20)
+    _, loader = make_loaders(frame, frame, 64, 8, with_mask=True)
+    torch.manual_seed(0)
+    model = AttnVGG(1, width=1 / 16)
+    maps = collect_maps(model, loader)
+    assert maps["probability"].shape == (20,) and ((maps["probability"] >= 0) & (maps["probability"] <= 1)).all()
+    np.testing.assert_array_equal(maps["target"], frame.target.to_numpy())
+    assert maps["mask"].shape == (20, 64, 64) and maps["mask"].dtype == bool and maps["mask"].any(axis=(1, 2)).all()
+    assert maps["pool-3 attention"].shape == (20, 8, 8) and maps["pool-4 attention"].shape == (20, 4, 4)
+    np.testing.assert_allclose(maps["pool-3 attention"].sum(axis=(1, 2)), 1, rtol=1e-4)  # softmax maps
+    assert maps["Grad-CAM"].shape == (20, 64, 64)
+    assert "Grad-CAM" not in collect_maps(model, loader, gradcam=False)
+    plain, _ = make_loaders(frame, frame, 64, 8)
+    with pytest.raises(ValueError, match="with_mask=True"):
+        collect_maps(model, plain)
+
+
+def test_baselines():
+    random = baseline_maps(3, (8, 10), "random", seed=1)
+    assert random.shape == (3, 8, 10)
+    np.testing.assert_array_equal(random, baseline_maps(3, (8, 10), "random", seed=1))
+    centre = baseline_maps(2, (9, 9), "centre")
+    assert np.unravel_index(centre[0].argmax(), (9, 9)) == (4, 4) and (centre[0] == centre[1]).all()
+    with pytest.raises(ValueError, match="random"):
+        baseline_maps(1, (4, 4), "corner")
+
+
+def test_localisation_table_scores_each_kind_of_map():
+    masks = np.zeros((4, 16, 16), bool)
+    masks[:, 4:12, 4:12] = True
+    table = localisation_table({"the mask itself": masks.astype(np.float32),
+                                "centre": baseline_maps(4, (16, 16), "centre"),
+                                "outside": (~masks).astype(np.float32)}, masks)
+    assert list(table.columns) == ["pointing game", "energy in mask", "binarised Jaccard"]
+    assert table.loc["the mask itself"].tolist() == pytest.approx([1.0, 1.0, 1.0])
+    assert table.loc["outside"].tolist() == pytest.approx([0.0, 0.0, 0.0])
+    assert table.loc["centre", "pointing game"] == 1.0
+    assert list(MAP_NAMES) == ["pool-3 attention", "pool-4 attention", "Grad-CAM"]
+
+
+def test_verdicts_read_energy_against_the_random_map():
+    import pandas as pd
+
+    table = pd.DataFrame({"energy in mask": [0.06, 0.5, 0.07, 0.01, float("nan")]},
+                         index=["random map", "on", "same", "away", "(area)"])
+    v = verdicts(table)
+    assert list(v.index) == ["random map", "on", "same", "away"]
+    assert v.loc["on", "energy / random"] == pytest.approx(0.5 / 0.06)
+    assert list(v.verdict) == ["no better than random", "on the lesion", "no better than random", "avoids the lesion"]
