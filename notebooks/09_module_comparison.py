@@ -67,7 +67,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from course_lib.bench import count_flops, count_parameters, latency_ms
+from course_lib.bench import cost_table
 from course_lib.config import get_device, get_profile, seed_everything
 from course_lib.data import ensure_synthetic_lesions, load_melanoma, make_loaders, split_by_patient
 from course_lib.models import build_model
@@ -97,24 +97,15 @@ print(f"profile {profile.name}: {profile.image_size} px, width {profile.width}, 
 # ## 2. What each module costs
 #
 # Parameters and FLOPs (from `FlopCounterMode`, at the profile's image size) are exact.
-# Latency is measured on the CPU for a batch of 8, all models in one loop, by
-# `torch.utils.benchmark` (median of repeated runs); on a shared machine compare the
-# ratios, not the milliseconds.
+# Latency is measured on the CPU for a batch of 8 by `torch.utils.benchmark`, in three
+# interleaved rounds (every model once per round, median kept) with
+# `course_lib.bench.cost_table`; on a shared machine compare the ratios, not the
+# milliseconds.
 
 # %%
-cost_rows = []
-example = torch.randn(8, 3, profile.image_size, profile.image_size)
-for label, name in MODELS.items():
-    model = build_model(name, num_classes=1, width=profile.width).eval()
-    with torch.no_grad():
-        ms = latency_ms(model, example, min_run_time=0.3)
-    cost_rows.append({"model": label, "parameters": count_parameters(model),
-                      "MFLOPs / image": count_flops(model, (1, 3, profile.image_size, profile.image_size)) / 1e6,
-                      "CPU ms / batch of 8": ms})
-costs = pd.DataFrame(cost_rows).set_index("model")
-base = costs.loc["baseline (GAP)"]
-costs["extra parameters"] = costs["parameters"] - base["parameters"]
-costs["latency vs baseline"] = costs["CPU ms / batch of 8"] / base["CPU ms / batch of 8"]
+costs = cost_table({label: build_model(name, num_classes=1, width=profile.width) for label, name in MODELS.items()},
+                   profile.image_size, batch_size=8, rounds=3, baseline="baseline (GAP)")
+costs = costs.rename(columns={"ms / batch of 8": "CPU ms / batch of 8"})
 assert costs.loc["triplet", "extra parameters"] == 1500
 costs.round(2)
 

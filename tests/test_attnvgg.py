@@ -69,6 +69,23 @@ def test_attnvgg_has_the_seed_models_parameter_count():
     assert count_parameters(model.classifier) == 1_281
 
 
+def test_attnvgg_without_the_global_branch_classifies_from_the_gates_alone():
+    model = AttnVGG(num_classes=1, width=1.0, global_branch=False)
+    assert count_parameters(model.classifier) == 256 + 512 + 1
+    assert count_parameters(model) == 15_183_683 - 512
+    small = AttnVGG(1, width=1 / 8, global_branch=False).eval()
+    x = torch.randn(2, 3, 64, 64)
+    seen = {}
+    small.classifier.register_forward_hook(lambda m, i, o: seen.__setitem__("input", i[0]))
+    gates = [small.attn1.register_forward_hook(lambda m, i, o: seen.__setitem__("g1", o[1])),
+             small.attn2.register_forward_hook(lambda m, i, o: seen.__setitem__("g2", o[1]))]
+    with torch.no_grad():
+        small(x)
+    for h in gates:
+        h.remove()
+    torch.testing.assert_close(seen["input"], torch.cat([seen["g1"], seen["g2"]], dim=1))
+
+
 def test_attnvgg_maps_at_224_and_other_sizes():
     model = AttnVGG(1, width=1 / 8).eval()
     with torch.no_grad():
