@@ -36,13 +36,16 @@ import math
 import random
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+with warnings.catch_warnings():  # "IProgress not found": without ipywidgets, tqdm.auto falls back to text bars
+    warnings.simplefilter("ignore")
+    from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, save_atomic, write_text_atomic
 from .distributed import (ShardSampler, all_reduce, barrier, gather_predictions, init_from_environment,
@@ -230,8 +233,10 @@ def fit(
         started = time.perf_counter()
         running, running_aux, seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
         bad_step = torch.full((), -1, device=device, dtype=torch.long)
-        # a bar fed by hand: tqdm.auto would call iter() on the loader a second time per epoch
-        bar = tqdm(total=len(train_loader), desc=f"epoch {epoch}/{epochs}", leave=False, disable=not progress)
+        # a bar fed by hand: tqdm.auto would call iter() on the loader a second time per epoch.
+        # `disable` is passed only to switch the bar off, so TQDM_DISABLE=1 (the book build) also can
+        bar = tqdm(total=len(train_loader), desc=f"epoch {epoch}/{epochs}", leave=False,
+                   **({} if progress else {"disable": True}))
         for step, batch in enumerate(train_loader):
             x, y = _inputs(batch, device, channels_last)
             with context:
