@@ -67,13 +67,23 @@ def baseline_maps(n: int, size: tuple[int, int], kind: str = "random", seed: int
 
 def localisation_table(maps: dict, masks, tolerance: float = 0) -> pd.DataFrame:
     """One row per entry of ``maps`` ({name: (N, h, w) maps}); columns: the mean pointing game
-    (with ``tolerance`` pixels), energy in mask and binarised Jaccard over the N images."""
+    (with ``tolerance`` pixels), energy in mask and binarised Jaccard over the N images.
+
+    A map with no positive value (Grad-CAM keeps only the positive part, and can be zero
+    everywhere) has no energy to share out: such images are left out of that row's means and
+    counted in the column "maps without signal".
+    """
+    masks = np.asarray(masks)
     rows = {}
     for name, m in maps.items():
-        rows[name] = {"pointing game": float(np.mean(pointing_game(m, masks, tolerance=tolerance))),
-                      "energy in mask": float(np.mean(energy_in_mask(m, masks))),
-                      "binarised Jaccard": float(np.mean(binarized_jaccard(m, masks)))}
-    return pd.DataFrame(rows).T
+        m = np.asarray(m, dtype=np.float32)
+        signal = np.clip(m, 0, None).reshape(len(m), -1).sum(axis=1) > 0
+        kept, kept_masks = m[signal], masks[signal]
+        rows[name] = {"pointing game": float(np.mean(pointing_game(kept, kept_masks, tolerance=tolerance))),
+                      "energy in mask": float(np.mean(energy_in_mask(kept, kept_masks))),
+                      "binarised Jaccard": float(np.mean(binarized_jaccard(kept, kept_masks))),
+                      "maps without signal": int((~signal).sum())}
+    return pd.DataFrame(rows).T.astype({"maps without signal": int})
 
 
 def verdicts(table: pd.DataFrame, random_row: str = "random map") -> pd.DataFrame:

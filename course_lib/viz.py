@@ -69,19 +69,19 @@ def overlay(image, saliency, alpha: float = 0.5, cmap: str = "jet", normalized: 
 
 
 def attention_grid(images, maps: dict, masks=None, row_titles=None, normalized: bool = True,
-                   alpha: float = 0.5, size: float = 2.2):
+                   alpha: float = 0.5, size: float = 2.2, mask_title: str = "lesion mask"):
     """A figure: one row per image; columns image | one overlay per entry of ``maps`` | mask.
 
     ``images`` is ``(N, 3, H, W)``; each value of ``maps`` holds N maps of any size (e.g.
     ``{"pool-3 attention": a1, "pool-4 attention": a2, "Grad-CAM": cam}``); ``masks``
-    ``(N, [1,] H, W)`` adds a mask column and the lesion outline (white) on every overlay.
-    ``row_titles`` label the rows (e.g. "melanoma, p=0.91").
+    ``(N, [1,] H, W)`` adds a mask column (titled ``mask_title``) and the mask's outline
+    (white) on every overlay. ``row_titles`` label the rows (e.g. "melanoma, p=0.91").
     """
     import matplotlib.pyplot as plt
 
     images = _tensor(images)
     n = len(images)
-    columns = ["image", *maps] + (["lesion mask"] if masks is not None else [])
+    columns = ["image", *maps] + ([mask_title] if masks is not None else [])
     fig, axes = plt.subplots(n, len(columns), figsize=(size * len(columns), size * n), squeeze=False)
     for row in range(n):
         outline = None

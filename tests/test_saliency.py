@@ -43,9 +43,11 @@ def test_localisation_table_scores_each_kind_of_map():
     table = localisation_table({"the mask itself": masks.astype(np.float32),
                                 "centre": baseline_maps(4, (16, 16), "centre"),
                                 "outside": (~masks).astype(np.float32)}, masks)
-    assert list(table.columns) == ["pointing game", "energy in mask", "binarised Jaccard"]
-    assert table.loc["the mask itself"].tolist() == pytest.approx([1.0, 1.0, 1.0])
-    assert table.loc["outside"].tolist() == pytest.approx([0.0, 0.0, 0.0])
+    assert list(table.columns) == ["pointing game", "energy in mask", "binarised Jaccard", "maps without signal"]
+    scores = table.drop(columns="maps without signal")
+    assert scores.loc["the mask itself"].tolist() == pytest.approx([1.0, 1.0, 1.0])
+    assert scores.loc["outside"].tolist() == pytest.approx([0.0, 0.0, 0.0])
+    assert (table["maps without signal"] == 0).all()
     assert table.loc["centre", "pointing game"] == 1.0
     assert list(MAP_NAMES) == ["pool-3 attention", "pool-4 attention", "Grad-CAM"]
 
@@ -59,3 +61,13 @@ def test_verdicts_read_energy_against_the_random_map():
     assert list(v.index) == ["random map", "on", "same", "away"]
     assert v.loc["on", "energy / random"] == pytest.approx(0.5 / 0.06)
     assert list(v.verdict) == ["no better than random", "on the lesion", "no better than random", "avoids the lesion"]
+
+
+def test_maps_without_signal_are_left_out_and_counted():
+    masks = np.zeros((3, 8, 8), bool)
+    masks[:, 2:6, 2:6] = True
+    cams = masks.astype(np.float32)
+    cams[1] = 0.0  # Grad-CAM can be zero everywhere
+    table = localisation_table({"Grad-CAM": cams}, masks)
+    assert table.loc["Grad-CAM", "maps without signal"] == 1
+    assert table.loc["Grad-CAM", "energy in mask"] == pytest.approx(1.0)  # the two scored maps
