@@ -1,0 +1,443 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 11 · Seeing attention, and measuring it
+#
+# **What you will learn**
+#
+# - to draw AttnVGG's attention maps over their images, for right and wrong predictions;
+# - to compute {term}`Grad-CAM` {cite:p}`selvaraju2017gradcam` with the `grad-cam` package, and how it
+#   differs from attention that is part of the model;
+# - to *measure* whether a map points at the lesion, with ground-truth masks: the pointing
+#   game {cite:p}`zhang2018excitation`, the {term}`energy inside the mask <Energy in mask>`, and the
+#   {term}`Jaccard index of the binarised map <Binarised Jaccard>` {cite:p}`yan2019attnmel` — and to compare every map with
+#   baselines that know nothing about the image;
+# - why the attention maps of a trained AttnVGG need not point at the lesion at all — and an
+#   experiment that shows what decides where they point;
+# - how a {term}`shortcut <Shortcut learning>` (ink marks that come with melanoma in the
+#   training images, as surgical markings do in real dermoscopy {cite:p}`winkler2019markings`)
+#   inflates a validation score, and how maps and measurements expose it.
+#
+# **Expected run time:** `smoke` about 40 s · `cpu` about 6 minutes (reuses chapter 10's
+# model; trains two more) · `gpu` about 10 minutes.
+#
+# **Launch:** [open in Colab](https://colab.research.google.com/github/attention-course/attention-image-classification/blob/main/notebooks/11_seeing_attention.ipynb)
+
+# %% tags=["course-setup", "hide-input"]
+# Course setup: make `course_lib` importable (a no-op when it already is).
+import importlib.util, os, pathlib, subprocess, sys
+
+REPO = os.environ.get("COURSE_REPO_URL", "https://github.com/attention-course/attention-image-classification")
+
+
+def _pip_install(target):
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", target], check=True)
+
+
+if importlib.util.find_spec("course_lib") is None:
+    if "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ:  # Colab
+        _pip_install(f"git+{REPO}")
+    elif any(key.startswith("PAPERSPACE") for key in os.environ):  # Gradient
+        cwd = pathlib.Path.cwd()
+        clone = next((p for p in (cwd, *cwd.parents) if (p / "course_lib").is_dir()), None)
+        if clone is None:
+            clone = pathlib.Path(os.environ.get("COURSE_CLONE_DIR", "/notebooks/attention-course"))
+            if not clone.exists():
+                subprocess.run(["git", "clone", "--depth", "1", REPO, str(clone)], check=True)
+        _pip_install(str(clone))
+    else:
+        raise ModuleNotFoundError(
+            "course_lib is not installed. In the repository root run `make book`, "
+            "or `pip install -e .` inside your environment, then restart the kernel."
+        )
+    importlib.invalidate_caches()
+
+
+# %%
+import numpy as np
+import pandas as pd
+import torch
+
+from course_lib.config import get_device, get_profile, seed_everything
+from course_lib.data import make_loaders
+from course_lib.gradcam import default_target_layer, grad_cam
+from course_lib.metrics import classification_metrics
+from course_lib.models import AttnVGG
+from course_lib.recipes import lesion_splits, train_attnvgg
+from course_lib.saliency import baseline_maps, collect_maps, localisation_table, verdicts
+from course_lib.viz import attention_grid
+
+profile = get_profile()
+device = get_device()
+seed_everything(0)
+print(f"profile {profile.name}: {profile.image_size} px, width {profile.width}, device {device}")
+
+# %% [markdown]
+# ## 1. The model and its validation images
+#
+# The softmax AttnVGG of chapter 10, trained with the same recipe (`course_lib.recipes`); if
+# chapter 10 ran in this profile, its checkpoint is reused. The validation loader now also
+# yields each image's lesion mask, resized with the image.
+
+# %%
+train_frame, val_frame = lesion_splits(profile)
+train_loader, val_loader = make_loaders(train_frame, val_frame, profile.image_size, profile.batch_size,
+                                        num_workers=profile.num_workers)
+model, history = train_attnvgg(profile, train_loader, val_loader, tag="softmax")
+_, val_masked = make_loaders(train_frame, val_frame, profile.image_size, profile.batch_size,
+                             num_workers=profile.num_workers, with_mask=True)
+print(f"validation AUC after the last epoch: {history.val_auc.iloc[-1]:.3f} ({len(val_frame)} images)")
+
+# %% [markdown]
+# ## 2. Grad-CAM, through the `grad-cam` package
+#
+# Grad-CAM weights the feature maps of one convolutional layer by the average gradient of the
+# class score with respect to each of them, sums, and keeps the positive part. Three details
+# matter with AttnVGG (`course_lib.gradcam` handles them):
+#
+# - the package needs a model that returns a tensor; AttnVGG returns `(logits, a1, a2)`, so a
+#   small wrapper returns the logits;
+# - it hooks a layer's output to record gradients; an in-place ReLU that later overwrites
+#   that tensor breaks the hook, so in-place ReLUs are switched off while it runs;
+# - the **target layer** is chosen on purpose: the last activation of stage 5, just before
+#   pool-5 — the deepest map that still has a spatial layout. It sees everything the global
+#   branch reads, but *not* the classifier's direct use of pool-3 and pool-4 through the
+#   gates. So Grad-CAM and the attention maps answer different questions: "what is the score
+#   sensitive to, through the global branch?" and "where did the gates look?".
+
+# %%
+layer = default_target_layer(model)
+print("Grad-CAM target layer:", layer, "— output of", [n for n, m in model.named_modules() if m is layer][0])
+maps = collect_maps(model, val_masked, device=device)
+n = len(maps["target"])
+assert n == len(val_frame) and maps["Grad-CAM"].shape == (n, profile.image_size, profile.image_size)
+print({k: v.shape for k, v in maps.items()})
+
+# %% [markdown]
+# ## 3. Right and wrong, side by side
+#
+# Two images of each kind: melanoma found (true positive), benign cleared (true negative),
+# benign called melanoma (false positive) and melanoma missed (false negative). Columns: the
+# image, the two attention maps, Grad-CAM and the mask; the lesion's outline is drawn in
+# white on every map.
+
+# %%
+predicted = maps["probability"] >= 0.5
+kinds = {"true positive": predicted & (maps["target"] == 1), "true negative": ~predicted & (maps["target"] == 0),
+         "false positive": predicted & (maps["target"] == 0), "false negative": ~predicted & (maps["target"] == 1)}
+print({k: int(v.sum()) for k, v in kinds.items()})
+chosen = [(kind, i) for kind, where in kinds.items() for i in np.flatnonzero(where)[:2]]
+images = torch.stack([val_masked.dataset[i][0] for _, i in chosen])
+attention_grid(images, {name: maps[name][[i for _, i in chosen]] for name in ("pool-3 attention", "pool-4 attention", "Grad-CAM")},
+               masks=maps["mask"][[i for _, i in chosen]],
+               row_titles=[f"{kind}\np = {maps['probability'][i]:.2f}" for kind, i in chosen]);
+
+# %% [markdown]
+# ## 4. Measuring localisation
+#
+# Pictures persuade; numbers decide. For every validation image we score each map against
+# the lesion mask:
+#
+# - **pointing game**: 1 if the map's highest point lies inside the lesion;
+# - **energy in mask**: the share of the map's (non-negative) mass that lies inside the lesion;
+# - **binarised Jaccard**: scale the map to [0, 1], keep what is ≥ 0.5, and compute the
+#   intersection over union with the mask (the measure the AttnMel authors report).
+#
+# Each needs a yardstick. A *random* map scores the lesion's area fraction on the first two;
+# a fixed *centre* blob scores well whenever lesions sit near the middle of the photograph,
+# which they usually do — here as in real dermoscopy. A map that has found the lesion must
+# beat both.
+
+# %%
+size = maps["mask"].shape[-2:]
+candidates = {"pool-3 attention": maps["pool-3 attention"], "pool-4 attention": maps["pool-4 attention"],
+              "Grad-CAM": maps["Grad-CAM"], "random map": baseline_maps(n, size, "random", seed=0),
+              "centre blob": baseline_maps(n, size, "centre")}
+table = localisation_table(candidates, maps["mask"])
+table.loc["(lesion area fraction)"] = pd.Series({"energy in mask": maps["mask"].mean()})
+table.round(3)
+
+# %% [markdown]
+# A verdict per map, computed from the table rather than written in advance: how many times
+# the random map's energy does each map put on the lesion (`course_lib.saliency.verdicts`:
+# at least 1.5 times is "on the lesion", below 2/3 "avoids the lesion")?
+
+# %%
+assert abs(table.loc["random map", "energy in mask"] - maps["mask"].mean()) < 0.01  # the lesion's area fraction
+verdict = verdicts(table)
+verdict.round(2)
+
+# %%
+if profile.name != "smoke":  # one epoch of a tiny network (smoke) has learned little
+    assert verdict.loc["Grad-CAM", "energy / random"] > 1.5, "Grad-CAM finds the lesion more often than chance"
+    assert table.loc["Grad-CAM", "pointing game"] > 5 * table.loc["random map", "pointing game"]
+
+# %% [markdown]
+# Read the table row by row. The random map scores the lesion's area fraction on pointing
+# and energy, as it must. Grad-CAM points at the lesion far more often than chance. Whether
+# it beats the centre blob says whether it follows *this* lesion or merely the
+# photographer's habit of centring it. The Jaccard index punishes maps that are right but
+# blurry: at 1/8 and 1/16 of the image side, attention maps cannot trace a lesion's border.
+#
+# The attention maps deserve a second look. In the book's run (`cpu` profile) they sit on the
+# skin around the lesion rather than on it — in the pictures of section 3, and in numbers in
+# the verdicts above (check what yours say). That is not what the attention maps printed in
+# papers suggest. The next section asks why.
+#
+# ## 5. Why would attention look away from the lesion?
+#
+# First, it is learned: before training, the gates spread their attention evenly, so their
+# maps score like the random one.
+
+# %%
+seed_everything(0)
+untrained = AttnVGG(num_classes=1, width=profile.width).to(device)
+before = collect_maps(untrained, val_masked, device=device, gradcam=False)
+at_start = localisation_table({f"untrained {name}": before[name] for name in ("pool-3 attention", "pool-4 attention")},
+                              before["mask"])
+at_start.round(3)
+
+# %% [markdown]
+# Second, look at what AttnVGG's classifier reads: the attention-pooled vectors of pool-3 and
+# pool-4, **and** the global average of pool-5. At 96 px each pool-5 position sees the whole
+# lesion, so the global vector already describes it. Training pushes each gate towards what
+# the classifier does *not* already have — the surrounding skin, say, which tells the lesion's
+# colour apart from the skin tone and the camera's colour cast. Jetley et al.
+# {cite:p}`jetley2018learn` classify from the attended vectors alone; AttnMel and seed 000 add
+# the global vector. A hypothesis worth testing: without the global vector, the gates must
+# find the lesion themselves.
+
+# %%
+no_global, no_global_history = train_attnvgg(profile, train_loader, val_loader, tag="no-global-branch",
+                                             global_branch=False)
+without = collect_maps(no_global, val_masked, device=device, gradcam=False)
+ablation = pd.concat({
+    "AttnVGG (classifier reads g, ĝ1, ĝ2)": table.loc[["pool-3 attention", "pool-4 attention"]],
+    "global_branch=False (reads ĝ1, ĝ2)": localisation_table(
+        {name: without[name] for name in ("pool-3 attention", "pool-4 attention")}, without["mask"]),
+})
+ablation["validation AUC"] = [history.val_auc.iloc[-1]] * 2 + [no_global_history.val_auc.iloc[-1]] * 2
+ablation.round(3)
+
+# %%
+moved = (ablation.loc[("global_branch=False (reads ĝ1, ĝ2)", "pool-4 attention"), "energy in mask"]
+         - ablation.loc[("AttnVGG (classifier reads g, ĝ1, ĝ2)", "pool-4 attention"), "energy in mask"])
+print(f"pool-4 energy in mask, without minus with the global branch: {moved:+.3f}")
+if profile.name != "smoke":
+    assert moved > 0.1, "without the global vector, the pool-4 gate moves onto the lesion"
+    assert abs(no_global_history.val_auc.iloc[-1] - history.val_auc.iloc[-1]) < 0.03, "at no cost in AUC"
+
+# %%
+rows = list(range(4))
+attention_grid(torch.stack([val_masked.dataset[i][0] for i in rows]),
+               {"with g: pool-4": maps["pool-4 attention"][rows], "without g: pool-4": without["pool-4 attention"][rows],
+                "with g: pool-3": maps["pool-3 attention"][rows], "without g: pool-3": without["pool-3 attention"][rows]},
+               masks=maps["mask"][rows]);
+
+# %% [markdown]
+# Without the global vector the gates move onto the lesion, at no cost in AUC. (In the book's
+# run both gates moved; with another initialisation the course's authors saw only the pool-4
+# gate move — one more reason to measure rather than look.) The lesson reaches beyond this
+# model: an attention map shows what a gate found *useful given the rest of the
+# network*, which need not be "where the evidence is". Attention weights are part of a
+# computation, not by themselves an explanation {cite:p}`jain2019attention`. To *make* the
+# maps point at the lesion, tell the model where it is — chapter 12 does.
+#
+# ## 6. A shortcut, exposed
+#
+# Dermatologists mark a suspicious lesion with surgical ink before it is cut out, and the
+# photograph often shows the marks. Winkler et al. {cite:p}`winkler2019markings` found that a
+# commercial CNN's melanoma scores rose on marked images: the network had learned "ink →
+# melanoma". We build that trap on purpose. The same lesions as before (same seed, same
+# patients, same split), but violet ink dots are drawn on 90 % of the malignant training and
+# validation images and on 10 % of the benign ones. A model trained on them is scored twice:
+# on the validation images *with* their ink — the distribution it was trained on, and all a
+# validation set drawn from the same clinic would show — and on the very same images
+# *without* it.
+
+# %%
+CUE = dict(spurious_cue="ink", cue_rates=(0.1, 0.9))
+cue_train, cue_val = lesion_splits(profile, **CUE)
+assert cue_val.image_id.tolist() == val_frame.image_id.tolist()  # the same validation images
+print("share of images with ink:", cue_train.groupby("target").cue.mean().round(2).to_dict(), "(by class, training)")
+cue_train_loader, cue_val_loader = make_loaders(cue_train, cue_val, profile.image_size, profile.batch_size,
+                                                num_workers=profile.num_workers)
+cue_model, cue_history = train_attnvgg(profile, cue_train_loader, cue_val_loader, tag="ink-cue")
+
+# %%
+def auc(model, frame):
+    _, loader = make_loaders(frame, frame, profile.image_size, profile.batch_size, num_workers=profile.num_workers,
+                             with_mask=True)
+    scores = collect_maps(model, loader, device=device, gradcam=False)
+    return classification_metrics(scores["target"], scores["probability"])["auc"]
+
+
+shortcut = pd.DataFrame({
+    "validation images with ink": {"trained with ink": auc(cue_model, cue_val), "trained without": auc(model, cue_val)},
+    "the same images, ink removed": {"trained with ink": auc(cue_model, val_frame), "trained without": auc(model, val_frame)},
+})
+shortcut["drop"] = shortcut.iloc[:, 0] - shortcut.iloc[:, 1]
+shortcut.round(3)
+
+# %%
+cue_summary = {"AUC with ink": shortcut.loc["trained with ink"].iloc[0],
+               "AUC without ink": shortcut.loc["trained with ink"].iloc[1]}
+print({k: round(float(v), 3) for k, v in cue_summary.items()})
+if profile.name != "smoke":
+    assert cue_summary["AUC with ink"] > cue_summary["AUC without ink"] + 0.02, "the shortcut inflates the score"
+
+# %%
+drops = shortcut["drop"]
+print(f"removing the ink costs the model trained with it {drops['trained with ink']:.3f} AUC, "
+      f"the honest model {drops['trained without']:.3f}")
+if profile.name != "smoke":
+    assert drops["trained with ink"] > drops["trained without"], "the ink-trained model leans on the ink more"
+
+# %% [markdown]
+# The model trained with ink loses more when the ink is gone: part of what it learned was
+# the ink. Look at the second row too. The honest model may also score ink-marked images a
+# little higher (it did in the book's run): violet dots are dark and bluish, like the
+# blue-grey patches of malignant lesions, so ink *looks like* evidence even to a model that
+# never learned the shortcut. The drop column separates the two effects.
+#
+# Where do the two models look on validation images that carry ink? The white outline now
+# marks the **ink**, not the lesion.
+
+# %%
+with_cue = cue_val.reset_index(drop=True)
+with_cue = with_cue[with_cue.cue == 1].copy()
+with_cue["mask_path"] = [str(p).replace("/masks/", "/cues/") for p in with_cue.mask_path]
+_, cue_masked = make_loaders(with_cue, with_cue, profile.image_size, profile.batch_size,
+                             num_workers=profile.num_workers, with_mask=True)
+on_cue = {"trained with ink": collect_maps(cue_model, cue_masked, device=device),
+          "trained without": collect_maps(model, cue_masked, device=device)}
+rows = list(range(min(4, len(with_cue))))
+cue_images = torch.stack([cue_masked.dataset[i][0] for i in rows])
+attention_grid(cue_images, {f"{who}: {name}": m[name][rows] for who, m in on_cue.items()
+                            for name in ("pool-3 attention", "Grad-CAM")},
+               masks=on_cue["trained with ink"]["mask"][rows], mask_title="ink");
+
+# %% [markdown]
+# And measured: the share of each map's energy that falls on the ink, over every validation
+# image that carries some, next to the ink's area fraction (what a random map would put there).
+
+# %%
+scored = {who: localisation_table({name: m[name] for name in ("pool-3 attention", "pool-4 attention", "Grad-CAM")},
+                                  m["mask"]) for who, m in on_cue.items()}
+energy_on_cue = pd.DataFrame({who: table["energy in mask"] for who, table in scored.items()})
+energy_on_cue.loc["(ink area fraction)"] = on_cue["trained without"]["mask"].mean()
+print("maps without signal (left out):", {who: table["maps without signal"].to_dict() for who, table in scored.items()})
+energy_on_cue.round(3)
+
+# %%
+area = energy_on_cue.loc["(ink area fraction)", "trained without"]
+exposure = (energy_on_cue["trained with ink"] / energy_on_cue["trained without"].clip(lower=area)).drop("(ink area fraction)")
+print("energy on the ink, ink-trained model ÷ honest model (or the ink's area):", exposure.round(1).to_dict())
+if profile.name != "smoke":
+    assert exposure.max() > 3, "at least one kind of map shows the model looking at the ink"
+
+# %% [markdown]
+# Read the table column against column: the same maps, the same images, two models. Where
+# the model trained with ink puts more of a map's energy on the ink than the honest model
+# does, that map exposes the shortcut; where the two agree, that map is blind to it. In the
+# book's run the pool-3 gate of the ink-trained model put about a third of its attention on
+# ink that covers about 1 % of the image, while Grad-CAM at stage 5 — aimed, as section 2
+# explains, at the global branch — showed no interest in the ink at all. Worth knowing before
+# you trust one kind of map to audit a model.
+#
+# One more thing this experiment taught its authors. The course first drew a *ruler* along an
+# image edge as the cue. The model trained with it scored 0.914 with rulers and 0.910 without
+# (`cpu` profile): no shortcut. The training augmentation crops up to a sixth of each side and
+# rotates the image, so the ruler was often cut away, and a cue that is often missing is a poor
+# shortcut. The ink dots sit further inside the image and survive the crops.
+
+# %% [markdown]
+# ## Summary
+#
+# - Attention maps come with the forward pass; Grad-CAM is computed afterwards from
+#   gradients at a layer you choose. They answer different questions and can disagree.
+# - Pictures of maps persuade; localisation measures against masks decide. Always show a
+#   random map and a centre prior next to the learned maps.
+# - What a gate attends to depends on what else the classifier reads: here, with the global
+#   vector at hand, the gates learned to look around the lesion. Attention is part of the
+#   computation, not a guaranteed explanation.
+# - A cue that goes with the label in the training data is learned. A validation set drawn
+#   from the same source hides it; removing the cue, and looking at where the maps go,
+#   exposes it.
+#
+# ## Exercises
+#
+# :::{exercise}
+# :label: ex-11-layer
+#
+# Compute Grad-CAM at the end of stage 4 instead of stage 5
+# (`grad_cam(model, images, target_layer=...)`). How do the maps and the localisation scores
+# change, and why?
+# :::
+#
+# :::{solution} ex-11-layer
+# :class: dropdown
+#
+# Pass `target_layer=[m for m in model.features[3] if isinstance(m, torch.nn.ReLU)][-1]`.
+# The maps are twice as fine (1/8 of the side instead of 1/16), so they can follow the
+# lesion's shape more closely, but they are noisier: stage-4 features are less specific to
+# the class. Stage 4 also feeds the pool-4 gate directly, so its gradients include the
+# attention branch that stage 5's do not.
+# :::
+#
+# :::{exercise}
+# :label: ex-11-tolerance
+#
+# The pointing game is strict at the lesion's border. Re-run the table with
+# `localisation_table(candidates, maps["mask"], tolerance=...)` for a tolerance of 15 % of
+# the image side (the value often used with this measure). Which rows gain most?
+# :::
+#
+# :::{solution} ex-11-tolerance
+# :class: dropdown
+#
+# `tolerance=0.15 * profile.image_size`. Coarse maps whose peaks land just outside the
+# border gain most — typically the 1/16-resolution pool-4 attention and Grad-CAM; the
+# centre blob gains too, which is a reminder to compare against it.
+# :::
+#
+# :::{exercise}
+# :label: ex-11-ruler
+#
+# Repeat section 6 with `spurious_cue="ruler"`, once with the course's training transforms
+# and once with `eval_transforms` used for training too (no crops, no rotations). What do the
+# two AUC drops tell you about augmentation as a defence against shortcuts?
+# :::
+#
+# :::{solution} ex-11-ruler
+# :class: dropdown
+#
+# Build the training loader with `MelanomaDataset(cue_train, eval_transforms(size))` for the
+# second run. Without crops the ruler is always fully visible, reliably goes with the label,
+# and the model learns it. In the course's `cpu` run: AUC 0.967 with rulers and 0.891 without
+# them (a drop of 0.076); with the course's crops, 0.914 and 0.910. Augmentation that removes
+# a cue protects against it — but only against cues you know of and can remove.
+# :::
+#
+# ## References
+#
+# - {cite:p}`selvaraju2017gradcam` (Grad-CAM), {cite:p}`zhang2018excitation` (the pointing
+#   game), {cite:p}`yan2019attnmel` (AttnVGG, Jaccard of binarised attention),
+#   {cite:p}`winkler2019markings` (surgical skin markings and a CNN's melanoma scores),
+#   {cite:p}`jetley2018learn` (attention gates, classified from the attended vectors alone),
+#   {cite:p}`jain2019attention` (attention weights as explanations).
+# - J. Gildenblat and contributors, *pytorch-grad-cam*: <https://github.com/jacobgil/pytorch-grad-cam>.
