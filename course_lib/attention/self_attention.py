@@ -15,7 +15,8 @@ The (HW)×(HW) weight matrix is what makes it expensive: 784² entries at 28×28
 matrix whole. They need queries and values of the same width, SAGAN's are C/8 and C, so
 by default (``fused=True``) the queries and keys are zero-padded to C channels: a dot product
 ignores zeros, and the scale is passed explicitly, so the result is unchanged while the
-fused kernel (flash attention, also on the CPU) becomes eligible. Notebook 07 measures it.
+fused kernel (flash attention, also on the CPU) becomes eligible. They also need contiguous
+inputs. Notebook 07 and ``benchmarks/attention_memory.py`` measure it.
 
 Shapes: ``(N, C, H, W) → (N, C, H, W)``.
 Parameters: ``2·(C·C/8 + C/8) + C·C + C + 1`` — 328,321 at C = 512; 5,201 at C = 64.
@@ -45,9 +46,11 @@ class SelfAttention2d(nn.Module):
     def attend(self, x: torch.Tensor) -> torch.Tensor:
         """The attention output before the residual mix, ``(N, C, H, W)``."""
         n, c, h, w = x.shape
-        q = self.query(x).flatten(2).transpose(1, 2)  # (N, HW, C/8)
-        k = self.key(x).flatten(2).transpose(1, 2)  # (N, HW, C/8)
-        v = self.value(x).flatten(2).transpose(1, 2)  # (N, HW, C)
+        # (N, HW, channels), contiguous: the fused kernels need unit stride on the last axis and
+        # otherwise fall back, silently, to the math kernel that stores the (HW)x(HW) matrix
+        q = self.query(x).flatten(2).transpose(1, 2).contiguous()  # (N, HW, C/8)
+        k = self.key(x).flatten(2).transpose(1, 2).contiguous()  # (N, HW, C/8)
+        v = self.value(x).flatten(2).transpose(1, 2).contiguous()  # (N, HW, C)
         scale = self.scale if self.scale is not None else q.shape[-1] ** -0.5
         if self.fused and q.shape[-1] != c:  # same width as v: fused kernels become eligible
             q, k = F.pad(q, (0, c - q.shape[-1])), F.pad(k, (0, c - k.shape[-1]))
