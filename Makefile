@@ -1,6 +1,7 @@
 # The two commands of the course (see README.md):
 #   make book   set everything up on a fresh machine, then build the book, executing every notebook
-#   make test   set everything up, then run every check (unit tests, notebooks, pairing, book build)
+#   make test   set everything up, then run every check (unit tests, notebooks, pairing, book build,
+#               the rendered pages in a headless browser)
 #
 # Both create .venv when it is missing or older than pyproject.toml, and install the project
 # into it. COURSE_PROFILE picks the run profile (smoke | cpu | gpu): `make test` defaults to
@@ -16,24 +17,50 @@ EXTRAS  := book,test,kaggle
 BOOK_SRC ?= .
 BOOK_OUT ?= .
 # Warnings are errors, references are checked (nitpicky), and --all re-executes every
-# notebook even when its source is unchanged (the profile may have changed).
+# notebook even when its source is unchanged (the profile may have changed). Progress bars
+# are switched off (TQDM_DISABLE=1): on a printed page they are only noise.
 JB_FLAGS := --all --warningiserror --nitpick --keep-going
 
-.PHONY: book test setup check-profile sync clean help
+.PHONY: book test bench setup browser check-profile sync clean help
 
 help:
 	@echo "make book   - set up and build the book into _build/html (COURSE_PROFILE, default cpu)"
 	@echo "make test   - set up and run every check (COURSE_PROFILE, default smoke)"
+	@echo "make bench  - run the benchmarks and regenerate book/performance.md from their results"
 	@echo "make sync   - re-pair notebooks/*.py with their .ipynb twins (jupytext --sync)"
 
 book: export COURSE_PROFILE ?= cpu
+book: export TQDM_DISABLE = 1
 book: check-profile setup
 	$(VENV)/bin/jupyter-book build $(BOOK_SRC) --path-output $(BOOK_OUT) $(JB_FLAGS)
 	@echo "book written to $(BOOK_OUT)/_build/html/index.html (profile $$COURSE_PROFILE)"
 
 test: export COURSE_PROFILE ?= smoke
-test: check-profile setup
+test: check-profile setup browser
 	$(PY) -m pytest
+
+# Debian's chromium and chromium-driver, for the checks of the rendered book in a real browser
+# (tests/test_browser.py). Installed once, with apt-get (as root, or through sudo).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  echo "installing Debian's chromium and chromium-driver (browser checks of the book)"; \
+	  $(SUDO) apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; \
+	fi
+
+# Each benchmark writes benchmarks/results/*.json; book/performance.md is rendered from those
+# files only (tests fail when the page and the results disagree). Notebook run times are
+# measured for each profile in BENCH_PROFILES (the cpu profile takes about half an hour).
+BENCH_PROFILES ?= smoke cpu
+bench: export COURSE_PROFILE ?= cpu
+bench: check-profile setup
+	$(PY) benchmarks/synthetic_throughput.py --results benchmarks/results
+	$(PY) benchmarks/train_throughput.py --results benchmarks/results
+	$(PY) benchmarks/module_cost.py --results benchmarks/results
+	$(PY) benchmarks/attention_memory.py --results benchmarks/results
+	for profile in $(BENCH_PROFILES); do $(PY) benchmarks/notebook_times.py --profile $$profile --results benchmarks/results || exit 1; done
+	$(PY) benchmarks/render_performance.py
 
 # Uses the system Python on purpose: course_lib.config does not need torch to validate.
 check-profile:

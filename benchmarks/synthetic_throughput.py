@@ -1,6 +1,6 @@
 """How fast the synthetic lesion generator is: images per second on one core.
 
-    python benchmarks/synthetic_throughput.py [--n 2000] [--size 96] [--repeats 3]
+    python benchmarks/synthetic_throughput.py [--n 2000] [--size 96] [--repeats 3] [--results DIR]
 
 Goal (issue 3): 2,000 images at 96 px in under 20 s on one core. The benchmark pins itself to
 one CPU (where the OS allows) and limits math libraries to one thread, writes each run into
@@ -9,17 +9,20 @@ run and the median.
 """
 
 import argparse
+import json
 import os
 import platform
 import statistics
 import tempfile
 import time
+from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 from course_lib.data import make_synthetic_lesions  # noqa: E402
+from machine import describe_machine, machine_line  # noqa: E402  (benchmarks/machine.py)
 
 
 def main() -> None:
@@ -27,11 +30,13 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--size", type=int, default=96)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--results", type=Path, help="also write the results as JSON into this folder")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
-    print(f"machine: {platform.machine()} {platform.processor() or ''}, python {platform.python_version()}, "
-          f"cores used: 1; {time.strftime('%Y-%m-%d %H:%M')}")
+    machine = describe_machine()
+    machine["cores"] = 1
+    print(f"{machine_line(machine)}, python {platform.python_version()}")
     seconds = []
     for repeat in range(args.repeats):
         with tempfile.TemporaryDirectory() as tmp:
@@ -42,6 +47,12 @@ def main() -> None:
               f"({args.n / seconds[-1]:.0f} images/s)")
     median = statistics.median(seconds)
     print(f"median: {median:.2f} s, {args.n / median:.0f} images/s (goal: {args.n} in under 20 s)")
+    if args.results:
+        args.results.mkdir(parents=True, exist_ok=True)
+        (args.results / "synthetic_throughput.json").write_text(json.dumps({
+            "machine": machine, "n_images": args.n, "image_size": args.size,
+            "runs_s": [round(x, 2) for x in seconds], "median_s": round(median, 2),
+            "images_per_s": round(args.n / median, 1), "goal_s": 20.0}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -130,6 +130,25 @@ def get_device():
     return torch.device("cpu")
 
 
+def fast_mixed_precision(device=None) -> bool:
+    """Whether mixed precision (``fit(amp=True)``) speeds training up on ``device``.
+
+    True on CUDA GPUs, and on CPUs with native bfloat16 instructions (AVX512-BF16 or AMX,
+    as oneDNN reports them); elsewhere bf16 is emulated and slower than float32.
+    """
+    import torch
+
+    device = torch.device(device) if device is not None else get_device()
+    if device.type == "cuda":
+        return True
+    if device.type != "cpu":
+        return False
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a private query: absent from some builds
+        return False
+
+
 def seed_everything(seed: int, deterministic: bool = False) -> int:
     """Seed Python, NumPy and torch (all devices). Returns ``seed``.
 

@@ -123,3 +123,13 @@ def test_make_rejects_unknown_profile_before_setup():
     )
     assert real.returncode != 0
     assert "is not a run profile" in real.stderr and "Traceback" not in real.stderr
+
+
+def test_fast_mixed_precision_follows_the_device():
+    import torch
+
+    from course_lib.config import fast_mixed_precision
+
+    assert fast_mixed_precision("cuda") is True  # every CUDA GPU: bf16 or fp16 with a scaler
+    assert fast_mixed_precision("mps") is False
+    assert fast_mixed_precision("cpu") == bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())

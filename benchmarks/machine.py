@@ -1,0 +1,34 @@
+"""What a benchmark ran on, in words and numbers its results carry (shared by benchmarks/*.py)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def describe_machine(device=None) -> dict:
+    """When and where: date, CPU model and usable cores, torch version, GPU name if used."""
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    gpu = torch.cuda.get_device_name() if device is not None and str(device).startswith("cuda") else None
+    return {"when": time.strftime("%Y-%m-%d %H:%M"), "cpu": cpu_name(), "cores": cores,
+            "torch": torch.__version__, "gpu": gpu}
+
+
+def machine_line(machine: dict) -> str:
+    cores = machine["cores"]
+    where = machine["gpu"] or f"{machine['cpu']}, {cores} core{'' if cores == 1 else 's'}"
+    return f"{machine['when']} on {where} (torch {machine['torch']})"

@@ -1,0 +1,69 @@
+"""The benchmark scripts run, and book/performance.md is exactly what they measured."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(script, *args):
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], capture_output=True,
+                          text=True, timeout=600, cwd=ROOT)
+
+
+def test_performance_page_is_rendered_from_the_committed_results():
+    result = _run("render_performance.py", "--check")
+    assert result.returncode == 0, result.stderr
+    page = (ROOT / "book" / "performance.md").read_text()
+    for record in (ROOT / "benchmarks" / "results").glob("train_throughput-*.json"):
+        assert f"**{json.loads(record.read_text())['ratio']:.2f}x**" in page
+
+
+def test_train_throughput_measures_both_loops(tmp_path):
+    result = _run("train_throughput.py", "--profile", "smoke", "--images", "64", "--source-size", "128",
+                  "--rounds", "1", "--results", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "seed 000 loop" in result.stdout and "ratio" in result.stdout
+    record = json.loads((tmp_path / "train_throughput-cpu.json").read_text())
+    assert record["seed_images_per_s"] > 0 and record["fit_images_per_s"] > 0
+    assert abs(record["ratio"] - record["fit_images_per_s"] / record["seed_images_per_s"]) < 0.01
+    assert record["machine"]["cpu"] and record["profile"] == "smoke"
+
+
+def test_synthetic_throughput_writes_its_record(tmp_path):
+    result = _run("synthetic_throughput.py", "--n", "20", "--size", "64", "--repeats", "1",
+                  "--results", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    record = json.loads((tmp_path / "synthetic_throughput.json").read_text())
+    assert record["n_images"] == 20 and len(record["runs_s"]) == 1
+
+
+def test_module_cost_records_every_model(tmp_path):
+    result = _run("module_cost.py", "--profiles", "smoke", "--rounds", "1", "--results", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    (profile,) = json.loads((tmp_path / "module_cost-cpu.json").read_text())["profiles"]
+    assert profile["profile"] == "smoke" and profile["image_size"] == 64
+    rows = {row["model"]: row for row in profile["rows"]}
+    assert len(rows) == 7 and rows["baseline VGG16 (GAP)"]["latency vs baseline"] == 1.0
+    assert rows["triplet"]["extra parameters"] == 1500  # 300 per stage, five stages
+    assert all(row["ms / batch of 8"] > 0 and row["MFLOPs / image"] > 0 for row in rows.values())
+
+
+def test_attention_memory_shows_the_matrix_is_not_stored(tmp_path):
+    result = _run("attention_memory.py", "--sides", "16", "32", "--channels", "16", "--results", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    record = json.loads((tmp_path / "attention_memory-cpu.json").read_text())
+    big = record["rows"][-1]
+    assert big["positions"] == 1024 and big["matrix MiB (fp32)"] == 4.0
+    assert big["written out (bmm + softmax): peak MiB"] >= big["matrix MiB (fp32)"]
+    assert big["memory ratio written out / padded SDPA"] > 2
+
+
+def test_notebook_times_runs_notebooks_in_a_scratch_copy(tmp_path):
+    result = _run("notebook_times.py", "--profile", "smoke", "--notebooks", "00", "--results", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    record = json.loads((tmp_path / "notebook_times-smoke.json").read_text())
+    assert list(record["seconds"]) == ["00_setup"] and record["seconds"]["00_setup"] > 0
+    assert record["profile"] == "smoke"
