@@ -1,33 +1,14 @@
 """The book builds with `make book` (smoke profile), and a failing cell fails the build."""
 
 import html
-import os
 import shutil
-import subprocess
-from pathlib import Path
 
 import nbformat
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from book_build import ROOT, make_book
+
 pytestmark = pytest.mark.slow
-SMOKE_OUT = ROOT / "_build" / "smoke"  # kept apart from a reader's `make book` in _build/html
-
-
-def make_book(src: Path, out: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COURSE_PROFILE": "smoke"}
-    return subprocess.run(
-        ["make", "-C", str(ROOT), "book", f"BOOK_SRC={src}", f"BOOK_OUT={out}"],
-        env=env, capture_output=True, text=True,
-    )
-
-
-@pytest.fixture(scope="session")
-def built_book():
-    shutil.rmtree(SMOKE_OUT, ignore_errors=True)
-    run = make_book(ROOT, SMOKE_OUT)
-    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
-    return SMOKE_OUT / "_build" / "html"
 
 
 def test_book_builds_with_executed_notebooks(built_book):
@@ -40,6 +21,8 @@ def test_book_builds_with_executed_notebooks(built_book):
         page = (built_book / "notebooks" / f"{notebook.stem}.html").read_text()
         assert "cell_output" in page, f"{notebook.stem}: no executed output in the page"
         assert "Traceback" not in page
+        # progress bars, library warnings and native log lines have no place on a printed page
+        assert "output stderr" not in page, f"{notebook.stem}: a cell writes to stderr in the book"
     setup = html.unescape((built_book / "notebooks" / "00_setup.html").read_text())
     assert "profile 'smoke'" in setup  # the executed cell printed the active profile
 
@@ -50,13 +33,18 @@ def test_colab_button_links_the_committed_notebook(built_book):
     assert "/blob/main/notebooks/00_setup.ipynb" in page
 
 
+def _scratch_book(folder, intro="# Scratch book\n\nA page.\n"):
+    """The course's configuration and bibliography around a one-page book."""
+    shutil.copy(ROOT / "_config.yml", folder / "_config.yml")
+    (folder / "book").mkdir()
+    shutil.copy(ROOT / "book" / "references.bib", folder / "book" / "references.bib")
+    (folder / "book" / "intro.md").write_text(intro)
+    (folder / "_toc.yml").write_text("format: jb-book\nroot: book/intro\n")
+
+
 def test_a_failing_cell_fails_the_build(tmp_path):
     """The safety net itself: Jupyter Book 1 only warns on a failing cell unless configured."""
-    for name in ("_config.yml",):
-        shutil.copy(ROOT / name, tmp_path / name)
-    (tmp_path / "book").mkdir()
-    shutil.copy(ROOT / "book" / "references.bib", tmp_path / "book" / "references.bib")
-    (tmp_path / "book" / "intro.md").write_text("# Scratch book\n\nA page.\n")
+    _scratch_book(tmp_path)
     (tmp_path / "notebooks").mkdir()
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -69,3 +57,17 @@ def test_a_failing_cell_fails_the_build(tmp_path):
     run = make_book(tmp_path, tmp_path)
     assert run.returncode != 0
     assert "deliberately broken cell" in run.stdout + run.stderr
+
+
+@pytest.mark.parametrize("broken", [
+    "See {doc}`chapter_that_does_not_exist`.",  # a page reference
+    "See [the notebook](../notebooks/99_missing.ipynb).",  # a link to a local file
+    "As shown by {cite:p}`nobody2099`.",  # a citation missing from references.bib
+    "See {term}`Undefined term`.",  # a glossary term
+])
+def test_a_broken_internal_reference_fails_the_build(tmp_path, broken):
+    """Internal links are checked: the build treats warnings as errors and is nitpicky."""
+    _scratch_book(tmp_path, intro=f"# Scratch book\n\n{broken}\n")
+    run = make_book(tmp_path, tmp_path)
+    assert run.returncode != 0, "a broken internal reference must fail the build"
+    assert "WARNING" in run.stdout + run.stderr

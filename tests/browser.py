@@ -1,0 +1,125 @@
+"""Checks of rendered pages in a real browser: Debian's chromium, driven by selenium.
+
+``serve(folder)`` serves a folder on 127.0.0.1; ``browser()`` starts headless chromium;
+``page_problems(driver, url, ...)`` loads one page and lists what a reader would see broken:
+a Python traceback, a notebook page without executed output, an image that does not load, a
+Colab link to the wrong notebook. Used by tests/test_browser.py on the built book, and on
+deliberately broken pages to show that each check fires.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import shutil
+import tempfile
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+WINDOW = (1280, 1000)
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # keep the test output clean
+        pass
+
+
+@contextmanager
+def serve(folder: Path):
+    """Serve ``folder`` over HTTP on a free port of 127.0.0.1; yields the base URL."""
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def browser():
+    """Headless chromium under selenium (no network access needed, a fresh profile)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+    if missing:
+        raise RuntimeError(f"{', '.join(missing)} not found: `make test` installs Debian's chromium and "
+                           "chromium-driver (apt-get install chromium chromium-driver)")
+    profile = tempfile.mkdtemp(prefix="chromium-profile-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", f"--user-data-dir={profile}", f"--window-size={WINDOW[0]},{WINDOW[1]}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(60)
+    driver.set_script_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+# every image on the page, lazy ones included, settled (loaded or failed); returns the broken ones
+_BROKEN_IMAGES = """
+const done = arguments[arguments.length - 1];
+const images = Array.from(document.images);
+images.forEach(img => { img.loading = "eager"; });
+Promise.all(images.map(img => img.complete ? Promise.resolve() :
+    new Promise(resolve => { img.addEventListener("load", resolve); img.addEventListener("error", resolve); })))
+  .then(() => done(images.filter(img => !(img.complete && img.naturalWidth > 0))
+                         .map(img => img.getAttribute("src"))));
+"""
+
+
+def page_problems(driver, url: str, notebook: str | None = None, screenshot: Path | None = None) -> list[str]:
+    """What is wrong with the page at ``url``, as a list of sentences (empty: nothing).
+
+    ``notebook`` is the stem (``10_attnvgg_melanoma``) when the page renders a notebook: it
+    must then show executed output and link Colab to ``.../blob/main/notebooks/<stem>.ipynb``.
+    """
+    from selenium.webdriver.common.by import By
+
+    driver.get(url)
+    problems = []
+    text = driver.find_element(By.TAG_NAME, "body").get_attribute("innerText")
+    if "Traceback (most recent call last)" in text:
+        problems.append("shows a Python traceback")
+    broken = driver.execute_async_script(_BROKEN_IMAGES)
+    if broken:
+        problems.append(f"images that do not load: {', '.join(map(str, broken))}")
+    if notebook is not None:
+        if not driver.find_elements(By.CSS_SELECTOR, ".cell_output"):
+            problems.append("a notebook page without any executed output")
+        links = [a.get_attribute("href") for a in driver.find_elements(By.CSS_SELECTOR, "a[href*='colab.research.google.com']")]
+        expected = f"/blob/main/notebooks/{notebook}.ipynb"
+        if not links:
+            problems.append("no Colab link")
+        wrong = [link for link in links if not link.endswith(expected)]
+        if wrong:
+            problems.append(f"Colab links that do not end with {expected}: {', '.join(wrong)}")
+    if screenshot is not None:
+        screenshot.parent.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(screenshot))
+    return problems
+
+
+def search_results(driver, base_url: str, query: str, timeout: float = 30) -> list[str]:
+    """The titles the book's search page lists for ``query`` (Sphinx searches in the browser)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(f"{base_url}/search.html?q={query}")
+    finished = lambda d: d.find_elements(By.CSS_SELECTOR, "#search-results ul.search li") or \
+        "did not match any" in d.find_element(By.ID, "search-results").get_attribute("innerText")  # noqa: E731
+    WebDriverWait(driver, timeout).until(finished)
+    return [li.get_attribute("innerText").splitlines()[0] for li in
+            driver.find_elements(By.CSS_SELECTOR, "#search-results ul.search li")]
