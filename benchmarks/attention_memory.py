@@ -19,7 +19,6 @@ allocator statistics, or the profiler's allocation events on the CPU).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
@@ -27,7 +26,7 @@ import torch
 from course_lib.attention import SelfAttention2d
 from course_lib.bench import latency_ms, peak_memory_bytes
 from course_lib.config import get_device
-from machine import describe_machine, machine_line  # benchmarks/machine.py
+from records import describe_machine, machine_line, save_record  # benchmarks/records.py
 
 
 def written_out(block: SelfAttention2d, x: torch.Tensor) -> torch.Tensor:
@@ -70,9 +69,7 @@ def main(argv=None) -> dict:
                                                   for k in row if k.endswith("peak MiB"))
               + f"  ratio {row['memory ratio written out / padded SDPA']:.1f}x")
     record = {"machine": machine, "device": device.type, "channels": args.channels, "rows": rows}
-    if args.results:
-        args.results.mkdir(parents=True, exist_ok=True)
-        (args.results / f"attention_memory-{device.type}.json").write_text(json.dumps(record, indent=2) + "\n")
+    save_record(args.results, f"attention_memory-{device.type}.json", record)
     return record
 
 

@@ -12,7 +12,6 @@ too — on a CPU they measure the same FLOPs, and latencies a GPU would beat by 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
@@ -20,7 +19,7 @@ import torch
 from course_lib.bench import cost_table
 from course_lib.config import get_device, get_profile
 from course_lib.models import build_model
-from machine import describe_machine, machine_line  # benchmarks/machine.py
+from records import describe_machine, machine_line, save_record  # benchmarks/records.py
 
 MODELS = {"baseline VGG16 (GAP)": "vgg16", "SE": "vgg16-se", "CBAM": "vgg16-cbam", "dual pooling": "vgg16-dualpool",
           "self-attention": "vgg16-self", "triplet": "vgg16-triplet", "AttnVGG": "attnvgg"}
@@ -50,9 +49,7 @@ def main(argv=None) -> dict:
                                   for label, row in table.iterrows()]})
     record = {"machine": machine, "device": device.type, "batch_size": args.batch_size, "rounds": args.rounds,
               "profiles": profiles}
-    if args.results:
-        args.results.mkdir(parents=True, exist_ok=True)
-        (args.results / f"module_cost-{device.type}.json").write_text(json.dumps(record, indent=2) + "\n")
+    save_record(args.results, f"module_cost-{device.type}.json", record)
     return record
 
 

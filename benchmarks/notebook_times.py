@@ -11,7 +11,6 @@ sets are cached between notebooks (``$COURSE_DATA_DIR``), as they are for a read
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import tempfile
@@ -21,7 +20,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from machine import describe_machine, machine_line  # benchmarks/machine.py
+from records import describe_machine, machine_line, save_record  # benchmarks/records.py
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,9 +54,7 @@ def main(argv=None) -> dict:
             print(f"{seconds[path.stem]:8.1f} s  {path.stem}", flush=True)
     print(f"{sum(seconds.values()):8.1f} s  total")
     record = {"machine": machine, "profile": args.profile, "seconds": seconds}
-    if args.results:
-        args.results.mkdir(parents=True, exist_ok=True)
-        (args.results / f"notebook_times-{args.profile}.json").write_text(json.dumps(record, indent=2) + "\n")
+    save_record(args.results, f"notebook_times-{args.profile}.json", record)
     return record
 
 

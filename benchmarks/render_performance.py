@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from machine import machine_line  # benchmarks/machine.py
+from records import machine_line  # benchmarks/records.py
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

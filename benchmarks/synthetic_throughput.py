@@ -9,7 +9,6 @@ run and the median.
 """
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -22,7 +21,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 from course_lib.data import make_synthetic_lesions  # noqa: E402
-from machine import describe_machine, machine_line  # noqa: E402  (benchmarks/machine.py)
+from records import describe_machine, machine_line, save_record  # noqa: E402  (benchmarks/records.py)
 
 
 def main() -> None:
@@ -47,12 +46,10 @@ def main() -> None:
               f"({args.n / seconds[-1]:.0f} images/s)")
     median = statistics.median(seconds)
     print(f"median: {median:.2f} s, {args.n / median:.0f} images/s (goal: {args.n} in under 20 s)")
-    if args.results:
-        args.results.mkdir(parents=True, exist_ok=True)
-        (args.results / "synthetic_throughput.json").write_text(json.dumps({
-            "machine": machine, "n_images": args.n, "image_size": args.size,
-            "runs_s": [round(x, 2) for x in seconds], "median_s": round(median, 2),
-            "images_per_s": round(args.n / median, 1), "goal_s": 20.0}, indent=2) + "\n")
+    save_record(args.results, "synthetic_throughput.json", {
+        "machine": machine, "n_images": args.n, "image_size": args.size,
+        "runs_s": [round(x, 2) for x in seconds], "median_s": round(median, 2),
+        "images_per_s": round(args.n / median, 1), "goal_s": 20.0})
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ with each loop, alternating, after one warm-up round; the medians are compared.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
@@ -46,7 +45,7 @@ from course_lib.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from course_lib.losses import FocalLoss
 from course_lib.models import AttnVGG
 from course_lib.train import fit
-from machine import describe_machine, machine_line  # benchmarks/machine.py
+from records import describe_machine, machine_line, save_record  # benchmarks/records.py
 
 
 class SeedImageDataset(Dataset):
@@ -159,17 +158,16 @@ def main(argv=None) -> dict:
     seed_rate = len(train_frame) / statistics.median(seed_times)
     course_rate = len(train_frame) / statistics.median(course_times)
     result = {
-        "machine": machine, "device": device.type, "profile": profile.name, "image_size": size, "width": profile.width, "batch_size": batch,
-        "num_workers": profile.num_workers, "amp": amp, "channels_last": True, "train_images": len(train_frame), "val_images": len(val_frame),
+        "machine": machine, "device": device.type, "profile": profile.name, "image_size": size,
+        "width": profile.width, "batch_size": batch, "num_workers": profile.num_workers, "amp": amp,
+        "channels_last": True, "train_images": len(train_frame), "val_images": len(val_frame),
         "source_size": args.source_size, "rounds": args.rounds,
         "seed_images_per_s": round(seed_rate, 2), "fit_images_per_s": round(course_rate, 2),
         "ratio": round(course_rate / seed_rate, 3), "goal": 5.0 if gpu else 1.5,
     }
     print(f"median over {args.rounds} rounds: seed 000 loop {seed_rate:.1f} img/s, fit {course_rate:.1f} img/s, "
           f"ratio {result['ratio']:.2f}x (goal {result['goal']}x)")
-    if args.results:
-        args.results.mkdir(parents=True, exist_ok=True)
-        (args.results / f"train_throughput-{device.type}.json").write_text(json.dumps(result, indent=2) + "\n")
+    save_record(args.results, f"train_throughput-{device.type}.json", result)
     return result
 
 

@@ -1,10 +1,15 @@
-"""What a benchmark ran on, in words and numbers its results carry (shared by benchmarks/*.py)."""
+"""A benchmark's record: what it ran on, and the JSON file it leaves in ``benchmarks/results``.
+
+Shared by ``benchmarks/*.py``; ``render_performance.py`` reads the files back.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import time
+from pathlib import Path
 
 
 def cpu_name() -> str:
@@ -32,3 +37,11 @@ def machine_line(machine: dict) -> str:
     cores = machine["cores"]
     where = machine["gpu"] or f"{machine['cpu']}, {cores} core{'' if cores == 1 else 's'}"
     return f"{machine['when']} on {where} (torch {machine['torch']})"
+
+
+def save_record(results: Path | None, filename: str, record) -> None:
+    """Write ``record`` as ``results/filename`` (indented JSON); nothing when ``results`` is None."""
+    if results is None:
+        return
+    results.mkdir(parents=True, exist_ok=True)
+    (results / filename).write_text(json.dumps(record, indent=2) + "\n")
