@@ -77,18 +77,22 @@ def _no_inplace_relu(model: nn.Module):
 
 
 def grad_cam(model: nn.Module, images: torch.Tensor, target_layer: nn.Module | None = None,
-             target: str = "predicted") -> np.ndarray:
+             target="predicted") -> np.ndarray:
     """Grad-CAM maps ``(N, H, W)`` in [0, 1] at the images' size, one per image.
 
     ``target``: "predicted" explains each image's predicted class (melanoma when its
     probability is at least 0.5, else benign); "melanoma" or "benign" explain that class for
-    every image. Each map is min-max scaled by the package. The model is put in eval mode.
+    every image; a sequence of N classes (1 melanoma, 0 benign) gives one per image. Each map
+    is min-max scaled by the package. The model is put in eval mode.
     """
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import BinaryClassifierOutputTarget
 
-    if target not in ("predicted", "melanoma", "benign"):
-        raise ValueError(f"target must be 'predicted', 'melanoma' or 'benign', not {target!r}")
+    named = isinstance(target, str)
+    if named and target not in ("predicted", "melanoma", "benign"):
+        raise ValueError(f"target must be 'predicted', 'melanoma', 'benign' or one class per image, not {target!r}")
+    if not named and len(target) != len(images):
+        raise ValueError(f"{len(target)} target classes for {len(images)} images")
     wrapped = LogitsOnly(model).eval()
     layer = target_layer if target_layer is not None else default_target_layer(model)
     device = next(model.parameters()).device
@@ -97,8 +101,10 @@ def grad_cam(model: nn.Module, images: torch.Tensor, target_layer: nn.Module | N
         if target == "predicted":
             with torch.no_grad():
                 classes = (wrapped(images).reshape(len(images), -1)[:, 0] >= 0).long().tolist()
-        else:
+        elif named:
             classes = [int(target == "melanoma")] * len(images)
+        else:
+            classes = [int(c) for c in target]
         with GradCAM(model=wrapped, target_layers=[layer]) as cam:
             maps = cam(input_tensor=images, targets=[BinaryClassifierOutputTarget(c) for c in classes])
     return np.asarray(maps, dtype=np.float32)

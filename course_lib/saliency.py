@@ -47,8 +47,9 @@ def collect_maps(model, loader, device=None, gradcam: bool = True, target: str =
         parts["mask"].append(masks.reshape(len(masks), *masks.shape[-2:]).numpy() > 0.5)
         parts["pool-3 attention"].append(a1.float()[:, 0].cpu().numpy())
         parts["pool-4 attention"].append(a2.float()[:, 0].cpu().numpy())
-        if gradcam:
-            parts["Grad-CAM"].append(grad_cam(model, images, target=target))
+        if gradcam:  # "predicted": the classes of the logits above, not another forward pass
+            predicted = (logits.float().reshape(len(images), -1)[:, 0] >= 0).long().tolist()
+            parts["Grad-CAM"].append(grad_cam(model, images, target=predicted if target == "predicted" else target))
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 

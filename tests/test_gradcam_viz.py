@@ -70,8 +70,12 @@ def test_predicted_target_explains_each_images_own_class(attnvgg):
     melanoma, benign = grad_cam(attnvgg, images, target="melanoma"), grad_cam(attnvgg, images, target="benign")
     for i, pos in enumerate(positive.tolist()):
         np.testing.assert_allclose(predicted[i], (melanoma if pos else benign)[i], atol=1e-5)
+    by_class = grad_cam(attnvgg, images, target=positive.long().tolist())
+    np.testing.assert_allclose(by_class, predicted, atol=1e-5)
     with pytest.raises(ValueError, match="target"):
         grad_cam(attnvgg, images, target="lesion")
+    with pytest.raises(ValueError, match="2 target classes for 6 images"):
+        grad_cam(attnvgg, images, target=[0, 1])
 
 
 def test_grad_cam_restores_in_place_relus_and_works_on_vgg(attnvgg):
