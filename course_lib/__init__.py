@@ -9,6 +9,15 @@ Each sub-module is introduced by one notebook of the course and reused by the la
 - :mod:`course_lib.bench` (02): parameters and FLOPs.
 - :mod:`course_lib.metrics`, :mod:`course_lib.checkpoint`, :mod:`course_lib.train` (02):
   classification metrics, atomic checkpoints, ``fit`` / ``evaluate`` and the command line.
+- :mod:`course_lib.attention` (03–09): SE, CBAM, dual pooling, self-attention, triplet
+  attention; the attention gate (10).
+- :mod:`course_lib.distributed` (10): ``fit`` under ``torchrun``.
+- :mod:`course_lib.losses` (10, 12): focal loss; the lesion-mask regulariser of attention maps.
+- :mod:`course_lib.recipes` (10): the AttnVGG recipe that chapters 11 and 12 reuse.
+- :mod:`course_lib.viz` (10, 11): overlays, attention grids, training curves.
+- :mod:`course_lib.gradcam`, :mod:`course_lib.saliency` (11): Grad-CAM through the
+  ``grad-cam`` package; maps over a data set, baselines, the localisation table
+  (its measures are in :mod:`course_lib.metrics`).
 
 Importing the package is cheap: heavy libraries (torch, torchvision) are imported by the
 sub-modules that need them, so ``python -m course_lib.config`` works before torch is installed.
