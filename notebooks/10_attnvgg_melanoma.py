@@ -32,7 +32,7 @@
 # - what makes a training loop fast (measured) and what makes it lose nothing when it is
 #   interrupted; how the same code runs on several GPUs.
 #
-# **Expected run time:** `smoke` about 30 s · `cpu` about 6 minutes (two models, 12 epochs
+# **Expected run time:** `smoke` about 15 s · `cpu` about 4 minutes (two models, 12 epochs
 # each, on 2 cores) · `gpu` about 10 minutes on the synthetic set, plus the real-data section
 # (about an hour on one GPU). Trained models are checkpointed under `runs/`; running the
 # notebook again reuses them.

@@ -32,7 +32,7 @@
 #   training images, as surgical markings do in real dermoscopy {cite:p}`winkler2019markings`)
 #   inflates a validation score, and how maps and measurements expose it.
 #
-# **Expected run time:** `smoke` about 40 s · `cpu` about 6 minutes (reuses chapter 10's
+# **Expected run time:** `smoke` about 15 s · `cpu` about 4 minutes (reuses chapter 10's
 # model; trains two more) · `gpu` about 10 minutes.
 #
 # **Launch:** [open in Colab](https://colab.research.google.com/github/attention-course/attention-image-classification/blob/main/notebooks/11_seeing_attention.ipynb)

@@ -27,7 +27,7 @@
 #   {cite:p}`hou2021coordinate` and vision transformers {cite:p}`dosovitskiy2021vit`, each
 #   built small enough to read.
 #
-# **Expected run time:** `smoke` about 30 s · `cpu` about 4 minutes (two regularised models)
+# **Expected run time:** `smoke` about 15 s · `cpu` about 5 minutes (two regularised models)
 # · `gpu` about 15 minutes.
 #
 # **Launch:** [open in Colab](https://colab.research.google.com/github/attention-course/attention-image-classification/blob/main/notebooks/12_going_further.ipynb)
