@@ -33,9 +33,10 @@
 #   interrupted; how the same code runs on several GPUs.
 #
 # **Expected run time:** `smoke` about 15 s · `cpu` about 4 minutes (two models, 12 epochs
-# each, on 2 cores) · `gpu` about 10 minutes on the synthetic set, plus the real-data section
-# (about an hour on one GPU). Trained models are checkpointed under `runs/`; running the
-# notebook again reuses them.
+# each, on 2 cores) · `gpu` not measured yet (no GPU was at hand when this page was
+# built): two full-width models on the synthetic set, then 20 epochs over about 30,000 real
+# images at 224 px. Trained models are checkpointed under `runs/`; running the notebook again
+# reuses them. Measured times: {doc}`../book/performance`.
 #
 # **Launch:** [open in Colab](https://colab.research.google.com/github/attention-course/attention-image-classification/blob/main/notebooks/10_attnvgg_melanoma.ipynb)
 

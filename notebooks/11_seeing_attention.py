@@ -33,7 +33,7 @@
 #   inflates a validation score, and how maps and measurements expose it.
 #
 # **Expected run time:** `smoke` about 15 s · `cpu` about 4 minutes (reuses chapter 10's
-# model; trains two more) · `gpu` about 10 minutes.
+# model; trains two more) · `gpu` not measured yet ({doc}`../book/performance`).
 #
 # **Launch:** [open in Colab](https://colab.research.google.com/github/attention-course/attention-image-classification/blob/main/notebooks/11_seeing_attention.ipynb)
 

@@ -28,7 +28,7 @@
 #   built small enough to read.
 #
 # **Expected run time:** `smoke` about 15 s · `cpu` about 5 minutes (two regularised models)
-# · `gpu` about 15 minutes.
+# · `gpu` not measured yet ({doc}`../book/performance`).
 #
 # **Launch:** [open in Colab](https://colab.research.google.com/github/attention-course/attention-image-classification/blob/main/notebooks/12_going_further.ipynb)
 # %% tags=["course-setup", "hide-input"]
