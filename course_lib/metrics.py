@@ -84,14 +84,15 @@ def _maps_and_masks(saliency, mask) -> tuple[torch.Tensor, torch.Tensor, bool]:
     input was a single map, so that callers can return a number rather than an array.
     """
     def batch(x, what):
-        x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).detach().cpu()
         if x.dim() == 4 and x.shape[1] == 1:
             x = x[:, 0]
         if x.dim() not in (2, 3):
             raise ValueError(f"{what} must be shaped (H, W), (N, H, W) or (N, 1, H, W), got {tuple(x.shape)}")
         return x.reshape(-1, *x.shape[-2:])
 
-    single = torch.as_tensor(np.asarray(saliency) if not isinstance(saliency, torch.Tensor) else saliency).dim() == 2
+    saliency, mask = ((x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))).detach().cpu()
+                      for x in (saliency, mask))
+    single = saliency.dim() == 2
     maps, masks = batch(saliency, "saliency").float(), batch(mask, "mask") > 0
     if len(maps) != len(masks):
         raise ValueError(f"{len(maps)} saliency map(s) but {len(masks)} mask(s)")
