@@ -75,10 +75,10 @@ import torch
 from course_lib.config import get_device, get_profile, seed_everything
 from course_lib.data import make_loaders
 from course_lib.gradcam import default_target_layer, grad_cam
-from course_lib.metrics import classification_metrics
 from course_lib.models import AttnVGG
 from course_lib.recipes import lesion_splits, train_attnvgg
 from course_lib.saliency import baseline_maps, collect_maps, localisation_table, verdicts
+from course_lib.train import evaluate
 from course_lib.viz import attention_grid
 
 profile = get_profile()
@@ -280,10 +280,8 @@ cue_model, cue_history = train_attnvgg(profile, cue_train_loader, cue_val_loader
 
 # %%
 def auc(model, frame):
-    _, loader = make_loaders(frame, frame, profile.image_size, profile.batch_size, num_workers=profile.num_workers,
-                             with_mask=True)
-    scores = collect_maps(model, loader, device=device, gradcam=False)
-    return classification_metrics(scores["target"], scores["probability"])["auc"]
+    _, loader = make_loaders(frame, frame, profile.image_size, profile.batch_size, num_workers=profile.num_workers)
+    return evaluate(model, loader, device=device)["auc"]  # course_lib.train.evaluate: the whole set at once
 
 
 shortcut = pd.DataFrame({
