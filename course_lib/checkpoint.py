@@ -3,11 +3,16 @@
 A checkpoint is written to a temporary file in the same folder, flushed to disk, and
 renamed over the old one: ``os.replace`` is atomic, so a crash leaves either the old
 checkpoint or the new one, never a truncated file. Loading uses ``weights_only=True``,
-which refuses to run code hidden in a pickle.
+which refuses to run code hidden in a pickle, and a file that cannot be read is reported
+with its name and what to do, not with the unpickler's traceback.
 
 The same idea for whole folders (a generated or downloaded data set): :func:`staged_folder`
 fills a temporary folder beside the destination and renames it into place only when the
 work succeeded.
+
+A process killed with ``SIGKILL`` (or a machine that loses power) cannot clean up its
+temporary file or folder; their names carry the writer's process id, and the next write to
+the same destination removes those whose writer is gone.
 """
 
 from __future__ import annotations
@@ -20,7 +25,57 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["atomic_open", "staged_folder", "save_atomic", "load_checkpoint", "write_text_atomic"]
+__all__ = ["atomic_open", "staged_folder", "save_atomic", "load_checkpoint", "write_text_atomic",
+           "CheckpointError"]
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, truncated, corrupt or not a checkpoint at all."""
+
+
+def _umask() -> int:
+    """The process's umask: read from /proc where the kernel shows it (thread-safe), else set and reset."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _writer_alive(name: str, prefix: str) -> bool:
+    """Whether the process that owns temporary ``name`` (``{prefix}{pid}-...``) still runs."""
+    try:
+        pid = int(name[len(prefix):].split("-", 1)[0])
+    except ValueError:
+        return False  # not ours, or written by an older version: no one will finish it
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _remove_stale(folder: Path, prefix: str) -> None:
+    """Delete temporaries named ``{prefix}*`` in ``folder`` whose writing process has ended."""
+    try:
+        candidates = [p for p in folder.iterdir() if p.name.startswith(prefix)]
+    except OSError:
+        return
+    for path in candidates:
+        if not _writer_alive(path.name, prefix):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
 
 
 @contextmanager
@@ -28,8 +83,11 @@ def atomic_open(path: str | Path, mode: str = "wb"):
     """Open a temporary file beside ``path``; on success it replaces ``path`` atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    prefix = f".{path.name}."
+    _remove_stale(path.parent, prefix)
+    fd, tmp = tempfile.mkstemp(prefix=f"{prefix}{os.getpid()}-", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a checkpoint is an ordinary file
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
@@ -45,14 +103,19 @@ def staged_folder(dest: str | Path):
     """Yield an empty folder beside ``dest``; when the block succeeds it replaces ``dest``.
 
     Whatever ``dest`` held before is removed only then; if the block fails (or is
-    interrupted) the staging folder is deleted and ``dest`` is left as it was.
+    interrupted) the staging folder is deleted and ``dest`` is left as it was. Callers decide
+    whether ``dest`` may be replaced at all (see ``ensure_synthetic_lesions``).
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
+    prefix = f".{dest.name}.partial-"
+    _remove_stale(dest.parent, prefix)
+    staging = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=dest.parent))
     try:
+        os.chmod(staging, 0o777 & ~_umask())
         yield staging
-        shutil.rmtree(dest, ignore_errors=True)
+        if dest.is_dir():
+            shutil.rmtree(dest)
         os.replace(staging, dest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -73,5 +136,23 @@ def write_text_atomic(text: str, path: str | Path) -> Path:
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """Load a checkpoint written by :func:`save_atomic` (tensors and plain containers only)."""
-    return torch.load(path, map_location=map_location, weights_only=True)
+    """Load a checkpoint written by :func:`save_atomic` (tensors and plain containers only).
+
+    Raises :class:`CheckpointError` naming the file when it is missing, empty, truncated or
+    not a checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes): it is not a usable checkpoint")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # truncated zip, garbage, a pickle with code in it, ...
+        text = str(err).strip()
+        first = text.splitlines()[0].split(". ")[0] if text else type(err).__name__
+        raise CheckpointError(f"{path} cannot be read as a checkpoint ({type(err).__name__}: {first}); "
+                              "it is truncated, corrupt, or not a course checkpoint") from err
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} holds a {type(state).__name__}, not a checkpoint dictionary")
+    return state

@@ -15,10 +15,11 @@ joins the process group (NCCL between GPUs, gloo on the CPU). Each process then
   (:func:`gather_predictions`), so metrics are computed over the whole validation set;
 - lets process 0 alone write checkpoints and print.
 
-Why a sampler that *wraps* another one rather than torch's ``DistributedSampler``: ``fit``
-re-seeds every process identically at each epoch, so every copy of the loader's own sampler
-(shuffling, or the class-balancing ``WeightedRandomSampler`` of notebook 02) draws the *same*
-order; each process keeps every N-th index of it. With N processes and per-process batch
+Why a sampler that *wraps* another one rather than torch's ``DistributedSampler``: every
+process seeds its copy of the loader's own sampler (shuffling, or the class-balancing
+``WeightedRandomSampler`` of notebook 02) identically at each epoch — from ``(seed, epoch)``,
+see :class:`~course_lib.data.DeviceLoader` — so all draw the *same* order; each process keeps
+every N-th index of it. With N processes and per-process batch
 ``b``, step ``k`` of the N processes together covers exactly the indices of step ``k`` of a
 single process with batch ``N·b`` — the same gradient, as the test of this module checks.
 """
@@ -31,6 +32,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Sampler
+
+from .data.loaders import DeviceLoader
 
 __all__ = ["World", "init_from_environment", "world", "ShardSampler", "shard_loader",
            "gather_predictions", "all_reduce", "barrier", "shutdown", "unwrap"]
@@ -102,16 +105,21 @@ class ShardSampler(Sampler):
 
 
 def shard_loader(loader: DataLoader, current: World, pad: bool = True) -> DataLoader:
-    """A copy of ``loader`` that yields only this process's shard (same batch size, workers, ...)."""
+    """A copy of ``loader`` that yields only this process's shard (same batch size, workers, ...).
+
+    A :class:`~course_lib.data.DeviceLoader` stays one, with its device, batch transform and seed.
+    """
     if not current.distributed:
         return loader
-    return DataLoader(
-        loader.dataset, batch_size=loader.batch_size, drop_last=loader.drop_last,
-        sampler=ShardSampler(loader.sampler, current.rank, current.size, pad=pad),
-        num_workers=loader.num_workers, collate_fn=loader.collate_fn, pin_memory=loader.pin_memory,
-        persistent_workers=loader.persistent_workers, worker_init_fn=loader.worker_init_fn,
-        timeout=loader.timeout,
-    )
+    options = dict(batch_size=loader.batch_size, drop_last=loader.drop_last,
+                   sampler=ShardSampler(loader.sampler, current.rank, current.size, pad=pad),
+                   num_workers=loader.num_workers, collate_fn=loader.collate_fn, pin_memory=loader.pin_memory,
+                   persistent_workers=loader.persistent_workers, worker_init_fn=loader.worker_init_fn,
+                   timeout=loader.timeout)
+    if isinstance(loader, DeviceLoader):
+        return DeviceLoader(loader.dataset, batch_transform=loader.batch_transform, device=loader.device,
+                            seed=loader.seed, **options)
+    return DataLoader(loader.dataset, **options)
 
 
 def gather_predictions(*arrays):

@@ -1,58 +1,59 @@
-"""Training and evaluation: ``fit`` / ``evaluate`` and a command line (notebook ``02_vgg16_baseline``).
+"""Training and evaluation: ``fit`` and ``evaluate`` (notebook ``02_vgg16_baseline``; speed in ``10``).
 
-``fit`` is one loop for every model of the course:
+``fit`` is one loop for every model of the course, in named steps a reader can follow:
+:func:`restore_run` (continue from ``last.pt``), :func:`train_one_epoch`, :func:`evaluate`,
+:func:`save_epoch`.
 
-- the model may return logits, or a tuple whose first item is the logits (AttnVGG also
-  returns its attention maps);
-- one output means a binary task (``BCEWithLogitsLoss`` on the raw logit — no sigmoid
-  before the loss), more outputs a multi-class one (``CrossEntropyLoss``);
-- metrics are computed over the *whole* validation set after each epoch, on the CPU,
-  from probabilities gathered batch by batch (seed 000 scored only the last batch);
-- after every epoch ``last.pt`` is written atomically, and ``best.pt`` when the validation
-  AUC improves; ``metrics.csv`` holds one row per epoch;
-- ``resume=True`` continues from ``last.pt``. Every epoch re-seeds the random generators
-  from ``(seed, epoch)``, so a resumed run draws the same shuffles, augmentations and
-  dropout masks as an uninterrupted one and, on the CPU, reproduces its numbers exactly;
-- the step loop never waits for the device except to log (the loss is summed and checked
-  for NaN/inf *on* the device); ``amp``, ``channels_last`` and ``compile`` are the GPU
-  speed switches (notebook ``10_attnvgg_melanoma``);
-- under ``torchrun`` the same call trains with DistributedDataParallel
-  (:mod:`course_lib.distributed`): each process reads its shard, validation predictions are
-  gathered from all processes, and process 0 alone prints and writes checkpoints.
+- The model may return logits, or a tuple whose first item is the logits (AttnVGG also
+  returns its attention maps). One output means a binary task (``BCEWithLogitsLoss`` on the
+  raw logit — no sigmoid before the loss), more outputs a multi-class one (``CrossEntropyLoss``).
+- Metrics are computed over the *whole* validation set after each epoch, from probabilities
+  gathered batch by batch (the Paperspace tutorial scored only the last batch).
+- After every epoch ``last.pt`` is written atomically, ``best.pt`` when the validation AUC
+  improves, ``metrics.csv`` holds one row per epoch and ``run.json`` says which run the
+  folder holds (:mod:`course_lib.runs`). A folder that holds a run is never overwritten
+  unless asked (``overwrite=True``); ``resume=True`` continues it, and only with the same
+  model and settings.
+- Every epoch's random choices are a function of ``(seed, epoch)``: the global generators are
+  re-seeded at each epoch, and the course's loaders (:class:`~course_lib.data.DeviceLoader`)
+  draw their order and augmentation from it. A resumed run therefore reproduces an
+  uninterrupted one exactly on the CPU, whatever the number of loader workers.
+- The step loop never waits for the device except to log: the loss is summed and checked
+  for NaN/inf *on* the device; after the epoch the weights and the validation outputs are
+  checked too, so a model that became non-finite is never saved as ``best.pt``.
+- ``amp``, ``channels_last`` and ``compile`` are the speed switches (notebook 10); under
+  ``torchrun`` the same call trains with DistributedDataParallel (:mod:`course_lib.distributed`).
 
-Command line::
-
-    python -m course_lib.train --data-root DIR --model vgg16 --epochs N --image-size S --out DIR
-                               [--resume] [--profile P] [--val-fraction F] [--seed S]
-                               [--amp] [--channels-last] [--compile]
-    torchrun --nproc_per_node 2 -m course_lib.train ...   # the same, on two processes
+The command line (``python -m course_lib.train``) lives in :mod:`course_lib.cli`.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import math
 import random
-import sys
 import time
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+
 with warnings.catch_warnings():  # "IProgress not found": without ipywidgets, tqdm.auto falls back to text bars
     warnings.simplefilter("ignore")
     from tqdm.auto import tqdm
 
-from .checkpoint import load_checkpoint, save_atomic, write_text_atomic
+from .checkpoint import CheckpointError, load_checkpoint, save_atomic, write_text_atomic
+from .config import get_device
 from .distributed import (ShardSampler, all_reduce, barrier, gather_predictions, init_from_environment,
-                          shard_loader, shutdown, unwrap)
+                          shard_loader, unwrap)
 from .metrics import classification_metrics
+from .runs import RunFolderError, check_same_run, model_signature, prepare_run_folder, write_manifest
 
-__all__ = ["fit", "evaluate", "logits_of", "main"]
+__all__ = ["fit", "evaluate", "logits_of", "train_one_epoch", "restore_run", "save_epoch", "TrainingState"]
 
 
 def logits_of(output) -> torch.Tensor:
@@ -75,11 +76,16 @@ def _probabilities(logits: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(logits.squeeze(-1)) if logits.shape[-1] == 1 else torch.softmax(logits, dim=-1)
 
 
-def _autocast(device: torch.device, amp: bool):
-    """Mixed precision: bf16 where supported (CPU, recent GPUs), else fp16."""
+def _autocast(device: torch.device, amp: bool | str):
+    """Mixed precision: bf16 where supported (CPU, recent GPUs), else fp16; ``amp="fp16"`` or
+    ``"bf16"`` forces one (``"fp16"`` is what a GPU without bf16, such as Colab's T4, runs)."""
     if not amp:
         return contextlib.nullcontext(), None
-    if device.type == "cuda":
+    if amp in ("fp16", "bf16"):
+        dtype = torch.float16 if amp == "fp16" else torch.bfloat16
+    elif amp is not True:
+        raise ValueError(f"amp must be True, False, 'bf16' or 'fp16', not {amp!r}")
+    elif device.type == "cuda":
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     else:
         dtype = torch.bfloat16
@@ -94,7 +100,7 @@ def _inputs(batch, device: torch.device, channels_last: bool):
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, device=None, loss_fn=None, amp: bool = False,
+def evaluate(model: nn.Module, loader, device=None, loss_fn=None, amp: bool | str = False,
              return_predictions: bool = False, channels_last: bool = False) -> dict:
     """Loss and classification metrics of ``model`` over every batch of ``loader``.
 
@@ -102,7 +108,7 @@ def evaluate(model: nn.Module, loader, device=None, loss_fn=None, amp: bool = Fa
     ``balanced_accuracy`` and ``n``; with ``return_predictions`` also ``scores`` and ``targets``.
     When ``loader`` reads one process's shard (:func:`course_lib.distributed.shard_loader`),
     the predictions of all processes are gathered first, so every process gets the metrics
-    of the whole set.
+    of the whole set. Raises ``FloatingPointError`` when the model's outputs are not finite.
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.eval()
@@ -124,6 +130,9 @@ def evaluate(model: nn.Module, loader, device=None, loss_fn=None, amp: bool = Fa
     count = len(targets_np)
     if count == 0:
         raise ValueError("the evaluation loader yielded no batches")
+    bad = int((~np.isfinite(scores_np)).reshape(count, -1).any(axis=1).sum())
+    if bad:
+        raise FloatingPointError(f"the model's outputs are not finite for {bad} of {count} images")
     result = {"loss": float(total_loss) / count, **classification_metrics(targets_np, scores_np), "n": count}
     if return_predictions:
         result.update(scores=scores_np, targets=targets_np)
@@ -137,251 +146,239 @@ def _reseed(seed: int, epoch: int) -> None:
     torch.manual_seed(s)
 
 
-def fit(
-    model: nn.Module,
-    train_loader,
-    val_loader,
-    *,
-    epochs: int,
-    lr: float = 1e-3,
-    weight_decay: float = 1e-4,
-    optimizer: torch.optim.Optimizer | None = None,
-    scheduler=None,
-    loss_fn: nn.Module | None = None,
-    aux_loss=None,
-    device=None,
-    out_dir: str | Path | None = None,
-    resume: bool = False,
-    amp: bool = False,
-    channels_last: bool = False,
-    compile: bool = False,
-    seed: int = 0,
-    progress: bool = True,
-    verbose: bool = True,
-) -> pd.DataFrame:
-    """Train ``model`` for ``epochs`` epochs; return the history (one row per epoch).
+@dataclass
+class TrainingState:
+    """Everything a run needs to continue: what ``last.pt`` holds."""
 
-    Without ``optimizer``: AdamW(``lr``, ``weight_decay``) with a cosine learning-rate
-    schedule over ``epochs``. With ``out_dir``: checkpoints and ``metrics.csv`` go there, and
-    ``resume=True`` continues from ``out_dir/last.pt``. ``amp`` turns on mixed precision
-    (bf16, or fp16 with a gradient scaler on GPUs without bf16); ``channels_last`` stores
-    activations as NHWC, the layout GPU tensor cores prefer; ``compile`` trains a
-    ``torch.compile`` d model (slow first steps, faster afterwards). Checkpoints always hold
-    the plain model's ``state_dict``. Under ``torchrun``, ``train_loader``'s batch size is
-    per process.
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object = None
+    scaler: object = None
+    history: list = field(default_factory=list)
+    best_auc: float = -math.inf
+    epoch: int = 0  # the last completed epoch
 
-    ``aux_loss(output, *extras)`` adds a training loss computed from the model's whole output
-    (e.g. AttnVGG's attention maps) and the batch's items after the targets (e.g. lesion
-    masks from ``make_loaders(..., with_mask=True)``). ``train_loss`` is then the whole
-    objective and ``train_aux_loss`` the added term's epoch mean; validation scores the
-    classification loss only.
+    def checkpoint(self, manifest: dict) -> dict:
+        optional = {name: getattr(self, name).state_dict() if getattr(self, name) is not None else None
+                    for name in ("scheduler", "scaler")}
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), **optional,
+                "epoch": self.epoch, "history": self.history, "best_auc": self.best_auc, "manifest": manifest}
+
+
+def restore_run(state: TrainingState, out: Path, manifest: dict, device, verbose: bool = True) -> TrainingState:
+    """Load ``out/last.pt`` into ``state`` after checking it belongs to this run; a no-op without it."""
+    last = out / "last.pt"
+    if not last.is_file():
+        if verbose:
+            print(f"no checkpoint in {out}: starting from scratch")
+        return state
+    try:
+        saved = load_checkpoint(last, map_location=device)
+    except CheckpointError as err:
+        raise CheckpointError(f"{err}. Its run cannot be resumed: delete {last} to start the run over "
+                              f"(best.pt, if there, keeps the best weights), or train into a new folder") from None
+    check_same_run(saved.get("manifest") or {}, manifest, out)
+    try:
+        state.model.load_state_dict(saved["model"])
+        state.optimizer.load_state_dict(saved["optimizer"])
+    except (KeyError, RuntimeError, ValueError) as err:
+        raise RunFolderError(f"{last} does not fit this model or optimiser ({str(err).splitlines()[0]}): "
+                             "resume with the model it was trained with, or train into a new folder") from None
+    for name in ("scheduler", "scaler"):
+        if getattr(state, name) is not None and saved.get(name) is not None:
+            getattr(state, name).load_state_dict(saved[name])
+    state.history, state.best_auc, state.epoch = list(saved["history"]), saved["best_auc"], saved["epoch"]
+    if verbose:
+        print(f"resuming from {last}: epoch {state.epoch} done, continuing at epoch {state.epoch + 1}")
+    return state
+
+
+def train_one_epoch(net, loader, state: TrainingState, loss_fn, *, aux_loss=None, context, device,
+                    channels_last: bool = False, epoch: int = 1, label: str = "", progress: bool = True):
+    """One pass over ``loader``; returns ``(mean loss, mean aux loss or None, loss_fn, steps)``.
+
+    Raises ``FloatingPointError`` naming the epoch and the first step whose loss was not finite.
     """
-    from .config import get_device
+    net.train()
+    running, running_aux, seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
+    bad_step = torch.full((), -1, device=device, dtype=torch.long)
+    # a bar fed by hand: tqdm.auto would call iter() on the loader a second time per epoch.
+    # `disable` is passed only to switch the bar off, so TQDM_DISABLE=1 (the book build) also can
+    bar = tqdm(total=len(loader), desc=label, leave=False, **({} if progress else {"disable": True}))
+    steps = 0
+    for steps, batch in enumerate(loader, start=1):
+        x, y = _inputs(batch, device, channels_last)
+        with context:
+            output = net(x)
+        logits = logits_of(output)
+        loss_fn = loss_fn or _default_loss(logits)
+        loss = _loss(loss_fn, logits, y)
+        if aux_loss is not None:
+            extra = aux_loss(output, *(item.to(device, non_blocking=True) for item in batch[2:])).float()
+            running_aux += extra.detach() * len(y)
+            loss = loss + extra
+        state.optimizer.zero_grad(set_to_none=True)
+        if state.scaler is not None:
+            state.scaler.scale(loss).backward()
+            state.scaler.step(state.optimizer)
+            state.scaler.update()
+        else:
+            loss.backward()
+            state.optimizer.step()
+        # bookkeeping stays on the device: no host-device synchronisation per step
+        detached = loss.detach()
+        bad_step = torch.where((bad_step < 0) & ~torch.isfinite(detached), steps - 1, bad_step)
+        running += detached * len(y)
+        seen += len(y)
+        bar.update(1)
+        if progress and steps % 10 == 1:  # logging is the one place that synchronises
+            bar.set_postfix(loss=f"{float(running) / seen:.4f}")
+    bar.close()
+    if all_reduce(torch.tensor(steps, device=device), op="max") == 0:
+        raise ValueError(f"the training loader yielded no batches ({len(loader.dataset)} images; with "
+                         "drop_last, a batch size larger than the data set leaves none)")
+    # the first bad step of any process (every process must raise, or the others would wait)
+    never = torch.iinfo(torch.long).max
+    first_bad = int(all_reduce(torch.where(bad_step < 0, never, bad_step), op="min"))
+    if first_bad != never:
+        raise FloatingPointError(f"the training loss became non-finite at epoch {epoch}, step {first_bad} "
+                                 "(try a lower learning rate, or turn mixed precision off)")
+    seen = int(all_reduce(torch.tensor(seen, device=device)))
+    aux = float(all_reduce(running_aux)) / seen if aux_loss is not None else None
+    return float(all_reduce(running)) / seen, aux, loss_fn, steps
 
-    current = init_from_environment()
-    if device is None and current.distributed and torch.cuda.is_available():
-        device = torch.device("cuda", current.local_rank)
-    device = torch.device(device) if device is not None else get_device()
-    verbose, progress = verbose and current.is_main, progress and current.is_main
+
+def _check_finite_weights(model: nn.Module, epoch: int, steps: int) -> None:
+    tensors = [t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
+    if tensors and not bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()):
+        raise FloatingPointError(
+            f"the weights became non-finite at epoch {epoch}, in its last update (step {steps - 1}): every "
+            "training loss was finite, so the last step overflowed (try a lower learning rate, or turn "
+            "mixed precision off). Nothing of this epoch was saved")
+
+
+def save_epoch(out: Path, state: TrainingState, manifest: dict, improved: bool) -> None:
+    """Write ``best.pt`` (when ``improved``), ``last.pt``, ``metrics.csv`` and ``run.json`` of the epoch just done."""
+    write_manifest(out, manifest)
+    if improved:
+        save_atomic({"model": state.model.state_dict(), "epoch": state.epoch, "val_auc": state.best_auc,
+                     "manifest": manifest}, out / "best.pt")
+    save_atomic(state.checkpoint(manifest), out / "last.pt")
+    write_text_atomic(pd.DataFrame(state.history).to_csv(index=False), out / "metrics.csv")
+
+
+def _one_class_check(loader) -> None:
+    targets = getattr(getattr(loader, "dataset", None), "targets", None)
+    if isinstance(targets, torch.Tensor) and targets.numel() and targets.unique().numel() < 2:
+        raise ValueError(f"the validation set holds one class only ({targets.numel()} images of class "
+                         f"{targets[0].item():g}): its AUC is undefined; split so that both classes are in it")
+
+
+def _log_epoch(row: dict, epochs: int, improved: bool) -> None:
+    print(f"epoch {row['epoch']:3d}/{epochs}  train_loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}  "
+          f"val_auc {row['val_auc']:.4f}  val_bal_acc {row['val_balanced_accuracy']:.3f}  "
+          f"({row['seconds']:.1f} s){'  *best' if improved else ''}")
+
+
+def _training_state(model, device, optimizer, scheduler, lr, weight_decay, epochs, amp, channels_last):
+    """The model on its device, the optimiser (AdamW + cosine by default), the mixed-precision context."""
     core = unwrap(model).to(device)
     if channels_last:
         core.to(memory_format=torch.channels_last)
     if optimizer is None:
         optimizer = torch.optim.AdamW(core.parameters(), lr=lr, weight_decay=weight_decay)
-        if scheduler is None:
-            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs))
+        scheduler = scheduler or torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     context, amp_dtype = _autocast(device, amp)
     scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
-    out = Path(out_dir) if out_dir is not None else None
-    history: list[dict] = []
-    best_auc, start_epoch = -math.inf, 1
+    return TrainingState(core, optimizer, scheduler, scaler), context
 
-    if resume:
-        if out is None:
-            raise ValueError("resume=True needs out_dir, where the checkpoints are")
-        last = out / "last.pt"
-        if last.is_file():
-            state = load_checkpoint(last, map_location=device)
-            core.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            if scheduler is not None and state.get("scheduler") is not None:
-                scheduler.load_state_dict(state["scheduler"])
-            if scaler is not None and state.get("scaler") is not None:
-                scaler.load_state_dict(state["scaler"])
-            history, best_auc = list(state["history"]), state["best_auc"]
-            start_epoch = state["epoch"] + 1
-            if verbose:
-                print(f"resuming from {last}: epoch {state['epoch']} done, continuing at epoch {start_epoch}")
-        elif verbose:
-            print(f"no checkpoint in {out}: starting from scratch")
 
-    # wrappers go on after loading, so the checkpoint's keys are the plain model's
+def _wrapped(core, current, device, compile: bool):
+    """The network to train (DDP and/or compiled) and the one to validate with.
+
+    Wrappers go on after a checkpoint is loaded, so checkpoints hold the plain model's keys.
+    DDP synchronises inside forward and validation shards may differ by a batch, so under
+    ``torchrun`` validation uses the model without DDP.
+    """
     net = core
     if current.distributed:
         net = torch.nn.parallel.DistributedDataParallel(core, device_ids=[device.index] if device.type == "cuda" else None)
-    if compile:
-        net = torch.compile(net)
-    # DDP synchronises inside forward, so every process must call it equally often: validation
-    # shards may differ by one batch, so they are scored by the model without the DDP wrapper
-    eval_net = net if not current.distributed else (torch.compile(core) if compile else core)
-    train_loader = shard_loader(train_loader, current, pad=True)
-    val_loader = shard_loader(val_loader, current, pad=False)
+    net = torch.compile(net) if compile else net
+    return net, ((torch.compile(core) if compile else core) if current.distributed else net)
 
-    for epoch in range(start_epoch, epochs + 1):
+
+def _finish_epoch(state: TrainingState, epoch: int, train_loss: float, aux, val: dict, started: float) -> bool:
+    """Append the epoch's row to the history; return whether its validation AUC is the best yet."""
+    row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val["loss"],
+           **({"train_aux_loss": aux} if aux is not None else {}),
+           **{f"val_{k}": v for k, v in val.items() if k not in ("loss", "n")},
+           "lr": state.optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started}
+    improved = not math.isnan(row["val_auc"]) and row["val_auc"] > state.best_auc
+    state.history.append(row)
+    state.epoch, state.best_auc = epoch, row["val_auc"] if improved else state.best_auc
+    return improved
+
+
+def fit(model: nn.Module, train_loader, val_loader, *, epochs: int, lr: float = 1e-3, weight_decay: float = 1e-4,
+        optimizer: torch.optim.Optimizer | None = None, scheduler=None, loss_fn: nn.Module | None = None,
+        aux_loss=None, device=None, out_dir: str | Path | None = None, resume: bool = False,
+        overwrite: bool = False, amp: bool | str = False, channels_last: bool = False, compile: bool = False,
+        seed: int = 0, run_info: dict | None = None, progress: bool = True, verbose: bool = True) -> pd.DataFrame:
+    """Train ``model`` for ``epochs`` epochs; return the history (one row per epoch).
+
+    Without ``optimizer``: AdamW(``lr``, ``weight_decay``), cosine schedule over ``epochs``. With
+    ``out_dir``: checkpoints, ``metrics.csv`` and ``run.json`` go there; ``resume`` continues the
+    run it holds (``run_info``, a dict of settings, must match), ``overwrite`` replaces it.
+    ``amp``: mixed precision (True, "bf16" or "fp16"); ``channels_last``, ``compile``: speed.
+    ``aux_loss(output, *extras)`` adds a loss on the whole output and the batch's extra items
+    (e.g. lesion masks); validation scores the classification loss only.
+    """
+    if epochs < 1 or (resume and out_dir is None):
+        raise ValueError(f"epochs must be at least 1 (got {epochs})" if epochs < 1 else
+                         "resume=True needs out_dir, where the checkpoints are")
+    current = init_from_environment()
+    if device is None and current.distributed and torch.cuda.is_available():
+        device = torch.device("cuda", current.local_rank)
+    device = torch.device(device) if device is not None else get_device()
+    verbose, progress = verbose and current.is_main, progress and current.is_main
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None and current.is_main:
+        prepare_run_folder(out, resume=resume, overwrite=overwrite)
+    _one_class_check(val_loader)
+    state, context = _training_state(model, device, optimizer, scheduler, lr, weight_decay, epochs, amp,
+                                     channels_last)
+    manifest = {"model": model_signature(state.model), "epochs": epochs, "run_info": dict(run_info or {})}
+    if resume:
+        restore_run(state, out, manifest, device, verbose)
+    net, eval_net = _wrapped(state.model, current, device, compile)
+    train_loader, val_loader = shard_loader(train_loader, current, pad=True), shard_loader(val_loader, current, False)
+    for epoch in range(state.epoch + 1, epochs + 1):
         _reseed(seed, epoch)
-        net.train()
+        for loader in (train_loader, val_loader):
+            if hasattr(loader, "set_epoch"):  # DeviceLoader: order and augmentation from (seed, epoch)
+                loader.set_epoch(epoch, seed)
         started = time.perf_counter()
-        running, running_aux, seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
-        bad_step = torch.full((), -1, device=device, dtype=torch.long)
-        # a bar fed by hand: tqdm.auto would call iter() on the loader a second time per epoch.
-        # `disable` is passed only to switch the bar off, so TQDM_DISABLE=1 (the book build) also can
-        bar = tqdm(total=len(train_loader), desc=f"epoch {epoch}/{epochs}", leave=False,
-                   **({} if progress else {"disable": True}))
-        for step, batch in enumerate(train_loader):
-            x, y = _inputs(batch, device, channels_last)
-            with context:
-                output = net(x)
-            logits = logits_of(output)
-            loss_fn = loss_fn or _default_loss(logits)
-            loss = _loss(loss_fn, logits, y)
-            if aux_loss is not None:
-                extra = aux_loss(output, *(item.to(device, non_blocking=True) for item in batch[2:])).float()
-                running_aux += extra.detach() * len(y)
-                loss = loss + extra
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                optimizer.step()
-            # bookkeeping stays on the device: no host-device synchronisation per step
-            detached = loss.detach()
-            bad_step = torch.where((bad_step < 0) & ~torch.isfinite(detached), step, bad_step)
-            running += detached * len(y)
-            seen += len(y)
-            bar.update(1)
-            if progress and step % 10 == 0:  # logging is the one place that synchronises
-                bar.set_postfix(loss=f"{float(running) / seen:.4f}")
-        bar.close()
-        # the first bad step of any process (every process must raise, or the others would wait)
-        never = torch.iinfo(torch.long).max
-        first_bad = int(all_reduce(torch.where(bad_step < 0, never, bad_step), op="min"))
-        if first_bad != never:
-            raise FloatingPointError(f"the training loss became non-finite at epoch {epoch}, step {first_bad} "
-                                     "(try a lower learning rate, or turn mixed precision off)")
-        running = all_reduce(running)
-        seen = int(all_reduce(torch.tensor(seen, device=device)))
-        if scheduler is not None:
-            scheduler.step()
-        val = evaluate(eval_net, val_loader, device=device, loss_fn=loss_fn, amp=amp, channels_last=channels_last)
-        row = {"epoch": epoch, "train_loss": float(running) / max(seen, 1), "val_loss": val["loss"]}
-        if aux_loss is not None:
-            row["train_aux_loss"] = float(all_reduce(running_aux)) / max(seen, 1)
-        row.update({f"val_{k}": v for k, v in val.items() if k not in ("loss", "n")})
-        row.update(lr=optimizer.param_groups[0]["lr"], seconds=time.perf_counter() - started)
-        history.append(row)
-        improved = not math.isnan(row["val_auc"]) and row["val_auc"] > best_auc
-        if improved:
-            best_auc = row["val_auc"]
+        train_loss, aux, loss_fn, steps = train_one_epoch(
+            net, train_loader, state, loss_fn, aux_loss=aux_loss, context=context, device=device,
+            channels_last=channels_last, epoch=epoch, label=f"epoch {epoch}/{epochs}", progress=progress)
+        _check_finite_weights(state.model, epoch, steps)
+        if state.scheduler is not None:
+            state.scheduler.step()
+        try:
+            val = evaluate(eval_net, val_loader, device=device, loss_fn=loss_fn, amp=amp, channels_last=channels_last)
+        except FloatingPointError as err:
+            raise FloatingPointError(f"epoch {epoch}, after its last training step (step {steps - 1}): {err}; "
+                                     "nothing of this epoch was saved") from None
+        improved = _finish_epoch(state, epoch, train_loss, aux, val, started)
         if verbose:
-            print(f"epoch {epoch:3d}/{epochs}  train_loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}  "
-                  f"val_auc {row['val_auc']:.4f}  val_bal_acc {row['val_balanced_accuracy']:.3f}  "
-                  f"({row['seconds']:.1f} s){'  *best' if improved else ''}")
+            _log_epoch(state.history[-1], epochs, improved)
         if out is not None and current.is_main:
-            state = {
-                "model": core.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                "scaler": scaler.state_dict() if scaler is not None else None,
-                "epoch": epoch, "history": history, "best_auc": best_auc,
-            }
-            if improved:
-                save_atomic({"model": state["model"], "epoch": epoch, "val_auc": best_auc}, out / "best.pt")
-            save_atomic(state, out / "last.pt")
-            write_text_atomic(pd.DataFrame(history).to_csv(index=False), out / "metrics.csv")
+            save_epoch(out, state, manifest, improved)
         barrier()  # no process runs ahead of the checkpoint
-    return pd.DataFrame(history)
+    return pd.DataFrame(state.history)
 
 
-# ---------------------------------------------------------------------------- command line
+if __name__ == "__main__":  # `python -m course_lib.train ...`: the command line of course_lib.cli
+    from .cli import main
 
-def _parser() -> argparse.ArgumentParser:
-    from .models import MODEL_NAMES
-
-    p = argparse.ArgumentParser(prog="python -m course_lib.train", description=(
-        "Train a course model on a melanoma data set (Kaggle or simple layout), split by patient. "
-        "Values not given come from the run profile."))
-    p.add_argument("--data-root", required=True, type=Path, help="folder with marking.csv")
-    p.add_argument("--model", required=True, choices=MODEL_NAMES)
-    p.add_argument("--out", required=True, type=Path, help="folder for checkpoints and metrics.csv")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--image-size", type=int)
-    p.add_argument("--width", type=float, help="VGG channel multiplier")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--num-workers", type=int)
-    p.add_argument("--profile", choices=("smoke", "cpu", "gpu"), help="default: COURSE_PROFILE")
-    p.add_argument("--val-fraction", type=float, default=0.2)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    p.add_argument("--amp", action="store_true", help="mixed precision")
-    p.add_argument("--channels-last", action="store_true", help="NHWC memory layout (faster on GPUs)")
-    p.add_argument("--compile", action="store_true", help="train a torch.compile'd model")
-    p.add_argument("--make-synthetic", action="store_true",
-                   help="generate the profile's synthetic lesions into --data-root when it holds no data set")
-    p.add_argument("--no-progress", action="store_true")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    from .config import ProfileError, get_profile, seed_everything
-    from .data import DataError, load_melanoma, make_loaders, make_synthetic_lesions, split_by_patient
-    from .models import build_model
-
-    args = _parser().parse_args(argv)
-    try:
-        profile = get_profile(args.profile)
-    except ProfileError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    epochs = args.epochs or profile.epochs
-    size = args.image_size or profile.image_size
-    width = args.width or profile.width
-    batch_size = args.batch_size or profile.batch_size
-    workers = profile.num_workers if args.num_workers is None else args.num_workers
-    if size % 32:
-        print(f"error: --image-size must be a multiple of 32, got {size}", file=sys.stderr)
-        return 2
-    current = init_from_environment()  # under torchrun: join the other processes
-    try:
-        if args.make_synthetic and current.is_main and not (args.data_root / "marking.csv").exists():
-            print(f"generating {profile.n_images} synthetic lesions in {args.data_root}")
-            make_synthetic_lesions(args.data_root, profile.n_images, size, seed=args.seed)
-        barrier()
-        frame = load_melanoma(args.data_root)
-        train_frame, val_frame = split_by_patient(frame, args.val_fraction, args.seed)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    seed_everything(args.seed)
-    train_loader, val_loader = make_loaders(train_frame, val_frame, size, batch_size, workers)
-    model = build_model(args.model, num_classes=1, width=width)
-    if current.is_main:
-        print(f"{args.model}: {sum(p.numel() for p in model.parameters()):,} parameters; "
-              f"{len(train_frame)} train / {len(val_frame)} val images "
-              f"({train_frame.patient_id.nunique()} / {val_frame.patient_id.nunique()} patients); "
-              f"profile {profile.name}, {size} px, {epochs} epochs"
-              + (f", {current.size} processes of batch {batch_size}" if current.distributed else ""))
-    history = fit(model, train_loader, val_loader, epochs=epochs, lr=args.lr, out_dir=args.out,
-                  resume=args.resume, amp=args.amp, channels_last=args.channels_last, compile=args.compile,
-                  seed=args.seed, progress=not args.no_progress)
-    if len(history) and current.is_main:
-        best = history.loc[history["val_auc"].idxmax()]
-        print(f"best val_auc {best['val_auc']:.4f} at epoch {int(best['epoch'])}; metrics in {args.out / 'metrics.csv'}")
-    shutdown()
-    return 0
-
-
-if __name__ == "__main__":
     raise SystemExit(main())

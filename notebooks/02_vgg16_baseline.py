@@ -246,7 +246,7 @@ assert images.shape == (profile.batch_size, 3, profile.image_size, profile.image
 seed_everything(0)
 model = vgg16(1, width=profile.width, head="gap")
 history = fit(model, train_loader, val_loader, epochs=profile.epochs, lr=1e-3, device=device,
-              out_dir=f"runs/02_baseline_{profile.name}", seed=0, amp=device.type == "cuda")
+              out_dir=f"runs/02_baseline_{profile.name}", resume=True, seed=0, amp=device.type == "cuda")
 history.round(4)
 
 # %%

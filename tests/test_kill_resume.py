@@ -3,7 +3,9 @@
 The command line runs in a subprocess; the test kills it (no cleanup handlers run, as when a
 laptop sleeps or a cloud notebook is preempted) partway through epoch 2, restarts it with
 ``--resume``, and compares the rest of its metrics with an uninterrupted run: on the CPU
-with a fixed seed they are identical.
+with a fixed seed they are identical — with the data loaded in the training process and with
+two persistent worker processes (whose random streams would otherwise run on from where
+the killed run left them).
 """
 
 import os
@@ -14,6 +16,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from course_lib.checkpoint import load_checkpoint
 from course_lib.data import make_synthetic_lesions
@@ -21,25 +24,27 @@ from course_lib.data import make_synthetic_lesions
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _command(data, out, *extra):
+def _command(data, out, workers, *extra):
     return [sys.executable, "-m", "course_lib.train", "--data-root", str(data), "--out", str(out),
             "--model", "vgg16", "--image-size", "64", "--width", "0.0625", "--batch-size", "8",
-            "--num-workers", "0", "--epochs", "3", "--profile", "smoke", "--seed", "5", "--no-progress", *extra]
+            "--num-workers", str(workers), "--epochs", "3", "--profile", "smoke", "--seed", "5", "--no-progress",
+            *extra]
 
 
 def _rows(path):
     return len(pd.read_csv(path)) if path.is_file() else 0
 
 
-def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("workers", [0, 2])
+def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path, workers):
     data = tmp_path / "data"
     make_synthetic_lesions(data, n_images=320, image_size=64, seed=11)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
-    subprocess.run(_command(data, reference), check=True, env=env, timeout=300, capture_output=True)
+    subprocess.run(_command(data, reference, workers), check=True, env=env, timeout=300, capture_output=True)
     expected = pd.read_csv(reference / "metrics.csv")
 
-    run = subprocess.Popen(_command(data, interrupted), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = subprocess.Popen(_command(data, interrupted, workers), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 240
         while _rows(interrupted / "metrics.csv") < 1:  # epoch 1 done and saved
@@ -55,9 +60,36 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert load_checkpoint(interrupted / "last.pt")["epoch"] == 1, "killed mid-epoch 2: epoch 1 is the last saved"
     assert not list(interrupted.glob("*.tmp")), "no half-written checkpoint is left behind"
 
-    resumed = subprocess.run(_command(data, interrupted, "--resume"), env=env, timeout=300,
+    resumed = subprocess.run(_command(data, interrupted, workers, "--resume"), env=env, timeout=300,
                              capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert "continuing at epoch 2" in resumed.stdout
     got = pd.read_csv(interrupted / "metrics.csv")
     pd.testing.assert_frame_equal(got.drop(columns="seconds"), expected.drop(columns="seconds"))
+
+
+@pytest.mark.parametrize("how", ["Ctrl-C to the process group", "SIGTERM"])
+def test_an_interrupted_run_says_what_is_saved_and_how_to_resume(tmp_path, how):
+    data, out = tmp_path / "data", tmp_path / "run"
+    make_synthetic_lesions(data, n_images=320, image_size=64, seed=11)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = subprocess.Popen(_command(data, out, 2), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while _rows(out / "metrics.csv") < 1:
+            assert run.poll() is None and time.monotonic() < deadline, "the run ended before epoch 1 was saved"
+            time.sleep(0.05)
+        time.sleep(0.5)
+        if how == "SIGTERM":
+            run.send_signal(signal.SIGTERM)
+        else:  # a terminal sends SIGINT to every process of the foreground group, workers included
+            os.killpg(run.pid, signal.SIGINT)
+        _, err = run.communicate(timeout=60)
+    finally:
+        run.kill()
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert run.returncode == 130, err[-3000:]
+    assert len(lines) == 1 and "Traceback" not in err, err[-3000:]
+    assert lines[0].startswith("interrupted: epoch 1 is the last one saved") and lines[0].endswith("--resume")
+    assert load_checkpoint(out / "last.pt")["epoch"] == 1

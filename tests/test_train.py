@@ -13,7 +13,8 @@ from course_lib.checkpoint import load_checkpoint, save_atomic
 from course_lib.data import MelanomaDataset, eval_transforms, load_melanoma, split_by_patient, train_transforms
 from course_lib.metrics import classification_metrics
 from course_lib.models import vgg16
-from course_lib.train import evaluate, fit, main
+from course_lib.cli import main
+from course_lib.train import evaluate, fit
 
 
 @pytest.fixture(scope="module")
@@ -133,13 +134,27 @@ def test_a_failed_save_keeps_the_old_checkpoint(tmp_path):
     assert os.listdir(tmp_path) == ["last.pt"]
 
 
-def test_command_line_trains_and_resumes(tmp_path, capsys):
+def test_command_line_trains_is_interrupted_and_resumes(tmp_path, capsys, monkeypatch):
+    import course_lib.train as training
+
     data, out = tmp_path / "data", tmp_path / "run"
     args = ["--data-root", str(data), "--model", "vgg16", "--image-size", "64", "--width", "0.0625",
-            "--out", str(out), "--profile", "smoke", "--make-synthetic", "--no-progress"]
-    assert main(args + ["--epochs", "1"]) == 0
+            "--out", str(out), "--profile", "smoke", "--make-synthetic", "--no-progress", "--epochs", "2"]
+    real_epoch = training.train_one_epoch
+
+    def stop_in_epoch_2(*a, epoch, **kw):
+        if epoch == 2:
+            raise KeyboardInterrupt  # Ctrl-C in the middle of epoch 2
+        return real_epoch(*a, epoch=epoch, **kw)
+
+    monkeypatch.setattr(training, "train_one_epoch", stop_in_epoch_2)
+    assert main(args) == 130
     assert (data / "marking.csv").is_file()
-    assert main(args + ["--epochs", "2", "--resume"]) == 0
+    message = capsys.readouterr().err.strip()
+    assert len(message.splitlines()) == 1 and "epoch 1 is the last one saved" in message
+    assert message.endswith("--epochs 2 --resume") and "--make-synthetic" not in message
+    monkeypatch.setattr(training, "train_one_epoch", real_epoch)
+    assert main(args + ["--resume"]) == 0
     printed = capsys.readouterr().out
     assert "resuming from" in printed and "continuing at epoch 2" in printed
     metrics = pd.read_csv(out / "metrics.csv")
@@ -150,7 +165,13 @@ def test_command_line_reports_bad_data_readably(tmp_path, capsys):
     code = main(["--data-root", str(tmp_path / "nothing"), "--model", "vgg16", "--out", str(tmp_path / "o"),
                  "--profile", "smoke"])
     assert code == 2
-    assert "no marking.csv" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "is not a folder" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists(), "nothing is created before the input is known to be good"
+    (tmp_path / "empty").mkdir()
+    code = main(["--data-root", str(tmp_path / "empty"), "--model", "vgg16", "--out", str(tmp_path / "o"),
+                 "--profile", "smoke"])
+    assert code == 2 and "no marking.csv" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("switch", ["channels_last", "compile"])

@@ -5,13 +5,13 @@ Three promises:
 1. **No secrets in messages.** Missing credentials produce a :class:`KaggleCredentialsError`
    that says where the token goes; it never echoes a key.
 2. **Nothing half-done looks whole.** The archive is downloaded and unpacked in a temporary
-   folder beside ``dest``, validated with :func:`load_melanoma`, marked complete, and only
-   then renamed to ``dest`` (an atomic rename on one file system). An interrupted download
-   leaves no ``dest`` at all.
+   folder beside ``dest``, validated with :func:`load_melanoma` — which decodes every image
+   once, so an empty or corrupt file is found now — marked complete, and only then renamed to
+   ``dest`` (an atomic rename on one file system). An interrupted download leaves no ``dest``.
 3. **Idempotent.** A second call on a complete data set returns at once.
 
 The ``kaggle`` package authenticates when it is *imported* and may call ``exit(1)`` when it
-finds no credentials (COURSE.md §7), which would kill a script or abort a notebook cell; it
+finds no credentials (in the 1.x releases), which would kill a script or abort a notebook cell; it
 is therefore imported lazily and that ``SystemExit`` is turned into a readable error.
 """
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import tempfile
 import zipfile
 from pathlib import Path
@@ -27,7 +28,7 @@ from ..checkpoint import staged_folder
 from .errors import DataError
 from .melanoma import load_melanoma
 
-__all__ = ["KAGGLE_DATASET", "KaggleCredentialsError", "download_melanoma", "COMPLETE_MARKER"]
+__all__ = ["KAGGLE_DATASET", "KaggleCredentialsError", "download_melanoma", "COMPLETE_MARKER", "scrub"]
 
 KAGGLE_DATASET = "shonenkov/melanoma-merged-external-data-512x512-jpeg"
 COMPLETE_MARKER = ".download-complete"
@@ -47,12 +48,32 @@ class KaggleCredentialsError(DataError):
     """The ``kaggle`` package found no usable credentials."""
 
 
+def _secrets() -> list[str]:
+    """The credential values this process could hand to Kaggle (never to be printed)."""
+    values = [os.environ.get(name, "") for name in ("KAGGLE_KEY", "KAGGLE_API_TOKEN")]
+    for path in (Path.home() / ".kaggle" / "access_token", Path.home() / ".kaggle" / "access_token.txt"):
+        try:
+            values.append(path.read_text().strip())
+        except (OSError, UnicodeDecodeError):
+            pass
+    return [v for v in values if len(v) >= 4]
+
+
+def scrub(text: str) -> str:
+    """``text`` with every credential value replaced by ``***``."""
+    for secret in _secrets():
+        text = text.replace(secret, "***")
+    return text
+
+
 def _kaggle_api():
     """The authenticated ``kaggle.api``, imported lazily; credentials problems made readable.
 
     Versions of ``kaggle`` differ: some call ``exit(1)`` while being imported, others print
-    their help, swallow that exit and leave the API unauthenticated. Authenticating again
-    ourselves, with its printout captured, turns every variant into one clear error.
+    their help, swallow that exit and leave the API unauthenticated; with an access token,
+    authenticating asks Kaggle's server to check it, which fails without a network.
+    Authenticating again ourselves, with its printout captured, turns every variant into one
+    clear error that never shows a key.
     """
     chatter = io.StringIO()  # kaggle's own help text (it holds no secret); ours replaces it
     try:
@@ -62,15 +83,31 @@ def _kaggle_api():
             kaggle.api.authenticate()
     except SystemExit:
         raise KaggleCredentialsError(_HOW_TO) from None
-    except OSError as err:  # old versions raise OSError for a missing kaggle.json
-        if "kaggle.json" in str(err) or "credentials" in str(err).lower():
-            raise KaggleCredentialsError(_HOW_TO) from None
-        raise
+    except ImportError as err:
+        raise DataError(f"the kaggle package is not installed ({err}): pip install kaggle") from None
+    except Exception as err:  # a token that cannot be checked (no network), an unreadable file, ...
+        text = scrub(str(err).strip().splitlines()[0] if str(err).strip() else "")
+        if isinstance(err, OSError) and ("kaggle.json" in text or "credentials" in text.lower()):
+            raise KaggleCredentialsError(_HOW_TO) from None  # old versions: OSError for a missing kaggle.json
+        raise DataError(f"Kaggle did not accept or could not check the credentials ({type(err).__name__}: {text}). "
+                        "Check the network connection, then the token: KAGGLE_API_TOKEN, ~/.kaggle/access_token "
+                        "or ~/.kaggle/kaggle.json (a token can expire: create a new one under Settings -> API)") from None
     return kaggle.api
 
 
 def _is_complete(dest: Path) -> bool:
     return (dest / COMPLETE_MARKER).is_file()
+
+
+def _check_destination(dest: Path) -> None:
+    """Fail before downloading 3 GB when ``dest``'s folder cannot be written."""
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=f".{dest.name}.write-test-", dir=dest.parent):
+            pass
+    except OSError as err:
+        raise DataError(f"cannot write into {dest.parent} ({err.strerror or err}): choose another destination "
+                        "(download_melanoma(dest=...), or set COURSE_DATA_DIR to a writable folder)") from None
 
 
 def download_melanoma(dest: str | Path, dataset: str = KAGGLE_DATASET, api=None) -> Path:
@@ -83,24 +120,26 @@ def download_melanoma(dest: str | Path, dataset: str = KAGGLE_DATASET, api=None)
     dest = Path(dest)
     if _is_complete(dest):
         return dest
+    if dest.exists() and not dest.is_dir():
+        raise DataError(f"{dest} is a file: choose a folder to download the data set into")
     if dest.exists() and any(dest.iterdir()):
-        try:  # a data set unpacked by hand is accepted once it validates
-            load_melanoma(dest)
+        try:  # a data set unpacked by hand is accepted once every file in it reads
+            load_melanoma(dest, verify=True)
         except DataError as err:
             raise DataError(f"{dest} exists but is not a complete data set ({err}); "
                             "remove it and download again") from err
         (dest / COMPLETE_MARKER).write_text("validated in place\n")
         return dest
+    _check_destination(dest)
     if api is None:
         api = _kaggle_api()
-    dest.parent.mkdir(parents=True, exist_ok=True)
     # the archive goes to a folder of its own, deleted afterwards; only the unpacked data is published
     with tempfile.TemporaryDirectory(prefix=f".{dest.name}.archive-", dir=dest.parent) as archive_dir, \
             staged_folder(dest) as unpacked:
         try:
             api.dataset_download_files(dataset, path=archive_dir, unzip=False, quiet=False)
-        except Exception as err:  # network, quota, unknown data set: name it, never the key
-            raise DataError(f"downloading {dataset} failed: {type(err).__name__}: {err}") from None
+        except Exception as err:  # network, quota, disk, unknown data set: name it, never the key
+            raise DataError(f"downloading {dataset} failed: {type(err).__name__}: {scrub(str(err))}") from None
         archives = sorted(Path(archive_dir).glob("*.zip"))
         if len(archives) != 1:
             raise DataError(f"expected one zip archive from the download, found {len(archives)}")
@@ -112,6 +151,6 @@ def download_melanoma(dest: str | Path, dataset: str = KAGGLE_DATASET, api=None)
                 zf.extractall(unpacked)
         except zipfile.BadZipFile as err:
             raise DataError(f"the downloaded archive {archives[0].name} is not a valid zip: {err}") from err
-        frame = load_melanoma(unpacked)  # validates csv, columns and every image file
+        frame = load_melanoma(unpacked, verify=True)  # the csv, its columns, and every image decoded once
         (unpacked / COMPLETE_MARKER).write_text(f"{dataset}\n{len(frame)} images\n")
     return dest

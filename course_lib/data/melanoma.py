@@ -1,6 +1,6 @@
 """The melanoma data: read either layout, validate it, split it by patient (notebook ``01_lesion_data``).
 
-Two layouts are understood (COURSE.md §5):
+Two layouts are understood:
 
 - **Kaggle** (``shonenkov/melanoma-merged-external-data-512x512-jpeg``): ``marking.csv`` and
   ``512x512-dataset-melanoma/512x512-dataset-melanoma/{image_id}.jpg``;
@@ -22,7 +22,7 @@ import pandas as pd
 from .errors import DataError
 
 __all__ = ["REQUIRED_COLUMNS", "load_melanoma", "split_by_patient", "undersample", "balanced_sampler",
-           "KAGGLE_IMAGE_DIR"]
+           "KAGGLE_IMAGE_DIR", "class_counts", "listed"]
 
 REQUIRED_COLUMNS = ("image_id", "patient_id", "target")
 KAGGLE_IMAGE_DIR = Path("512x512-dataset-melanoma") / "512x512-dataset-melanoma"
@@ -38,44 +38,70 @@ def _image_dir(root: Path) -> Path:
     )
 
 
-def _first(items, n=5) -> str:
+def listed(items, n=5) -> str:
+    """The first ``n`` items, comma-separated, and how many more there are."""
     items = list(items)
     more = f", … ({len(items) - n} more)" if len(items) > n else ""
     return ", ".join(map(str, items[:n])) + more
 
 
-def load_melanoma(root: str | Path) -> pd.DataFrame:
+def _read_marking(csv: Path) -> pd.DataFrame:
+    try:
+        # ids are names, not numbers: "0000123" must stay "0000123"
+        frame = pd.read_csv(csv, dtype={"image_id": str, "patient_id": str}, encoding="utf-8-sig")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as err:
+        raise DataError(f"{csv} is not a readable CSV file: {err}") from err
+    frame.columns = [str(c).strip() for c in frame.columns]
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        hint = ""
+        if len(frame.columns) == 1 and any(sep in frame.columns[0] for sep in ";\t|"):
+            hint = " (the file seems to use another separator than a comma: save it as comma-separated)"
+        raise DataError(f"{csv} lacks the column(s) {', '.join(missing)}; it has: "
+                        f"{', '.join(map(str, frame.columns))}{hint}")
+    if frame.empty:
+        raise DataError(f"{csv} lists no images")
+    return frame
+
+
+def _check_targets(frame: pd.DataFrame, csv: Path) -> None:
+    numeric = pd.to_numeric(frame["target"], errors="coerce")
+    bad = frame.loc[~numeric.isin([0, 1]), "target"]
+    if len(bad):
+        shown = listed(repr(v) if isinstance(v, str) else v for v in bad.unique())
+        raise DataError(f"{csv}: target must be 0 or 1, found {len(bad)} other value(s) in {len(frame)} rows: {shown}")
+    frame["target"] = numeric.astype(int)
+
+
+def load_melanoma(root: str | Path, verify: bool = False, workers: int = 8) -> pd.DataFrame:
     """Read and validate a melanoma data set in either layout.
 
     Returns the marking table with at least ``image_id, patient_id, target, path`` and,
-    where a ``masks/`` folder exists, ``mask_path``. Raises :class:`DataError` naming what is
-    wrong: a missing ``marking.csv``, missing columns, targets outside {0, 1}, duplicate ids,
-    or image files that are not there.
+    where a ``masks/`` folder exists, ``mask_path`` (``cue_path`` where a ``cues/`` folder
+    holds a spurious cue's mask). Ids are read as text, so ``0000123`` keeps its zeros.
+    Raises :class:`DataError` naming what is wrong: a missing ``marking.csv``, missing columns,
+    targets outside {0, 1}, duplicate ids, or image files that are not there.
+
+    With ``verify=True`` every image and mask is also decoded once (``workers`` threads) and all
+    unreadable files are reported together — worth it once after a download or a copy, so that
+    a corrupt file fails now rather than in the middle of an epoch.
     """
     root = Path(root)
     csv = root / "marking.csv"
     if not csv.is_file():
         hint = " (the folder does not exist)" if not root.exists() else ""
         raise DataError(f"no marking.csv in {root}{hint}: is this the melanoma data set's root folder?")
-    try:
-        frame = pd.read_csv(csv)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise DataError(f"{csv} is not a readable CSV file: {err}") from err
-    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
-    if missing:
-        raise DataError(f"{csv} lacks the column(s) {', '.join(missing)}; it has: {', '.join(map(str, frame.columns))}")
-    frame["image_id"] = frame["image_id"].astype(str)
-    bad = frame.loc[~frame["target"].isin([0, 1]), "target"]
-    if len(bad):
-        raise DataError(f"{csv}: target must be 0 or 1, found {len(bad)} other value(s): {_first(bad.unique())}")
-    frame["target"] = frame["target"].astype(int)
+    frame = _read_marking(csv)
+    frame["image_id"] = frame["image_id"].astype(str).str.strip()
+    _check_targets(frame, csv)
     dupes = frame.loc[frame["image_id"].duplicated(), "image_id"]
     if len(dupes):
-        raise DataError(f"{csv}: {len(dupes)} duplicate image_id(s): {_first(dupes.unique())}")
+        raise DataError(f"{csv}: {len(dupes)} duplicate image_id(s): {listed(dupes.unique())}")
     # images without a patient (some external ISIC images) count as patients of their own
-    no_patient = frame["patient_id"].isna()
-    frame.loc[no_patient, "patient_id"] = "NOPATIENT_" + frame.loc[no_patient, "image_id"]
-    frame["patient_id"] = frame["patient_id"].astype(str)
+    patients = frame["patient_id"].astype(object)
+    no_patient = patients.isna() | (patients.astype(str).str.strip() == "")
+    patients[no_patient] = "NOPATIENT_" + frame.loc[no_patient, "image_id"]
+    frame["patient_id"] = patients.astype(str)
 
     images = _image_dir(root)
     present = {p.name for p in images.iterdir()}
@@ -83,35 +109,71 @@ def load_melanoma(root: str | Path) -> pd.DataFrame:
     absent = names[~names.isin(present)]
     if len(absent):
         raise DataError(f"{len(absent)} of {len(frame)} image file(s) listed in {csv.name} are missing "
-                        f"from {images}: {_first(absent)}")
+                        f"from {images}: {listed(absent)}")
     frame["path"] = [str(images / n) for n in names]
-    masks = root / "masks"
-    if masks.is_dir():
-        mask_files = {p.name for p in masks.iterdir()}
-        frame["mask_path"] = [str(masks / f"{i}.png") if f"{i}.png" in mask_files else None for i in frame["image_id"]]
+    for column, folder in (("mask_path", root / "masks"), ("cue_path", root / "cues")):
+        if folder.is_dir():
+            files = {p.name for p in folder.iterdir()}
+            frame[column] = [str(folder / f"{i}.png") if f"{i}.png" in files else None for i in frame["image_id"]]
+    if verify:
+        from .images import verify_images
+
+        verify_images(frame["path"], frame["mask_path"] if "mask_path" in frame else (), workers=workers)
     return frame
+
+
+def _fold_counts(val_fraction: float, max_folds: int = 100) -> tuple[int, int]:
+    """``(n_folds, k)``: the fewest folds of which ``k`` make a share within 0.025 of ``val_fraction``."""
+    for n in range(2, max_folds + 1):
+        k = round(val_fraction * n)
+        if 1 <= k < n and abs(k / n - val_fraction) <= 0.025:
+            return n, k
+    return max_folds, max(1, round(val_fraction * max_folds))
+
+
+def class_counts(frame: pd.DataFrame) -> str:
+    """``"N benign, M melanoma"`` for a marking frame."""
+    melanoma = int(frame["target"].sum())
+    return f"{len(frame) - melanoma} benign, {melanoma} melanoma"
 
 
 def split_by_patient(frame: pd.DataFrame, val_fraction: float = 0.2, seed: int = 0):
     """Split into ``(train, val)`` with no patient on both sides, keeping the class ratio.
 
-    Uses scikit-learn's ``StratifiedGroupKFold`` with ``round(1 / val_fraction)`` folds and
-    keeps one fold for validation, so the validation share is close to ``val_fraction``.
+    Uses scikit-learn's ``StratifiedGroupKFold``: the patients are dealt into ``n`` folds of
+    about equal class balance and ``k`` of them form the validation set, with ``k / n`` the
+    closest simple fraction to ``val_fraction`` (1 of 5 folds for 0.2, 2 of 7 for 0.3, 7 of 10
+    for 0.7). Raises :class:`DataError` when there are too few patients for that many folds,
+    or when either side would lack a class (an AUC needs both classes in validation).
     """
     from sklearn.model_selection import StratifiedGroupKFold
 
     if not 0 < val_fraction < 1:
-        raise ValueError(f"val_fraction must be between 0 and 1, not {val_fraction}")
-    n_splits = max(2, round(1 / val_fraction))
-    if frame["patient_id"].nunique() < n_splits:
-        raise DataError(f"{frame['patient_id'].nunique()} patients cannot be split {n_splits} ways")
+        raise ValueError(f"val_fraction must be between 0 and 1 (exclusive), not {val_fraction}")
+    if frame["target"].nunique() < 2:
+        raise DataError(f"the data set holds one class only ({class_counts(frame)}): a classifier needs both "
+                        "benign and melanoma images")
+    n_splits, k = _fold_counts(val_fraction)
+    n_patients = frame["patient_id"].nunique()
+    if n_patients < n_splits:
+        raise DataError(f"{n_patients} patients cannot be split {n_splits} ways "
+                        f"(needed for a validation share of {val_fraction})")
     folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    train_idx, val_idx = next(folds.split(frame, frame["target"], groups=frame["patient_id"]))
-    return frame.iloc[train_idx].reset_index(drop=True), frame.iloc[val_idx].reset_index(drop=True)
+    val_idx = np.sort(np.concatenate([test for _, (_, test) in zip(range(k),
+                                                                    folds.split(frame, frame["target"],
+                                                                                groups=frame["patient_id"]))]))
+    in_val = np.zeros(len(frame), dtype=bool)
+    in_val[val_idx] = True
+    train, val = frame[~in_val].reset_index(drop=True), frame[in_val].reset_index(drop=True)
+    for name, part in (("validation", val), ("training", train)):
+        if part["target"].nunique() < 2:
+            raise DataError(f"the {name} split holds {class_counts(part)} (of {class_counts(frame)} in all): "
+                            "both sides need both classes; use more images or patients, or another val_fraction")
+    return train, val
 
 
 def undersample(frame: pd.DataFrame, n_negatives: int, seed: int = 0) -> pd.DataFrame:
-    """All positives plus ``n_negatives`` randomly drawn negatives (seed 000's balancing).
+    """All positives plus ``n_negatives`` randomly drawn negatives (the Paperspace tutorial's balancing).
 
     Cheap and simple, but it throws data away; :func:`balanced_sampler` keeps every image.
     Apply it to the *training* split only: the validation set must keep the true class ratio.

@@ -15,7 +15,7 @@ what makes a random image-level split leak (notebook 01 measures it). An option 
 **spurious cue** — a ruler or ink marks drawn far more often on malignant images — for the
 shortcut experiment of notebook 11; its pixels are saved as a separate mask.
 
-Output is the course's simple layout (COURSE.md §5)::
+Output is the course's simple layout (:mod:`course_lib.data.melanoma` reads it)::
 
     root/marking.csv            image_id, patient_id, sex, age_approx,
                                 anatom_site_general_challenge, source, target (+ cue)
@@ -26,7 +26,10 @@ Output is the course's simple layout (COURSE.md §5)::
 
 from __future__ import annotations
 
+import inspect
+import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +37,11 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter
 
-__all__ = ["make_synthetic_lesions", "ensure_synthetic_lesions", "default_data_dir", "SEPARATION"]
+from ..checkpoint import staged_folder
+from .errors import DataError
+
+__all__ = ["make_synthetic_lesions", "ensure_synthetic_lesions", "default_data_dir", "read_stamp",
+           "available_cores", "SEPARATION", "GENERATOR_VERSION"]
 
 #: Distance between the class means of the latent severity, in standard deviations.
 #: Together with the per-trait noise it sets how hard the task is (see notebook 01).
@@ -182,6 +189,70 @@ def _render(rng, size: int, patient: _Patient, traits: dict, cue_kind: str | Non
     return image, Image.fromarray((mask * 255).astype(np.uint8)), cue
 
 
+#: Bumped whenever the generator's output changes, so cached sets are made anew.
+#: 2: the cue draws from its own random stream; 3: every image from its own stream (parallel).
+GENERATOR_VERSION = 3
+
+#: The file that marks a folder as written by this generator (its parameters, as JSON).
+STAMP = "parameters.json"
+_GENERATOR = "course_lib.data.make_synthetic_lesions"
+
+
+def _image_streams(seed: int, index: int):
+    """The two random streams of image ``index``: its lesion and skin, and its spurious cue.
+
+    Derived from ``(seed, index)`` alone (NumPy's ``SeedSequence``), so an image is the same
+    whichever process draws it and in whatever order; the cue's stream is separate, so a
+    set with a cue holds exactly the lesions of the set without one.
+    """
+    return np.random.default_rng([seed, 0, index]), np.random.default_rng([seed, 1, index])
+
+
+def _write_images(folder: str, seed: int, image_size: int, separation: float, spurious_cue, cue_rates,
+                  jpeg_quality: int, jobs) -> list[dict]:
+    """Render and save the images ``jobs`` = [(index, image_id, patient, target), ...]; their rows."""
+    folder = Path(folder)
+    rows = []
+    for index, image_id, patient, target in jobs:
+        rng, cue_rng = _image_streams(seed, index)
+        traits = _lesion_traits(rng, target, separation)
+        cue_kind = spurious_cue if spurious_cue and cue_rng.random() < cue_rates[target] else None
+        image, mask, cue = _render(rng, image_size, patient, traits, cue_kind, cue_rng)
+        image.save(folder / "images" / f"{image_id}.jpg", quality=jpeg_quality)
+        mask.save(folder / "masks" / f"{image_id}.png")
+        if cue is not None:
+            cue.save(folder / "cues" / f"{image_id}.png")
+        rows.append(dict(image_id=image_id, patient_id=patient.patient_id, sex=patient.sex,
+                         age_approx=patient.age, anatom_site_general_challenge=patient.site,
+                         source="SYNTH", target=target, cue=int(cue is not None), **traits))
+    return rows
+
+
+def available_cores() -> int:
+    """CPU cores this process may use (its affinity where the OS tells it, else all)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _pool(workers: int):
+    """A process pool; on Linux started from a fork server (safe beside torch's threads)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else None
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
+
+
+def _check_writable_target(root: Path) -> None:
+    if root.exists() and not root.is_dir():
+        raise DataError(f"{root} is a file, not a folder: choose a new folder for the synthetic lesions")
+    if root.is_dir() and any(root.iterdir()):
+        raise DataError(f"{root} is not empty: make_synthetic_lesions writes only into a new or empty folder, "
+                        "so that it never overwrites data (use ensure_synthetic_lesions to reuse or refresh "
+                        "a set it generated)")
+
+
 def make_synthetic_lesions(
     root: str | Path,
     n_images: int,
@@ -194,22 +265,61 @@ def make_synthetic_lesions(
     spurious_cue: str | None = None,
     cue_rates: tuple[float, float] = (0.1, 0.9),
     jpeg_quality: int = 92,
+    num_workers: int | None = None,
 ) -> pd.DataFrame:
     """Write ``n_images`` synthetic lesions (simple layout) into ``root`` and return the marking table.
 
-    Deterministic for a ``seed``. ``separation`` sets the difficulty (larger: easier).
-    ``spurious_cue`` ("ruler" or "ink") draws that cue on a malignant image with probability
-    ``cue_rates[1]`` and on a benign one with ``cue_rates[0]``; everything else (patients,
-    labels, lesions, masks) is the same as without a cue for the same ``seed``. Train on a set
-    with a cue and score on the cue-free twin to expose shortcut learning (notebook 11).
+    Deterministic for a ``seed``: the files are byte for byte the same whatever ``num_workers``
+    (processes that render in parallel; default: the cores available), because every image
+    draws from its own random stream derived from ``(seed, index)``. ``separation`` sets the
+    difficulty (larger: easier). ``spurious_cue`` ("ruler" or "ink") draws that cue on a
+    malignant image with probability ``cue_rates[1]`` and on a benign one with ``cue_rates[0]``;
+    everything else (patients, labels, lesions, masks) is the same as without a cue for the
+    same ``seed``. Train on a set with a cue and score on the cue-free twin to expose shortcut
+    learning (notebook 11).
+
+    ``root`` must be new or empty: the set is written into a temporary folder beside it and
+    renamed into place when complete, so an interrupted run leaves nothing that looks whole.
+    The folder gets a ``parameters.json`` stamp (see :func:`ensure_synthetic_lesions`).
     """
     if n_images < 1:
-        raise ValueError("n_images must be positive")
+        raise ValueError(f"n_images must be positive, got {n_images}")
     if image_size < 32:
-        raise ValueError("image_size must be at least 32 pixels")
+        raise ValueError(f"image_size must be at least 32 pixels, got {image_size}")
+    if spurious_cue not in (None, "ruler", "ink"):
+        raise ValueError(f"spurious_cue must be 'ruler', 'ink' or None, not {spurious_cue!r}")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
     root = Path(root)
+    _check_writable_target(root)
+    return _publish(root, n_images, image_size, seed, num_workers, malignant_fraction=malignant_fraction,
+                    images_per_patient=images_per_patient, separation=separation, spurious_cue=spurious_cue,
+                    cue_rates=cue_rates, jpeg_quality=jpeg_quality)
+
+
+def _parameters(n_images: int, image_size: int, seed: int, **options) -> dict:
+    """Every parameter of a set, defaults filled in, as JSON would store them (unknown names: TypeError)."""
+    bound = inspect.signature(make_synthetic_lesions).bind(None, n_images, image_size, seed, **options)
+    bound.apply_defaults()
+    params = {k: v for k, v in bound.arguments.items() if k not in ("root", "num_workers")}
+    return json.loads(json.dumps(params))
+
+
+def _publish(root: Path, n_images: int, image_size: int, seed: int, num_workers, **options) -> pd.DataFrame:
+    """Generate into a staging folder beside ``root``, stamp it, and rename it to ``root``."""
+    params = _parameters(n_images, image_size, seed, **options)
+    with staged_folder(root) as staging:
+        frame = _generate(staging, num_workers=num_workers, **params)
+        stamp = {"generator": _GENERATOR, "version": GENERATOR_VERSION, **params}
+        (staging / STAMP).write_text(json.dumps(stamp, indent=1) + "\n")
+    return frame
+
+
+def _generate(folder: Path, *, n_images, image_size, seed, num_workers, malignant_fraction, images_per_patient,
+              separation, spurious_cue, cue_rates, jpeg_quality) -> pd.DataFrame:
     for sub in ("images", "masks") + (("cues",) if spurious_cue else ()):
-        (root / sub).mkdir(parents=True, exist_ok=True)
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    # who and which label: a few draws per image from one stream, cheap and sequential
     rng = np.random.default_rng(seed)
     n_patients = max(1, round(n_images / images_per_patient))
     # p(malignant | risky) = 0.8 and p(malignant | not risky) = 0.05 give the requested overall rate
@@ -217,64 +327,75 @@ def make_synthetic_lesions(
     patients = _make_patients(rng, n_patients, risky_fraction, prefix=f"SYN{seed}")
     owners = np.concatenate([np.arange(n_patients), rng.integers(0, n_patients, n_images - n_patients)]) \
         if n_images >= n_patients else rng.permutation(n_patients)[:n_images]
-    # the cue has a random stream of its own, so a set with a cue holds exactly the lesions of
-    # the set without one (same seed), each with a cue added or not: the shortcut experiment
-    # of notebook 11 scores one model on both versions of the same validation images
-    cue_rng = np.random.default_rng([seed, 1])
-    rows = []
+    jobs = []
     for i, owner in enumerate(np.sort(owners)):
         patient = patients[owner]
         target = int(rng.random() < (0.8 if patient.risky else 0.05))
-        traits = _lesion_traits(rng, target, separation)
-        cue_kind = spurious_cue if spurious_cue and cue_rng.random() < cue_rates[target] else None
-        image, mask, cue = _render(rng, image_size, patient, traits, cue_kind, cue_rng)
-        image_id = f"{patient.patient_id}_I{i:06d}"
-        image.save(root / "images" / f"{image_id}.jpg", quality=jpeg_quality)
-        mask.save(root / "masks" / f"{image_id}.png")
-        if cue is not None:
-            cue.save(root / "cues" / f"{image_id}.png")
-        rows.append(
-            dict(image_id=image_id, patient_id=patient.patient_id, sex=patient.sex,
-                 age_approx=patient.age, anatom_site_general_challenge=patient.site,
-                 source="SYNTH", target=target, cue=int(cue is not None), **traits)
-        )
+        jobs.append((i, f"{patient.patient_id}_I{i:06d}", patient, target))
+    # the pictures: each from its own stream, in as many processes as asked
+    # (a pool costs a second or so to start: small sets are drawn in this process unless asked)
+    workers = num_workers if num_workers is not None else min(available_cores(), n_images // 256)
+    workers = max(1, min(workers, n_images))
+    common = (str(folder), seed, image_size, separation, spurious_cue, tuple(cue_rates), jpeg_quality)
+    if workers == 1:
+        rows = _write_images(*common, jobs)
+    else:
+        chunks = [jobs[k::workers * 4] for k in range(workers * 4)]  # interleaved: equal work per chunk
+        with _pool(workers) as pool:
+            parts = list(pool.map(_write_images, *zip(*[(*common, chunk) for chunk in chunks])))
+        rows = sorted((row for part in parts for row in part), key=lambda r: r["image_id"])
     frame = pd.DataFrame(rows)
-    frame.to_csv(root / "marking.csv", index=False)
+    frame.to_csv(folder / "marking.csv", index=False)
     return frame
 
 
-#: Bumped whenever the generator's output changes, so cached sets are made anew.
-GENERATOR_VERSION = 2  # 2: the cue draws from its own random stream
+def read_stamp(root: str | Path) -> dict | None:
+    """The generator's stamp of ``root`` (its parameters), or None when ``root`` holds no set it wrote.
+
+    Sets written before version 3 carry a shorter stamp (``version``, ``n_images``,
+    ``image_size``, ``seed``, options); it is recognised too.
+    """
+    try:
+        record = json.loads((Path(root) / STAMP).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict):
+        return None
+    if record.get("generator") == _GENERATOR:
+        return record
+    legacy = {"version", "n_images", "image_size", "seed"} <= record.keys() and record["version"] in (1, 2)
+    return record if legacy else None
 
 
 def default_data_dir() -> Path:
     """Where the course keeps data: ``$COURSE_DATA_DIR``, else ``~/.cache/attention-course``."""
-    import os
-
     return Path(os.environ.get("COURSE_DATA_DIR", Path.home() / ".cache" / "attention-course"))
 
 
 def ensure_synthetic_lesions(n_images: int, image_size: int, seed: int = 0, root: str | Path | None = None,
-                             **options) -> Path:
+                             num_workers: int | None = None, **options) -> Path:
     """Generate a synthetic set once and reuse it: notebooks of one profile share their data.
 
     The set lives in ``root`` (default: a folder named after its parameters under
-    :func:`default_data_dir`). It is generated in a temporary folder and renamed into place,
-    so an interrupted generation never leaves a set that looks complete.
+    :func:`default_data_dir`). A folder that holds this set already is returned as it is; one
+    that holds a set this generator wrote with other parameters or an older version is
+    replaced; anything else — a folder this generator did not write, such as a copy of the
+    Kaggle data — is never touched: :class:`DataError` names it.
     """
-    import json
-
-    from ..checkpoint import staged_folder
-
-    params = dict(version=GENERATOR_VERSION, n_images=n_images, image_size=image_size, seed=seed, **options)
     if root is None:
         extras = "".join(f"-{k}{v}" for k, v in sorted(options.items()))
         root = default_data_dir() / f"synthetic-n{n_images}-s{image_size}-seed{seed}{extras}"
     root = Path(root)
-    stamp = root / "parameters.json"
-    if stamp.is_file() and json.loads(stamp.read_text()) == json.loads(json.dumps(params)):
+    wanted = _parameters(n_images, image_size, seed, **options)
+    stamp = read_stamp(root)
+    if stamp is not None and stamp.get("version") == GENERATOR_VERSION and \
+            all(stamp.get(k) == v for k, v in wanted.items()):
         return root
-    with staged_folder(root) as staging:  # replaces an outdated set of the same name on success
-        make_synthetic_lesions(staging, n_images, image_size, seed, **options)
-        (staging / "parameters.json").write_text(json.dumps(params))
+    if stamp is None and root.exists():
+        if root.is_file() or any(root.iterdir()):
+            raise DataError(f"{root} exists and was not written by the synthetic-lesion generator (no "
+                            f"{STAMP} stamp of its own): it is left as it is. Pass another root, or remove "
+                            "the folder yourself if you no longer need what it holds")
+    # an outdated set of this generator, or an empty folder: (re)generate it, atomically
+    _publish(root, n_images, image_size, seed, num_workers, **options)
     return root
