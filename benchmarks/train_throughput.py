@@ -1,9 +1,9 @@
-"""Training throughput: the course's ``fit`` against seed 000's loop, same model, data and machine.
+"""Training throughput: the course's ``fit`` against the Paperspace tutorial's loop, same model, data and machine.
 
     python benchmarks/train_throughput.py [--profile cpu] [--images 320] [--rounds 3] [--results DIR]
 
-Seed 000 (the AttnVGG tutorial the course grew from) trains like this, re-created here step
-by step so the two can be timed side by side:
+The Paperspace tutorial *Image classification with attention* (the AttnVGG tutorial the course
+grew from) trains like this, re-created here step by step so the two can be timed side by side:
 
 - its Dataset decodes every image in full (``cv2.imread`` + ``cvtColor``; here PIL's full
   decode, the same work without the OpenCV dependency), then runs torchvision's v1 PIL
@@ -14,11 +14,13 @@ by step so the two can be timed side by side:
   logits to the host, then a focal loss on *probabilities* (``binary_cross_entropy``);
 - ``loss.item()`` after every step (a host-device synchronisation).
 
-``fit`` decodes with JPEG draft mode (the decoder skips detail the training size cannot
-show), transforms uint8 tensors with torchvision v2, uses the profile's worker processes
-with pinned memory, keeps the loss on the device, stores activations ``channels_last``, and
-uses bf16 autocast where the device runs it natively (GPUs; CPUs with AVX512-BF16 or AMX —
-:func:`course_lib.config.fast_mixed_precision`).
+``fit`` reads the course's loaders — workers decode with JPEG draft mode and resize, the
+batch is augmented on the training device (:class:`course_lib.data.BatchAugment`) — keeps
+the loss on the device, stores activations ``channels_last``, and uses mixed precision where
+the device runs it natively (:func:`course_lib.config.fast_mixed_precision`).
+
+A third figure is the model alone: training steps on a random batch already on the device,
+no data loading at all — the rate ``fit`` would reach if feeding the model cost nothing.
 
 The source images are 512×512 JPEGs like the Kaggle set the course uses; the model, image
 size, width and batch size are the profile's. Each round trains one epoch (and validates)
@@ -48,8 +50,8 @@ from course_lib.train import fit
 from records import describe_machine, machine_line, save_record  # benchmarks/records.py
 
 
-class SeedImageDataset(Dataset):
-    """Seed 000's ``ImageDataset``: full decode, PIL transforms, each sample sent to the device."""
+class TutorialImageDataset(Dataset):
+    """The tutorial's ``ImageDataset``: full decode, PIL transforms, each sample sent to the device."""
 
     def __init__(self, paths, labels, transform, device):
         self.paths, self.labels, self.transform, self.device = list(paths), list(labels), transform, device
@@ -64,8 +66,8 @@ class SeedImageDataset(Dataset):
         return image, torch.tensor(self.labels[idx]).to(self.device)
 
 
-class SeedFocalLoss(nn.Module):
-    """Seed 000's focal loss on probabilities (``logits=False``): BCE of a sigmoid output."""
+class TutorialFocalLoss(nn.Module):
+    """The tutorial's focal loss on probabilities (``logits=False``): BCE of a sigmoid output."""
 
     def __init__(self, alpha=0.25, gamma=2.0):
         super().__init__()
@@ -76,18 +78,18 @@ class SeedFocalLoss(nn.Module):
         return (self.alpha * (1 - torch.exp(-bce)) ** self.gamma * bce).mean()
 
 
-def seed_loaders(train_frame, val_frame, size, batch_size, device):
+def tutorial_loaders(train_frame, val_frame, size, batch_size, device):
     normalize = v1.Normalize(IMAGENET_MEAN, IMAGENET_STD)
     train_tf = v1.Compose([v1.RandomRotation(10), v1.RandomHorizontalFlip(), v1.Resize(size),
                            v1.CenterCrop(size), v1.ToTensor(), normalize])
     val_tf = v1.Compose([v1.Resize(size), v1.CenterCrop(size), v1.ToTensor(), normalize])
-    train = SeedImageDataset(train_frame.path, train_frame.target, train_tf, device)
-    val = SeedImageDataset(val_frame.path, val_frame.target, val_tf, device)
+    train = TutorialImageDataset(train_frame.path, train_frame.target, train_tf, device)
+    val = TutorialImageDataset(val_frame.path, val_frame.target, val_tf, device)
     return DataLoader(train, batch_size=batch_size, shuffle=True), DataLoader(val, batch_size=batch_size)
 
 
-def seed_epoch(model, train_loader, val_loader, optimizer, criterion) -> float:
-    """One epoch of seed 000's loop (the shape mismatch of its loss call fixed with a squeeze)."""
+def tutorial_epoch(model, train_loader, val_loader, optimizer, criterion) -> float:
+    """One epoch of the tutorial's loop (the shape mismatch of its loss call fixed with a squeeze)."""
     started = time.perf_counter()
     losses = []
     model.train()
@@ -104,6 +106,31 @@ def seed_epoch(model, train_loader, val_loader, optimizer, criterion) -> float:
             losses.append(criterion(torch.sigmoid(y_val.squeeze(1).type(torch.FloatTensor)),
                                     y.type(torch.FloatTensor)).item())
     return time.perf_counter() - started
+
+
+def step_seconds(model, batch: int, size: int, device, amp: bool, steps: int = 5) -> float:
+    """Seconds per training step of ``model`` alone: a random batch already on the device, the
+    course's loss, AdamW, channels_last and (where fast) mixed precision; median of ``steps``."""
+    from course_lib.train import _autocast
+
+    model.train()
+    x = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
+    y = (torch.rand(batch, device=device) < 0.3).float()
+    loss_fn, optimizer = FocalLoss(), torch.optim.AdamW(model.parameters(), lr=1e-4)
+    context, _ = _autocast(torch.device(device), amp)
+    times = []
+    for _ in range(steps + 1):  # the first step warms up
+        started = time.perf_counter()
+        with context:
+            logits = model(x)[0]
+        loss = loss_fn(logits.squeeze(1).float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times[1:])
 
 
 def main(argv=None) -> dict:
@@ -126,11 +153,12 @@ def main(argv=None) -> dict:
         torch.manual_seed(0)
         return AttnVGG(num_classes=1, width=profile.width).to(device)
 
-    seed_model = model()
-    seed_opt = torch.optim.Adam(seed_model.parameters(), lr=1e-4)
-    seed_train, seed_val = seed_loaders(train_frame, val_frame, size, batch, device)
-    course_model = model()
-    course_train, course_val = make_loaders(train_frame, val_frame, size, batch, profile.num_workers)
+    tutorial_model = model()
+    tutorial_opt = torch.optim.Adam(tutorial_model.parameters(), lr=1e-4)
+    tutorial_train, tutorial_val = tutorial_loaders(train_frame, val_frame, size, batch, device)
+    course_model = model().to(memory_format=torch.channels_last)
+    course_train, course_val = make_loaders(train_frame, val_frame, size, batch, profile.num_workers, device=device)
+    alone_model = model().to(memory_format=torch.channels_last)
     course_loss = FocalLoss()
 
     def course_epoch() -> float:
@@ -146,26 +174,31 @@ def main(argv=None) -> dict:
           + f"; profile {profile.name}: AttnVGG width {profile.width}, {size} px, batch {batch}, "
           f"{profile.num_workers} workers; {len(train_frame)}/{len(val_frame)} images stored at {args.source_size} px; "
           f"fit with channels_last{' and bf16 autocast' if amp else ''}")
-    seed_times, course_times = [], []
+    tutorial_times, course_times, step_times = [], [], []
     for round_ in range(args.rounds + 1):
-        s, c = seed_epoch(seed_model, seed_train, seed_val, seed_opt, SeedFocalLoss()), course_epoch()
+        t = tutorial_epoch(tutorial_model, tutorial_train, tutorial_val, tutorial_opt, TutorialFocalLoss())
+        c, a = course_epoch(), step_seconds(alone_model, batch, size, device, amp)
         label = "warm-up" if round_ == 0 else f"round {round_}"
-        print(f"{label:>8}: seed 000 loop {len(train_frame) / s:7.1f} img/s   fit {len(train_frame) / c:7.1f} img/s"
-              f"   ratio {s / c:.2f}x")
+        print(f"{label:>8}: tutorial loop {len(train_frame) / t:7.1f} img/s   fit {len(train_frame) / c:7.1f} img/s"
+              f"   model alone {batch / a:7.1f} img/s   ratio {t / c:.2f}x")
         if round_:
-            seed_times.append(s)
+            tutorial_times.append(t)
             course_times.append(c)
-    seed_rate = len(train_frame) / statistics.median(seed_times)
+            step_times.append(a)
+    seed_rate = len(train_frame) / statistics.median(tutorial_times)
     course_rate = len(train_frame) / statistics.median(course_times)
+    step_rate = batch / statistics.median(step_times)
     result = {
         "machine": machine, "device": device.type, "profile": profile.name, "image_size": size,
         "width": profile.width, "batch_size": batch, "num_workers": profile.num_workers, "amp": amp,
         "channels_last": True, "train_images": len(train_frame), "val_images": len(val_frame),
         "source_size": args.source_size, "rounds": args.rounds,
         "seed_images_per_s": round(seed_rate, 2), "fit_images_per_s": round(course_rate, 2),
-        "ratio": round(course_rate / seed_rate, 3), "goal": 5.0 if gpu else 1.5,
+        "step_images_per_s": round(step_rate, 2), "fit_share_of_step_rate": round(course_rate / step_rate, 3),
+        "ratio": round(course_rate / seed_rate, 3), "goal": 15.0 if gpu else 1.8,
     }
-    print(f"median over {args.rounds} rounds: seed 000 loop {seed_rate:.1f} img/s, fit {course_rate:.1f} img/s, "
+    print(f"median over {args.rounds} rounds: tutorial loop {seed_rate:.1f} img/s, fit {course_rate:.1f} img/s "
+          f"({100 * course_rate / step_rate:.0f} % of the model alone, {step_rate:.1f} img/s), "
           f"ratio {result['ratio']:.2f}x (goal {result['goal']}x)")
     save_record(args.results, f"train_throughput-{device.type}.json", result)
     return result

@@ -6,7 +6,15 @@ same notebook runs in seconds under ``smoke`` (CI), in minutes under ``cpu`` (a 
 rendered book) and runs the full experiment under ``gpu`` (Colab, Gradient).
 
 The profile is picked by the environment variable ``COURSE_PROFILE``; when it is unset,
-``gpu`` is used if CUDA is available, else ``cpu``.
+``gpu`` is used if CUDA is available, else ``cpu``. Three more variables adjust a machine:
+
+- ``COURSE_PRETRAINED``: ``0`` trains from scratch instead of downloading ImageNet weights (an
+  offline GPU machine), ``1`` asks for them in any profile, a file path reads them from that
+  file (``vgg16_bn-6c64b313.pth``, downloaded elsewhere);
+- ``COURSE_AMP``: ``0`` turns mixed precision off, ``1`` on (bf16 on a CPU even without native
+  support, which is slower there); unset, it is on where it is fast (:func:`fast_mixed_precision`);
+- ``COURSE_DEVICE``: ``cpu``, ``cuda`` or ``mps`` instead of the automatic choice (e.g. ``cpu`` on
+  a Mac when an operation is missing on its GPU).
 
 This module imports torch lazily so that ``python -m course_lib.config`` can validate
 ``COURSE_PROFILE`` before anything heavy is installed (the Makefile does exactly that).
@@ -17,9 +25,12 @@ from __future__ import annotations
 import os
 import random
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 ENV_VAR = "COURSE_PROFILE"
+PRETRAINED_VAR, AMP_VAR, DEVICE_VAR = "COURSE_PRETRAINED", "COURSE_AMP", "COURSE_DEVICE"
+_YES, _NO = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 class ProfileError(ValueError):
@@ -60,15 +71,15 @@ PROFILES: dict[str, Profile] = {
         ),
         Profile(
             name="cpu",
-            image_size=96,
+            image_size=64,
             width=1 / 4,
-            n_images=2000,
+            n_images=3000,
             epochs=8,
             batch_size=32,
             pretrained=False,
-            num_workers=2,
+            num_workers=0,  # decoding a 64 px JPEG costs ~0.1 ms: worker processes would only add start-up
             seeds=(0, 1),
-            description="a laptop and the rendered book: a few minutes per notebook on 2 cores",
+            description="a laptop and the rendered book: at most 5 minutes per notebook on 2 cores, in float32",
         ),
         Profile(
             name="gpu",
@@ -109,44 +120,89 @@ def profile_name() -> str:
     return name
 
 
+def imagenet_weights_file() -> Path | None:
+    """The local ImageNet weights file named by ``COURSE_PRETRAINED``, if it names one."""
+    raw = os.environ.get(PRETRAINED_VAR, "").strip()
+    if not raw or raw.lower() in _YES + _NO:
+        return None
+    path = Path(raw).expanduser()
+    if not path.is_file():
+        raise ProfileError(f"{PRETRAINED_VAR}={raw!r} is neither 0 nor 1 nor an existing weights file")
+    return path
+
+
 def get_profile(name: str | None = None) -> Profile:
-    """The profile called ``name``, or the active one (``COURSE_PROFILE``) when ``name`` is None."""
+    """The profile called ``name``, or the active one (``COURSE_PROFILE``) when ``name`` is None.
+
+    ``COURSE_PRETRAINED`` (``0``, ``1`` or a weights file) overrides the profile's ``pretrained``.
+    """
     if name is None:
         name = profile_name()
     if name not in PROFILES:
         raise ProfileError(f"unknown profile {name!r}; valid profiles: {', '.join(PROFILES)}")
-    return PROFILES[name]
+    profile = PROFILES[name]
+    raw = os.environ.get(PRETRAINED_VAR, "").strip().lower()
+    if raw in _NO:
+        return replace(profile, pretrained=False)
+    if raw in _YES or imagenet_weights_file() is not None:
+        return replace(profile, pretrained=True)
+    return profile
 
 
 def get_device():
-    """The best available ``torch.device``: CUDA, then Apple's MPS, then the CPU."""
+    """The best available ``torch.device``: CUDA, then Apple's MPS, then the CPU.
+
+    ``COURSE_DEVICE`` (``cpu``, ``cuda``, ``mps``) chooses instead; asking for one that is not
+    there is a :class:`ProfileError` that says what is.
+    """
     import torch
 
-    if torch.cuda.is_available():
-        return torch.device("cuda")
     mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    present = {"cuda": torch.cuda.is_available(), "mps": mps is not None and mps.is_available(), "cpu": True}
+    wanted = os.environ.get(DEVICE_VAR, "").strip().lower()
+    if wanted:
+        if wanted not in present:
+            raise ProfileError(f"{DEVICE_VAR}={wanted!r} is not a device; use cpu, cuda or mps")
+        if not present[wanted]:
+            there = ", ".join(name for name, ok in present.items() if ok)
+            raise ProfileError(f"{DEVICE_VAR}={wanted} but this machine has no {wanted} device (it has: {there})")
+        return torch.device(wanted)
+    return torch.device(next(name for name in ("cuda", "mps", "cpu") if present[name]))
 
 
-def fast_mixed_precision(device=None) -> bool:
-    """Whether mixed precision (``fit(amp=True)``) speeds training up on ``device``.
-
-    True on CUDA GPUs, and on CPUs with native bfloat16 instructions (AVX512-BF16 or AMX,
-    as oneDNN reports them); elsewhere bf16 is emulated and slower than float32.
-    """
+def native_bf16(device=None) -> bool:
+    """Whether ``device`` computes in bfloat16 natively: CUDA GPUs with bf16, CPUs with AVX512-BF16
+    or AMX (as oneDNN reports them). Elsewhere bf16 is emulated, and slower than float32."""
     import torch
 
     device = torch.device(device) if device is not None else get_device()
     if device.type == "cuda":
-        return True
+        return torch.cuda.is_bf16_supported()
     if device.type != "cpu":
         return False
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):  # a private query: absent from some builds
         return False
+
+
+def fast_mixed_precision(device=None) -> bool:
+    """Whether to train with mixed precision (``fit(amp=...)``) on ``device``.
+
+    ``COURSE_AMP=0`` or ``1`` decides; otherwise True on CUDA GPUs (bf16, or fp16 with a gradient
+    scaler) and on CPUs with native bf16 (:func:`native_bf16`), False elsewhere.
+    """
+    import torch
+
+    raw = os.environ.get(AMP_VAR, "").strip().lower()
+    if raw in _NO:
+        return False
+    if raw in _YES:
+        return True
+    if raw:
+        raise ProfileError(f"{AMP_VAR}={raw!r}: use 0 (off) or 1 (on), or leave it unset")
+    device = torch.device(device) if device is not None else get_device()
+    return device.type == "cuda" or native_bf16(device)
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> int:

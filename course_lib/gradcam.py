@@ -21,11 +21,11 @@ Three things the package needs that the course's models do not give it by themse
 
 **The target layer, chosen on purpose** (:func:`default_target_layer`): the last activation
 of stage 5, just before pool-5 — the deepest map that still has a spatial layout (1/16 of
-the input side: 14×14 at 224 px, 6×6 at 96 px). Deeper means more semantic; everything
-AttnVGG's global branch (GAP of pool-5) and both gates' global guide read passes through
-it. What it does *not* see is the classifier's direct use of pool-3 and pool-4 through the
-gates' pooled features — that is what the attention maps show, which is why notebook 11
-looks at both.
+the input side: 14×14 at 224 px). Deeper means more semantic. Its gradient collects every path
+from stage 5 to the score: AttnVGG's global branch (GAP of pool-5) *and* both gates, which
+pool-5 guides through ``W_g``. What it does *not* see is the pooled pool-3 and pool-4 features
+that reach the classifier without passing through stage 5 — that is what the attention maps
+show, which is why notebook 11 looks at both.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 from torch import nn
+
+from .metrics import predicted_class
 
 __all__ = ["LogitsOnly", "default_target_layer", "grad_cam"]
 
@@ -100,7 +102,7 @@ def grad_cam(model: nn.Module, images: torch.Tensor, target_layer: nn.Module | N
     with _no_inplace_relu(model):
         if target == "predicted":
             with torch.no_grad():
-                classes = (wrapped(images).reshape(len(images), -1)[:, 0] >= 0).long().tolist()
+                classes = predicted_class(wrapped(images)).tolist()
         elif named:
             classes = [int(target == "melanoma")] * len(images)
         else:

@@ -6,7 +6,7 @@ Lin, Goyal, Girshick, He & Dollár, *Focal Loss for Dense Object Detection*, ICC
     FL = - alpha_t · (1 - p_t)^gamma · log(p_t)
 
 with ``p_t`` the predicted probability of the true class and ``alpha_t = alpha`` for
-positives, ``1 - alpha`` for negatives (seed 000 weighted every example by the same
+positives, ``1 - alpha`` for negatives (the Paperspace tutorial weighted every example by the same
 ``alpha``, which only rescales the loss). ``(1 - p_t)^gamma`` shrinks the loss of examples
 the model already gets right, so training concentrates on hard ones; ``gamma = 0`` and
 ``alpha = None`` give plain binary cross-entropy.

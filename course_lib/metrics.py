@@ -17,6 +17,19 @@ its mask's size first):
 
 A map spread evenly over the image scores the mask's area fraction on the first two, which
 is what a random guess scores: compare every map with that baseline.
+
+**Conventions** (each tested; where others differ, said here):
+
+- a probability of *exactly* 0.5 counts as melanoma (``>=``): a tie is referred for a second
+  look, as a screening tool should. The ISIC challenge's scorer counts it as benign (``>``);
+  the two differ only for scores of exactly 0.5 (a logit of exactly 0);
+- with one class only in the targets, the AUC and the balanced accuracy are NaN, and so is
+  the rate of the absent class (specificity without benign images, sensitivity without
+  melanomas); the rate of the present class is computed;
+- the pointing game counts a peak at a distance of *exactly* ``tolerance`` pixels from the
+  mask as a hit (``<=``); TorchRay's implementation requires a distance below it (``<``);
+- ties at the map's peak score the share of tied pixels that hit (random tie-breaking, in
+  expectation).
 """
 
 from __future__ import annotations
@@ -28,10 +41,21 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import balanced_accuracy_score, confusion_matrix, roc_auc_score
 
-__all__ = ["classification_metrics", "pointing_game", "energy_in_mask", "binarized_jaccard"]
+__all__ = ["classification_metrics", "predicted_class", "pointing_game", "energy_in_mask", "binarized_jaccard"]
+
+#: A probability at least this high is called melanoma (see the conventions above).
+THRESHOLD = 0.5
 
 
-def classification_metrics(targets, scores, threshold: float = 0.5) -> dict[str, float]:
+def predicted_class(logits: torch.Tensor) -> torch.Tensor:
+    """1 (melanoma) where a binary model's logit is >= 0, i.e. its probability >= 0.5, else 0.
+
+    Accepts ``(N,)`` or ``(N, 1)`` logits; returns ``(N,)`` integers.
+    """
+    return (logits.detach().float().reshape(len(logits), -1)[:, 0] >= 0).long()
+
+
+def classification_metrics(targets, scores, threshold: float = THRESHOLD) -> dict[str, float]:
     """AUC, accuracy, sensitivity, specificity and balanced accuracy.
 
     ``scores`` are probabilities: shape ``(N,)`` for a binary task (probability of class 1,

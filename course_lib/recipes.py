@@ -1,31 +1,36 @@
-"""The course's AttnVGG recipe (notebook ``10_attnvgg_melanoma``), reused by notebooks 11 and 12.
+"""The course's AttnVGG recipe (notebook ``10_attnvgg_melanoma``), reused by notebooks 11–13.
 
-One place says how the lesion data is prepared and how AttnVGG is trained in each run
-profile, so that the later notebooks reuse notebook 10's checkpoints (``fit(resume=True)``
+One place says how the lesion data is prepared, loaded and how AttnVGG is trained in each
+run profile, so that the later notebooks reuse notebook 10's checkpoints (``fit(resume=True)``
 returns a finished run at once) instead of training the same model again.
 
-The recipe: the profile's synthetic lesions split by patient; AttnVGG at the profile's
-width (ImageNet weights where the profile asks for them, which needs the full width);
-AdamW with a cosine schedule; focal loss with ``gamma = 2`` and no class weight; mixed
-precision where the device runs it natively; ``channels_last``; the last epoch is the model
-(no choice of epoch on the validation set).
+The recipe: the profile's synthetic lesions split by patient; the profile's loaders
+(:func:`profile_loaders`); AttnVGG at the profile's width (ImageNet weights where the profile
+asks for them, which needs the full width); AdamW with a cosine schedule over the profile's
+epochs; focal loss with ``gamma = 2`` and no class weight; mixed precision where the device
+runs it natively; ``channels_last``; the last epoch is the model (no choice of epoch on the
+validation set).
+
+**A run knows what it holds.** Its folder, ``runs/attnvgg/<profile>-<size>px/<tag>-seed<S>-<id>``,
+carries the seed and a fingerprint of everything that makes the run what it is — the images
+and labels of both splits, the model options, the loss, the epochs — and ``fit`` stores the
+same description in the run's manifest and checks it before resuming. A different seed,
+different data or a different option therefore never reloads another run.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["lesion_splits", "attnvgg_run_dir", "train_attnvgg", "RUNS", "EPOCHS"]
+__all__ = ["lesion_splits", "profile_loaders", "eval_loader", "run_identity", "attnvgg_run_dir", "train_attnvgg",
+           "RUNS"]
 
 #: Where runs are checkpointed, relative to the working directory (``notebooks/`` in the book).
 RUNS = Path("runs")
-
-#: Epochs of the recipe per profile. In the ``cpu`` profile AttnVGG needs more than the
-#: profile's 8: the last-epoch validation AUC was 0.915 and 0.897 after 8 epochs (seeds 0, 1)
-#: and 0.908, 0.908 and 0.913 after 12 (seeds 0, 1, 2), on 2 CPU cores with bf16 autocast.
-EPOCHS = {"smoke": 1, "cpu": 12, "gpu": 20}
 
 
 def lesion_splits(profile, seed: int = 0, **options) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -40,18 +45,65 @@ def lesion_splits(profile, seed: int = 0, **options) -> tuple[pd.DataFrame, pd.D
     return split_by_patient(load_melanoma(root), val_fraction=0.2, seed=seed)
 
 
-def attnvgg_run_dir(profile, tag: str) -> Path:
-    """``runs/attnvgg/<profile>-<size>px/<tag>``: one folder per trained variant."""
-    return RUNS / "attnvgg" / f"{profile.name}-{profile.image_size}px" / tag
+def profile_loaders(profile, train_frame: pd.DataFrame, val_frame: pd.DataFrame, *, with_mask: bool = False,
+                    device=None, seed: int = 0, sampler=None):
+    """Training and validation loaders at the profile's image size, batch size and workers."""
+    from .data import make_loaders
+
+    return make_loaders(train_frame, val_frame, profile.image_size, profile.batch_size,
+                        num_workers=profile.num_workers, with_mask=with_mask, sampler=sampler, device=device,
+                        seed=seed)
+
+
+def eval_loader(profile, frame: pd.DataFrame, *, with_mask: bool = False, device=None):
+    """One loader over every image of ``frame``, unaugmented, in order: for scores and maps."""
+    from .data import BatchNormalize, DeviceLoader, MelanomaDataset
+    from .config import get_device
+
+    device = device if device is not None else get_device()
+    return DeviceLoader(MelanomaDataset(frame, with_mask=with_mask, image_size=profile.image_size),
+                        batch_size=profile.batch_size, num_workers=profile.num_workers,
+                        persistent_workers=profile.num_workers > 0, batch_transform=BatchNormalize(),
+                        device=device, pin_memory=str(device).startswith("cuda"))
+
+
+def _data_fingerprint(loader) -> str:
+    """A short hash of the images (by path) and labels a loader reads."""
+    dataset = loader.dataset
+    paths, targets = getattr(dataset, "paths", None), getattr(dataset, "targets", None)
+    if paths is None or targets is None:
+        raise TypeError("train_attnvgg needs the course's loaders (MelanomaDataset inside): "
+                        "build them with profile_loaders(...)")
+    digest = hashlib.sha1("\n".join(paths).encode())
+    digest.update(targets.numpy().tobytes())
+    return digest.hexdigest()[:10]
+
+
+def run_identity(profile, train_loader, val_loader, *, seed: int, epochs: int, normalize_attn: bool,
+                 aux_loss=None, pretrained: bool = False, **model_options) -> dict:
+    """Everything that makes an AttnVGG run what it is, as a plain dict (stored in its manifest)."""
+    return {"recipe": "attnvgg", "profile": profile.name, "image_size": profile.image_size, "width": profile.width,
+            "batch_size": profile.batch_size, "epochs": epochs, "seed": seed, "normalize_attn": normalize_attn,
+            "pretrained": pretrained, "aux_loss": repr(aux_loss) if aux_loss is not None else None,
+            "loss": "FocalLoss(alpha=None, gamma=2.0)", "lr": 1e-3,
+            "model_options": {k: repr(v) for k, v in sorted(model_options.items())},
+            "train_data": _data_fingerprint(train_loader), "val_data": _data_fingerprint(val_loader)}
+
+
+def attnvgg_run_dir(profile, tag: str, identity: dict) -> Path:
+    """``runs/attnvgg/<profile>-<size>px/<tag>-seed<S>-<fingerprint of identity>``."""
+    fingerprint = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
+    return RUNS / "attnvgg" / f"{profile.name}-{profile.image_size}px" / f"{tag}-seed{identity['seed']}-{fingerprint}"
 
 
 def train_attnvgg(profile, train_loader, val_loader, tag: str, normalize_attn: bool = True, aux_loss=None,
                   epochs: int | None = None, seed: int = 0, device=None, verbose: bool = True, **model_options):
-    """Train (or, when its run folder holds a finished run, reload) AttnVGG with the recipe.
+    """Train (or, when its run folder holds the finished run, reload) AttnVGG with the recipe.
 
-    Returns ``(model, history)``: the model after its last epoch, in eval mode, on ``device``. ``tag`` names the
-    run folder (:func:`attnvgg_run_dir`); give each variant its own. ``epochs`` defaults to
-    :data:`EPOCHS` of the profile; ``model_options`` go to :class:`~course_lib.models.AttnVGG`.
+    Returns ``(model, history)``: the model after its last epoch, in eval mode, on ``device``;
+    ``history.attrs["run_dir"]`` is the run's folder. ``tag`` names the variant; the folder also
+    carries the seed and a fingerprint of data and options (see the module's docstring).
+    ``epochs`` defaults to the profile's; ``model_options`` go to :class:`~course_lib.models.AttnVGG`.
     """
     from .config import fast_mixed_precision, get_device, seed_everything
     from .losses import FocalLoss
@@ -59,13 +111,20 @@ def train_attnvgg(profile, train_loader, val_loader, tag: str, normalize_attn: b
     from .train import fit
 
     device = device or get_device()
-    seed_everything(seed)
+    epochs = epochs or profile.epochs
     pretrained = profile.pretrained and profile.width == 1.0
+    if profile.name == "gpu" and not pretrained and verbose:
+        print("ImageNet weights off (COURSE_PRETRAINED=0, or a width below 1): AttnVGG trains from scratch, "
+              "so expect a lower AUC than with them")
+    identity = run_identity(profile, train_loader, val_loader, seed=seed, epochs=epochs,
+                            normalize_attn=normalize_attn, aux_loss=aux_loss, pretrained=pretrained, **model_options)
+    out = attnvgg_run_dir(profile, tag, identity)
+    seed_everything(seed)
     model = AttnVGG(num_classes=1, normalize_attn=normalize_attn, width=profile.width, pretrained=pretrained,
                     **model_options)
-    out = attnvgg_run_dir(profile, tag)
-    history = fit(model, train_loader, val_loader, epochs=epochs or EPOCHS.get(profile.name, profile.epochs), lr=1e-3,
+    history = fit(model, train_loader, val_loader, epochs=epochs, lr=identity["lr"],
                   loss_fn=FocalLoss(alpha=None, gamma=2.0), aux_loss=aux_loss, device=device, out_dir=out,
-                  resume=True, amp=fast_mixed_precision(device), channels_last=True, seed=seed,
+                  resume=True, amp=fast_mixed_precision(device), channels_last=True, seed=seed, run_info=identity,
                   progress=False, verbose=verbose)
+    history.attrs["run_dir"] = str(out)
     return model.eval(), history  # a finished run on disk: fit loaded its last epoch's weights

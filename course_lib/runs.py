@@ -24,6 +24,8 @@ from pathlib import Path
 
 from torch import nn
 
+from .files import write_text_atomic
+
 __all__ = ["RUN_FILES", "MANIFEST", "RunFolderError", "check_run_folder", "prepare_run_folder", "describe_run", "model_signature",
            "check_same_run", "read_manifest", "write_manifest"]
 
@@ -107,8 +109,6 @@ def read_manifest(out: str | Path) -> dict | None:
 
 
 def write_manifest(out: str | Path, manifest: dict) -> None:
-    from .checkpoint import write_text_atomic
-
     write_text_atomic(json.dumps(manifest, indent=1, sort_keys=True, default=str) + "\n", Path(out) / MANIFEST)
 
 

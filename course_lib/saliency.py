@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .metrics import binarized_jaccard, energy_in_mask, pointing_game
+from .metrics import binarized_jaccard, energy_in_mask, pointing_game, predicted_class
 
 __all__ = ["collect_maps", "baseline_maps", "localisation_table", "verdicts", "MAP_NAMES"]
 
@@ -48,7 +48,7 @@ def collect_maps(model, loader, device=None, gradcam: bool = True, target: str =
         parts["pool-3 attention"].append(a1.float()[:, 0].cpu().numpy())
         parts["pool-4 attention"].append(a2.float()[:, 0].cpu().numpy())
         if gradcam:  # "predicted": the classes of the logits above, not another forward pass
-            predicted = (logits.float().reshape(len(images), -1)[:, 0] >= 0).long().tolist()
+            predicted = predicted_class(logits).tolist()
             parts["Grad-CAM"].append(grad_cam(model, images, target=predicted if target == "predicted" else target))
     return {k: np.concatenate(v) for k, v in parts.items()}
 

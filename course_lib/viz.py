@@ -1,7 +1,7 @@
 """Pictures of what a network looks at (notebooks ``10_attnvgg_melanoma`` and ``11_seeing_attention``).
 
 - :func:`to_display` turns a normalised image tensor back into the picture the camera took
-  (seed 000 plotted min-max rescaled tensors, which shifts every colour);
+  (the Paperspace tutorial plotted min-max rescaled tensors, which shifts every colour);
 - :func:`overlay` lays a saliency map of any size over its image: the map is upsampled
   bilinearly to the image, min-max scaled, coloured and alpha-blended;
 - :func:`attention_grid` draws one row per image and one column per map
@@ -26,14 +26,16 @@ def _tensor(x) -> torch.Tensor:
 def to_display(image, normalized: bool = True) -> np.ndarray:
     """An ``(H, W, 3)`` float array in [0, 1] for ``plt.imshow``.
 
-    ``image`` is a ``(3, H, W)`` tensor as the course's transforms produce it (ImageNet
-    normalisation undone when ``normalized``), or already an ``(H, W, 3)`` array (uint8 or
-    float in [0, 1]).
+    ``image`` is a ``(3, H, W)`` tensor as the loaders produce it (ImageNet normalisation
+    undone when ``normalized``), a ``uint8`` ``(3, H, W)`` tensor as the Dataset's workers
+    produce it, or already an ``(H, W, 3)`` array (uint8 or float in [0, 1]).
     """
     from .data.transforms import denormalize
 
     x = _tensor(image)
     if x.dim() == 3 and x.shape[0] == 3:  # a CHW tensor from the data pipeline
+        if x.dtype == torch.uint8:  # a worker's picture: nothing to undo
+            return (x.float() / 255).permute(1, 2, 0).numpy()
         x = denormalize(x.float()) if normalized else x.float().clamp(0, 1)
         return x.permute(1, 2, 0).numpy()
     if x.dim() == 3 and x.shape[-1] == 3:

@@ -236,7 +236,7 @@ if len(frame) >= 1000:  # the smoke profile's few hundred images are too few for
 # A model that never looks at a lesion reaches a clearly better-than-chance AUC under the
 # random split, and falls to chance (0.5) under the patient split. `split_by_patient` uses
 # scikit-learn's `StratifiedGroupKFold`: patients (groups) never straddle the split, and the
-# share of melanoma stays the same on both sides. Seed 000 split with `train_test_split`
+# share of melanoma stays the same on both sides. The Paperspace tutorial {cite:p}`paperspace_attention` split with `train_test_split`
 # on images, ignoring `patient_id`; on the real data that overstates validation scores in
 # exactly this way.
 
@@ -253,7 +253,7 @@ assert abs(train_frame.target.mean() - val_frame.target.mean()) < 0.1
 # Two common remedies, both applied to the **training** split only (validation must keep
 # the true class ratio, or its metrics lie):
 #
-# - **under-sampling** (seed 000's approach): keep all melanomas and a random subset of
+# - **under-sampling** (the Paperspace tutorial's approach): keep all melanomas and a random subset of
 #   benign images — simple, but it throws data away;
 # - **a weighted sampler**: keep every image and draw each class equally often, with
 #   replacement (`torch.utils.data.WeightedRandomSampler`).

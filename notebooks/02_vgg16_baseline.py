@@ -67,7 +67,7 @@ import torch
 from torch import nn
 
 from course_lib.bench import count_flops, count_parameters
-from course_lib.config import get_device, get_profile, seed_everything
+from course_lib.config import fast_mixed_precision, get_device, get_profile, seed_everything
 
 profile = get_profile()
 device = get_device()
@@ -225,7 +225,7 @@ for size in (64, 96, 160):
 # computes loss, AUC, sensitivity, specificity and balanced accuracy over the *whole*
 # validation set, writes a checkpoint atomically, and keeps the best one by AUC. The model
 # outputs one logit per image, and the loss is `BCEWithLogitsLoss` applied to that raw
-# logit: it includes the sigmoid in a numerically stable form (seed 000 applied a sigmoid
+# logit: it includes the sigmoid in a numerically stable form (the Paperspace tutorial {cite:p}`paperspace_attention` applied a sigmoid
 # first and then a loss expecting logits).
 
 # %%
@@ -246,7 +246,8 @@ assert images.shape == (profile.batch_size, 3, profile.image_size, profile.image
 seed_everything(0)
 model = vgg16(1, width=profile.width, head="gap")
 history = fit(model, train_loader, val_loader, epochs=profile.epochs, lr=1e-3, device=device,
-              out_dir=f"runs/02_baseline_{profile.name}", resume=True, seed=0, amp=device.type == "cuda")
+              out_dir=f"runs/02_baseline_{profile.name}_{profile.image_size}px", resume=True, seed=0,
+              amp=fast_mixed_precision(device), channels_last=True)
 history.round(4)
 
 # %%

@@ -82,7 +82,7 @@ seed_everything(0)
 #
 # Attention is not new information: it only re-weights what the network already computed.
 # Its value is that the weighting depends on the input — a lesion on the left and one on the
-# right get different spatial weights from the same parameters. (Seed 002 mixed unrelated
+# right get different spatial weights from the same parameters. (An overview of attention in image recognition {cite:p}`zen_attention_overview` mixes unrelated
 # ideas such as hashing and word embeddings into its definitions; none of that is needed here.)
 
 # %%
@@ -167,7 +167,8 @@ fig.tight_layout()
 # | weighting | weight shape | used by | extra cost |
 # |---|---|---|---|
 # | channels | `(N, C, 1, 1)` | SE, CBAM's first half | O(C²/r) parameters, negligible compute |
-# | positions | `(N, 1, H, W)` | CBAM's second half, triplet attention, AttnVGG's gates | O(k²) parameters, O(HW) compute |
+# | positions | `(N, 1, H, W)` | CBAM's second half, triplet attention | O(k²) parameters (a k×k conv), O(HW) compute |
+# | positions, guided | `(N, 1, H, W)` | AttnVGG's gates (chapter 10) | O(C·A) parameters (1×1 projections: 196,865 and 262,401 at full width), O(HW·C·A) compute |
 # | position-to-position | `(N, HW, HW)` | self-attention (SAGAN, non-local, ViT) | O((HW)²) memory and compute |
 #
 # The last row is different in kind: every position gets its *own* distribution over all
@@ -227,7 +228,10 @@ print("inline spatial gate == course_lib.attention.SpatialAttention")
 #
 # Large temperature: all scores look alike and the weights tend to the uniform 1/(HW) —
 # global average pooling. Temperature → 0: all the weight goes to the single darkest pixel —
-# a hard arg-max, which is max pooling of the features at that position.
+# a hard arg-max over the *scores*, so the pooled vector becomes the feature vector found at
+# that one position. That is not max pooling: max pooling takes each channel's own maximum,
+# and different channels may peak at different positions. (Only when one position holds every
+# channel's maximum do the two agree.)
 # :::
 #
 # :::{exercise}

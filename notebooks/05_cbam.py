@@ -80,7 +80,21 @@ seed_everything(0)
 # SE summarises a channel by its mean. CBAM adds its maximum: the mean says how much of a
 # pattern the image holds, the max how strongly it occurs anywhere. Both summaries go
 # through the **same** bottleneck MLP (shared weights: no extra parameters), are added, and
-# a sigmoid makes the gates. The MLP has no biases (as in the CBAM paper's code).
+# a sigmoid makes the gates.
+#
+# The course follows the paper's equations {cite:p}`woo2018cbam` (its Eq. 2 and 3):
+# $M_c = \sigma(W_1(W_0(F^c_{avg})) + W_1(W_0(F^c_{max})))$ with no biases, and
+# $M_s = \sigma(f^{7\times7}([F^s_{avg}; F^s_{max}]))$ with no BatchNorm. The authors' code
+# (`Jongchan/attention-module`, file `MODELS/cbam.py`) differs in three details:
+#
+# | | the paper's equations (the course) | the authors' code |
+# |---|---|---|
+# | channel MLP | two weight matrices, no biases | two `nn.Linear` layers, with biases |
+# | spatial gate | 7×7 conv, then sigmoid | 7×7 conv (no bias), BatchNorm (momentum 0.01), then sigmoid |
+# | channel summary order | (mean, max) | (max, mean) |
+#
+# None changes what the module does; the biases add `C/r + C` parameters, and the order of
+# the two summaries only permutes the conv's input channels.
 
 # %%
 N, C, H, W, r = 2, 32, 10, 8, 4

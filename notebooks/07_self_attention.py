@@ -25,7 +25,8 @@
 # - why its memory grows with the *square* of the feature map's area, measured;
 # - how `torch.nn.functional.scaled_dot_product_attention` (SDPA) avoids storing the
 #   attention matrix, and the one detail that decides whether it can;
-# - where self-attention fits in VGG16, and why not where seed 004 put it.
+# - where self-attention fits in VGG16, and why not where a widely copied blog post on VGG16 with
+#   attention {cite:p}`blog_vgg16_attention` put it.
 #
 # **Expected run time:** `smoke` and `cpu` about 30 s (the measurements); `gpu` about 30 s.
 #
@@ -200,9 +201,9 @@ results[results.side == 56].round(2)
 # and keys, the fused kernel runs and memory grows only linearly, with the output itself.
 # On a GPU the picture is the same with other kernels (flash, memory-efficient).
 #
-# ## 4. What seed 004 asked for
+# ## 4. What the VGG16-with-attention blog post asked for
 #
-# Seed 004 inserts self-attention right after VGG16's first convolution, on a 224×224 map
+# The blog post inserts self-attention right after VGG16's first convolution, on a 224×224 map
 # with 64 channels. Let us compute — not run — what that costs per image:
 
 # %%
@@ -255,7 +256,7 @@ assert model(torch.randn(2, 3, profile.image_size, profile.image_size)).shape ==
 #
 # - Self-attention: queries, keys (C/8) and values (C) from 1×1 convs; each position's output
 #   is a softmax-weighted average of all values; `y = gamma · out + x`, `gamma` starting at 0.
-# - Its weights form an (HW)² matrix: 10 GB per image at 224×224, which rules out seed 004's
+# - Its weights form an (HW)² matrix: 10 GB per image at 224×224, which rules out the blog post's
 #   placement; place it on small maps (VGG16's stage 4).
 # - SDPA's fused kernels avoid storing the matrix when queries and values have equal widths;
 #   zero-padding SAGAN's queries and keys makes it so, exactly.

@@ -23,7 +23,7 @@
 #   the (C, H, W) tensor — (C, W), (H, C) and (H, W) — by rotating the tensor, *Z-pooling*,
 #   a 7×7 convolution, BatchNorm and a sigmoid;
 # - why it costs 300 parameters whatever the number of channels;
-# - why seed 004's module called "Triplet Attention" is a different mechanism (query/key/value
+# - why the module a widely copied blog post {cite:p}`blog_vgg16_attention` calls "Triplet Attention" is a different mechanism (query/key/value
 #   self-attention), and why its usage example cannot run.
 #
 # **Expected run time:** a few seconds in every profile.
@@ -96,7 +96,8 @@ assert z_pool(x).shape == (N, 2, H, W)
 
 # %%
 convs = [nn.Conv2d(2, 1, 7, padding=3, bias=False) for _ in range(3)]
-norms = [nn.BatchNorm2d(1).eval() for _ in range(3)]  # eval: use running statistics
+# momentum 0.01 as in the authors' code (PyTorch's default is 0.1); eval: use running statistics
+norms = [nn.BatchNorm2d(1, momentum=0.01).eval() for _ in range(3)]
 
 
 def branch(t, conv, norm):
@@ -152,14 +153,23 @@ sizes.to_frame().T
 # 300 parameters: three 7×7 kernels over two maps (3 · 98) and three BatchNorms (3 · 2). The
 # module takes no `channels` argument — there is nothing to size.
 #
-# ## 4. Seed 004's "Triplet Attention"
+# The BatchNorms use momentum 0.01, the value in the authors' code
+# (`landskape-ai/triplet-attention`, `MODELS/triplet_attention.py`), not PyTorch's default 0.1.
+# In training mode the outputs are the same either way (BatchNorm then normalises with the
+# batch's own statistics); what differs is the running statistics used in evaluation: with
+# 0.01 each batch moves them by 1 %, so they average over about the last hundred batches
+# instead of the last ten. The two drift apart within a few steps, so a model trained with
+# one and evaluated as if trained with the other would be scored with other statistics.
 #
-# Seed 004 describes triplet attention correctly in words (three branches, rotation,
+# ## 4. The blog post's "Triplet Attention"
+#
+# A widely copied blog post on VGG16 with attention {cite:p}`blog_vgg16_attention` describes
+# triplet attention correctly in words (three branches, rotation,
 # cross-dimension interaction) and then gives this code, re-created faithfully:
 
 # %%
 class Seed004Module(nn.Module):
-    """Seed 004's module called TripletAttention: in fact query/key/value self-attention."""
+    """The blog post's module called TripletAttention: in fact query/key/value self-attention."""
 
     def __init__(self, in_channels):
         super().__init__()
@@ -182,7 +192,7 @@ with torch.no_grad():
     kept = TripletAttention().eval()(x256)
 change = lambda out: ((out - x256).norm() / x256.norm()).item()  # noqa: E731
 comparison = pd.DataFrame({
-    "seed 004's module": [count_parameters(seed_module), "queries, keys, values; softmax over positions",
+    "the blog post's module": [count_parameters(seed_module), "queries, keys, values; softmax over positions",
                           "(N, HW, HW) per call", "none: output replaces input", f"{change(replaced):.2f}"],
     "triplet attention": [count_parameters(TripletAttention()), "Z-pool, 7x7 conv, BN, sigmoid gates",
                           "three maps of 2 planes", "gates multiply the input", f"{change(kept):.2f}"],
@@ -234,7 +244,7 @@ print("VGG16 + triplet attention: +1,500 parameters at any width")
 # - Triplet attention gates three planes — (C, W), (H, C), (H, W) — by rotating the tensor,
 #   Z-pooling (max and mean), a 7×7 conv with BatchNorm and a sigmoid, and averages the three.
 # - It has 300 parameters at k = 7, independent of C: no queries, keys, values or softmax.
-# - Seed 004's module is self-attention without a residual; its example cannot run.
+# - The blog post's module is self-attention without a residual; its example cannot run.
 #
 # ## Exercises
 #
@@ -249,8 +259,12 @@ print("VGG16 + triplet attention: +1,500 parameters at any width")
 # :class: dropdown
 #
 # CBAM's spatial attention: both gate the (H, W) plane from a max/mean summary over channels
-# with a 7×7 conv. Triplet's branch adds BatchNorm and orders the summary (max, mean); and
-# the full module divides by three, so a single branch would scale the output by 1/3.
+# with a 7×7 conv. Against the course's CBAM, which follows the CBAM paper's equations,
+# triplet's branch adds BatchNorm and orders the summary (max, mean). Against the CBAM
+# authors' code the branch is the *same* module: their `SpatialGate` already has the
+# BatchNorm (momentum 0.01) and the (max, mean) order, and the triplet authors reuse it. The
+# real difference is elsewhere: the full module divides by three, so a single branch would
+# scale the output by 1/3.
 # :::
 #
 # :::{exercise}

@@ -68,7 +68,7 @@ import pandas as pd
 import torch
 
 from course_lib.bench import cost_table
-from course_lib.config import get_device, get_profile, seed_everything
+from course_lib.config import fast_mixed_precision, get_device, get_profile, seed_everything
 from course_lib.data import ensure_synthetic_lesions, load_melanoma, make_loaders, split_by_patient
 from course_lib.models import build_model
 from course_lib.train import fit
@@ -77,14 +77,18 @@ profile = get_profile()
 device = get_device()
 MODELS = {"baseline (GAP)": "vgg16", "SE": "vgg16-se", "CBAM": "vgg16-cbam", "dual pooling": "vgg16-dualpool",
           "self-attention": "vgg16-self", "triplet": "vgg16-triplet"}
-EPOCHS = max(1, profile.epochs // 2)
+# twelve trainings (six models, two seeds) must fit the profile's budget: in the cpu profile at
+# half the width and 2 epochs each, about 3 minutes on 2 CPU cores (see CONTRIBUTING.md)
+WIDTH = {"cpu": profile.width / 2}.get(profile.name, profile.width)
+EPOCHS = {"cpu": 2}.get(profile.name, max(1, profile.epochs // 2))
 SEEDS = profile.seeds
-print(f"profile {profile.name}: {profile.image_size} px, width {profile.width}, {EPOCHS} epochs, seeds {SEEDS}, {device}")
+print(f"profile {profile.name}: {profile.image_size} px, width {WIDTH}, {EPOCHS} epochs, seeds {SEEDS}, {device}")
 
 # %% [markdown]
 # ## 1. The rules of the comparison
 #
-# - **Same backbone:** the GAP-head VGG16 of chapter 02 at the profile's width; each variant
+# - **Same backbone:** the GAP-head VGG16 of chapter 02, at one width for all (in the `cpu`
+#   profile half of chapter 02's, 1/8, so that twelve trainings fit a few minutes); each variant
 #   changes one thing (an attention module at the end of stages, or the pooling head).
 # - **Same data:** the synthetic lesions of chapters 01–02, split by patient once.
 # - **Same budget:** the same epochs, optimiser (AdamW, learning rate 10⁻³, cosine schedule),
@@ -103,7 +107,7 @@ print(f"profile {profile.name}: {profile.image_size} px, width {profile.width}, 
 # milliseconds.
 
 # %%
-costs = cost_table({label: build_model(name, num_classes=1, width=profile.width) for label, name in MODELS.items()},
+costs = cost_table({label: build_model(name, num_classes=1, width=WIDTH) for label, name in MODELS.items()},
                    profile.image_size, batch_size=8, rounds=3, baseline="baseline (GAP)")
 costs = costs.rename(columns={"ms / batch of 8": "CPU ms / batch of 8"})
 assert costs.loc["triplet", "extra parameters"] == 1500
@@ -119,18 +123,19 @@ costs.round(2)
 frame = load_melanoma(ensure_synthetic_lesions(profile.n_images, profile.image_size, seed=0))
 train_frame, val_frame = split_by_patient(frame, val_fraction=0.2, seed=0)
 train_loader, val_loader = make_loaders(train_frame, val_frame, profile.image_size, profile.batch_size,
-                                        num_workers=profile.num_workers)
+                                        num_workers=profile.num_workers, device=device)
 print(f"{len(train_frame)} training and {len(val_frame)} validation images, split by patient")
 
 runs = []
 for seed in SEEDS:
     for label, name in MODELS.items():
         seed_everything(seed)
-        model = build_model(name, num_classes=1, width=profile.width)
+        model = build_model(name, num_classes=1, width=WIDTH)
         started = time.perf_counter()
         history = fit(model, train_loader, val_loader, epochs=EPOCHS, lr=1e-3, device=device, seed=seed,
-                      out_dir=f"runs/09_{profile.name}_{profile.image_size}px/{name}-seed{seed}", resume=True,
-                      amp=device.type == "cuda", progress=False, verbose=False)
+                      out_dir=f"runs/09_{profile.name}_{profile.image_size}px_w{WIDTH:g}_e{EPOCHS}/{name}-seed{seed}",
+                      resume=True, amp=fast_mixed_precision(device), channels_last=True, progress=False,
+                      verbose=False)
         last = history.iloc[-1]
         runs.append({"model": label, "seed": seed, "val_auc": last.val_auc,
                      "val_balanced_accuracy": last.val_balanced_accuracy, "train_seconds": history.seconds.sum()})

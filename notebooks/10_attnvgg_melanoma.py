@@ -26,7 +26,8 @@
 # - to build the gate by hand, check it against `course_lib`, and trace every shape through
 #   AttnVGG (15,183,683 parameters at full width);
 # - what {term}`focal loss <Focal loss>` does {cite:p}`lin2017focal`, and three mistakes of the tutorial this
-#   chapter grew from (seed 000) that quietly cost accuracy or speed;
+#   chapter grew from — the Paperspace tutorial *Image classification with attention*
+#   {cite:p}`paperspace_attention` — that quietly cost accuracy or speed;
 # - to train AttnVGG on synthetic lesions, read its attention maps, and compare softmax with
 #   sigmoid normalisation;
 # - what makes a training loop fast (measured) and what makes it lose nothing when it is
@@ -81,6 +82,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from IPython.display import display
+
+import course_lib
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -90,35 +93,47 @@ from course_lib.attention import AttentionGate
 from course_lib.bench import count_flops, count_parameters
 from course_lib.config import fast_mixed_precision, get_device, get_profile, seed_everything
 from course_lib.data import (KaggleCredentialsError, MelanomaDataset, balanced_sampler, default_data_dir,
-                             download_melanoma, eval_transforms, load_melanoma, make_loaders, split_by_patient)
+                             download_melanoma, eval_transforms, load_melanoma, split_by_patient)
 from course_lib.losses import FocalLoss, focal_loss
 from course_lib.metrics import energy_in_mask
 from course_lib.models import AttnVGG
-from course_lib.recipes import EPOCHS, attnvgg_run_dir, lesion_splits, train_attnvgg
+from course_lib.recipes import lesion_splits, profile_loaders, train_attnvgg
 from course_lib.train import fit
 from course_lib.viz import attention_grid, plot_history
 
 profile = get_profile()
 device = get_device()
 seed_everything(0)
-print(f"profile {profile.name}: {profile.image_size} px, width {profile.width}, {EPOCHS[profile.name]} epochs, "
+print(f"profile {profile.name}: {profile.image_size} px, width {profile.width}, {profile.epochs} epochs, "
       f"device {device}, mixed precision {'on' if fast_mixed_precision(device) else 'off'}")
 
 # %% [markdown]
 # ## 1. The idea: the whole image tells the parts what matters
 #
 # A VGG classifier (chapter 02) decides from its last feature map alone. After five 2×2
-# poolings that map is tiny — 7×7 at 224 px, 3×3 at 96 px — and each of its positions has
+# poolings that map is tiny — 7×7 at 224 px, 2×2 at 64 px — and each of its positions has
 # seen most of the image. Fine evidence, such as a ragged stretch of border or a blue-grey
 # patch inside a lesion, is still sharp two stages earlier: at pool-3 (28×28 at 224 px) and
 # pool-4 (14×14), but there each position has seen only a small neighbourhood and cannot
 # know whether it matters.
 #
-# Jetley et al. {cite:p}`jetley2018learn` join the two. The global map **g** (pool-5) *scores*
-# every position of a local map **l** (pool-3 or pool-4); the scores become an attention
-# map **a**; the local features are pooled with **a** as weights. The classifier reads the
-# global average of pool-5 *and* the two attention-pooled vectors. Yan, Kawahara and
-# Hamarneh {cite:p}`yan2019attnmel` used this "AttnVGG" for melanoma.
+# The idea of joining the two comes from *Learn to Pay Attention* {cite:p}`jetley2018learn`: a
+# global view **g** of the image *scores* every position of a local map **l**; the scores
+# become an attention map **a**; the local features are pooled with **a** as weights. In
+# Jetley et al. **g** is a learned descriptor (a fully connected layer at the top of the
+# network), the score is a linear *compatibility* $\langle u, l_{ij} + g\rangle$ (after projecting
+# **l** to **g**'s width), and the classifier reads *only* the attention-pooled vectors.
+#
+# AttnVGG, the model of *Melanoma Recognition via Visual Attention* (AttnMel, Yan, Kawahara
+# and Hamarneh {cite:p}`yan2019attnmel`) that this chapter builds, changes three pieces:
+#
+# - the score comes from the **grid attention gate** of Attention-Gated Networks
+#   {cite:p}`schlemper2019gated`: $W_l\,l$ and $W_g\,g$ (1×1 projections), added, ReLU, then a
+#   1×1 convolution $\phi$ to one score per position;
+# - **g** is the pool-5 *feature map* itself, projected and upsampled to the local map's size,
+#   so each region of the image guides the positions it covers;
+# - the classifier reads the global average of pool-5 *as well as* the two attention-pooled
+#   vectors (chapter 11 shows what this last choice does to the maps).
 #
 # The attention maps are part of the forward pass: the model is built to weigh positions by
 # them. That makes them different from Grad-CAM (chapter 11), which is computed afterwards.
@@ -173,14 +188,16 @@ draw_gate();
 # %% [markdown]
 # ## 2. The gate, by hand
 #
-# We build the gate from its three 1×1 convolutions, at the sizes it meets in the `cpu`
-# profile: at 96 px, pool-3 is 12×12 and pool-5 is 3×3 (a factor of 4 apart).
+# We build the gate from its three 1×1 convolutions, at the sizes it meets in the profile
+# you run: pool-3 is 1/8 of the image side and pool-5 1/32, a factor of 4 apart (at 64 px,
+# 8×8 and 2×2).
 
 # %%
 torch.manual_seed(0)
 C_l, C_g, A = 32, 64, 32  # local channels, global channels, attention channels
-local = torch.randn(2, C_l, 12, 12)  # pool-3 of two images
-global_ = torch.randn(2, C_g, 3, 3)  # pool-5 of the same images
+side = profile.image_size // 8  # pool-3's side; pool-5's is a quarter of it
+local = torch.randn(2, C_l, side, side)  # pool-3 of two images
+global_ = torch.randn(2, C_g, side // 4, side // 4)  # pool-5 of the same images
 W_l = nn.Conv2d(C_l, A, kernel_size=1, bias=False)
 W_g = nn.Conv2d(C_g, A, kernel_size=1, bias=False)
 phi = nn.Conv2d(A, 1, kernel_size=1, bias=True)
@@ -204,11 +221,11 @@ def attention_gate(local, global_, normalize=True):
 
 a, pooled = attention_gate(local, global_)
 print("attention map", tuple(a.shape), "pooled features", tuple(pooled.shape))
-assert a.shape == (2, 1, 12, 12) and pooled.shape == (2, C_l)
+assert a.shape == (2, 1, side, side) and pooled.shape == (2, C_l)
 torch.testing.assert_close(a.sum(dim=(1, 2, 3)), torch.ones(2))  # softmax: sums to 1 per image
 
 # %% [markdown]
-# Seed 000 multiplies with `a.expand_as(l)`; broadcasting does the same without building
+# The Paperspace tutorial multiplies with `a.expand_as(l)`; broadcasting does the same without building
 # the expanded tensor. Now the library's gate with the same weights must agree, for both
 # normalisations, and its parameter count must follow the formula
 # $C_l A + C_g A + A + 1$ (two bias-free projections, and $\phi$ with its bias).
@@ -231,7 +248,7 @@ print(f"hand-written gate == course_lib.attention.AttentionGate; {count_paramete
 # AttnVGG keeps the thirteen convolutions of VGG16-BN (no fully connected layers), puts a
 # gate on pool-3 and one on pool-4, both guided by pool-5, and classifies
 # `cat(GAP(pool-5), ĝ₁, ĝ₂)`: 512 + 256 + 512 = 1,280 numbers at full width. With one output
-# it has exactly the parameter count of seed 000's model:
+# it has exactly the parameter count of the Paperspace tutorial's model:
 
 # %%
 full = AttnVGG(num_classes=1)  # full width, as in the paper
@@ -271,16 +288,16 @@ print(f"AttnVGG at 224 px: {flops['Global'] / 2e9:.2f} GMACs; the two gates: {10
 assert gate_share < 0.01
 
 # %% [markdown]
-# **Any input divisible by 32.** Seed 000 pools pool-5 with `AvgPool2d(7, stride=1)`, which
-# only reduces pool-5 to one position at 224 px. At 96 px pool-5 is 3×3 and the layer fails;
+# **Any input divisible by 32.** The tutorial pools pool-5 with `AvgPool2d(7, stride=1)`, which
+# only reduces pool-5 to one position at 224 px. At 64 px pool-5 is 2×2 and the layer fails;
 # at 320 px it silently returns a 4×4 map and the later `view(N, 512)` fails. `course_lib`
 # uses adaptive pooling, so every size works:
 
 # %%
 try:
-    nn.AvgPool2d(7, stride=1)(torch.randn(1, 512, 3, 3))  # seed 000's pooling at 96 px
+    nn.AvgPool2d(7, stride=1)(torch.randn(1, 512, 2, 2))  # the tutorial's pooling at 64 px
 except RuntimeError as err:
-    print("seed 000's AvgPool2d(7) at 96 px:", str(err).splitlines()[0])
+    print("the tutorial's AvgPool2d(7) at 64 px:", str(err).splitlines()[0])
 small = AttnVGG(num_classes=1, width=profile.width).eval()
 with torch.no_grad():
     for size in (96, 160, 320):
@@ -346,26 +363,29 @@ assert math.isinf(focal_by_hand(extreme_logits, extreme_targets).item())
 assert math.isfinite(focal_loss(extreme_logits, extreme_targets).item())
 
 # %% [markdown]
-# **What seed 000 does instead**, and why the course does not:
+# **What the Paperspace tutorial does instead**, and why the course does not:
 #
 # 1. `criterion(torch.sigmoid(y_pred.type(torch.FloatTensor)), ...)`: `.type(torch.FloatTensor)`
 #    copies the logits to the *CPU* at every step (a device-to-host transfer and a
 #    synchronisation), then the loss is computed from probabilities — the unstable form above.
 # 2. Its `FocalLoss` multiplies *every* example by the same `alpha`. That is not a class
-#    weight: a constant factor only rescales the loss, like a smaller learning rate. The paper
-#    and torchvision use $\alpha_t$. The cell below shows the seed's version is exactly 0.25 ×
-#    the unweighted loss.
+#    weight: a constant factor only rescales the loss. With plain SGD that acts like a smaller
+#    learning rate; with Adam or AdamW, which the course uses, it changes almost nothing, since
+#    Adam divides each gradient by a running estimate of its own size and the factor cancels
+#    (up to the small $\epsilon$ in that division). Either way it weighs no class against the
+#    other. The paper and torchvision use $\alpha_t$. The cell below shows the tutorial's version
+#    is exactly 0.25 × the unweighted loss.
 # 3. The loss has no `squeeze`: logits of shape `(N, 1)` against targets `(N,)` broadcast to an
 #    `(N, N)` matrix in PyTorch's older releases, and raise an error in current ones.
 
 # %%
-def seed_focal(probabilities, targets, alpha=0.25, gamma=2.0):  # seed 000's FocalLoss(logits=False)
+def tutorial_focal(probabilities, targets, alpha=0.25, gamma=2.0):  # the tutorial's FocalLoss(logits=False)
     bce = F.binary_cross_entropy(probabilities, targets, reduction="none")
     return (alpha * (1 - torch.exp(-bce)) ** gamma * bce).mean()
 
 
-ratio = seed_focal(torch.sigmoid(logits), targets) / focal_loss(logits, targets, alpha=None)
-print(f"seed 000's loss / unweighted focal loss = {ratio:.4f}")
+ratio = tutorial_focal(torch.sigmoid(logits), targets) / focal_loss(logits, targets, alpha=None)
+print(f"the tutorial's loss / unweighted focal loss = {ratio:.4f}")
 torch.testing.assert_close(ratio, torch.tensor(0.25))
 
 # %% [markdown]
@@ -382,15 +402,14 @@ torch.testing.assert_close(ratio, torch.tensor(0.25))
 # | data | the profile's synthetic lesions, split by patient (80/20) | no patient on both sides (chapter 01) |
 # | model | `AttnVGG(1, normalize_attn=True, width=profile.width)` | ImageNet weights in the `gpu` profile |
 # | optimiser | AdamW, learning rate 10⁻³, weight decay 10⁻⁴, cosine schedule | as in chapters 02 and 09 |
-# | epochs | `recipes.EPOCHS`: 12 in the `cpu` profile | after 8, the AUC still moved by ±0.01 between seeds |
+# | epochs | the profile's: 8 in the `cpu` profile | the AUC levels off after about 6 epochs at 64 px; more images helped more than more epochs |
 # | loss | `FocalLoss(alpha=None, gamma=2)` on logits | section 4 |
-# | speed | mixed precision where native, `channels_last`, worker processes | section 8 |
+# | speed | augmentation on the device, `channels_last`, mixed precision where the hardware has it | section 8 |
 # | model kept | the last epoch | no epoch chosen on the validation set |
 
 # %%
 train_frame, val_frame = lesion_splits(profile)
-train_loader, val_loader = make_loaders(train_frame, val_frame, profile.image_size, profile.batch_size,
-                                        num_workers=profile.num_workers)
+train_loader, val_loader = profile_loaders(profile, train_frame, val_frame)
 print(f"{len(train_frame)} training / {len(val_frame)} validation images "
       f"({train_frame.target.mean():.0%} / {val_frame.target.mean():.0%} melanoma), split by patient")
 started = time.perf_counter()
@@ -449,6 +468,13 @@ share.round(3)
 # - **sigmoid** per position: each position is gated in (0, 1) on its own and the gated map is
 #   *averaged* — many positions can be fully on at once.
 #
+# (The averaging follows the Paperspace tutorial and Yan's reimplementation of Jetley et al.;
+# AttnMel's own code, `SaoYan/IPMI2019-AttnMel`, file `blocks.py`, *sums* the gated features
+# under both normalisations. With a fixed map size the two differ by the constant factor
+# $HW$, which the classifier's weights absorb. AttnMel's code also returns the raw scores
+# $c$ as "the attention map"; the course returns the normalised $a$, the weights actually
+# applied.)
+#
 # Same recipe, same data, the other normalisation:
 
 # %%
@@ -496,14 +522,15 @@ attention_grid(images, {"softmax a1": a1.float().cpu(), "sigmoid a1": s1.float()
 #
 # ### 8.1 Where the time goes
 #
-# `course_lib.train.fit` and seed 000's loop train the same model on the same images. What
+# `course_lib.train.fit` and the tutorial's loop train the same model on the same images. What
 # differs:
 #
-# | | seed 000 | `fit` |
+# | | the Paperspace tutorial | `fit` |
 # |---|---|---|
 # | decoding | full 512 px JPEG decode per image | JPEG *draft* mode: the decoder skips detail the training size cannot show |
-# | where decoding runs | in the training process (`.cuda()` in `__getitem__` rules out worker processes) | in `num_workers` processes, kept alive between epochs, batches in pinned memory |
-# | copy to the GPU | per sample, synchronous | per batch, `non_blocking=True` |
+# | where decoding runs | in the training process (`.cuda()` in `__getitem__` rules out worker processes) | in `num_workers` processes, kept alive between epochs |
+# | augmentation | per image, in PIL, at full size, in the training process | on whole batches, on the training device: one affine warp and one colour matrix per image (chapter 01) |
+# | copy to the GPU | per sample, float32, synchronous | per batch, `uint8` (4× less), from pinned memory, `non_blocking=True` |
 # | loss | on the CPU, from probabilities | on the device, from logits |
 # | per step | `loss.item()` waits for the GPU | the loss is summed on the device; the host reads it only to log |
 # | arithmetic | float32 | {term}`mixed precision <Mixed precision>`: bf16 autocast (fp16 with a gradient scaler on GPUs without bf16), `channels_last` |
@@ -514,7 +541,8 @@ attention_grid(images, {"softmax a1": a1.float().cpu(), "sigmoid a1": s1.float()
 # committed measurements:
 
 # %%
-results_dir = Path("../benchmarks/results")
+# the results sit in the clone the library was installed from (not on Colab's pip install)
+results_dir = Path(course_lib.__file__).resolve().parents[1] / "benchmarks" / "results"
 records = sorted(results_dir.glob("train_throughput-*.json")) if results_dir.is_dir() else []
 if records:
     rows = []
@@ -522,8 +550,9 @@ if records:
         r = json.loads(path.read_text())
         where = r["machine"]["gpu"] or f"{r['machine']['cpu']}, {r['machine']['cores']} cores"
         rows.append({"device": r["device"], "machine": where, "measured": r["machine"]["when"],
-                     "seed 000 images/s": r["seed_images_per_s"], "fit images/s": r["fit_images_per_s"],
-                     "speed-up": f"{r['ratio']:.2f}x", "goal": f"{r['goal']}x"})
+                     "tutorial loop images/s": r["seed_images_per_s"], "fit images/s": r["fit_images_per_s"],
+                     "model alone images/s": r.get("step_images_per_s"), "speed-up": f"{r['ratio']:.2f}x",
+                     "goal": f"{r['goal']}x"})
     display(pd.DataFrame(rows))
 else:
     print("No benchmark results next to this notebook (e.g. on Colab): run "
@@ -536,16 +565,20 @@ else:
 # validation AUC improves, `best.pt`. Each file is written to a temporary name, flushed, and
 # *renamed* over the old one: a crash leaves the old checkpoint or the new one, never half a
 # file. Files are read back with `torch.load(..., weights_only=True)`, which refuses to run
-# code hidden in a pickle. With `resume=True` a run continues after its last completed epoch;
-# every epoch re-seeds the random generators from (seed, epoch), so on the CPU the resumed run
-# produces *exactly* the numbers of an uninterrupted one. The test suite proves it by killing
-# a training process with `SIGKILL` in the middle of an epoch and restarting it
-# (`tests/test_kill_resume.py`).
+# code hidden in a pickle. With `resume=True` a run continues after its last completed epoch.
+# Every random choice of an epoch — the order of the images, each image's crop, flips,
+# rotation and colour change, the dropout masks — is a function of (seed, epoch): the worker
+# processes only decode, and the augmentation draws from a generator seeded per batch. So on
+# the CPU a resumed run produces *exactly* the numbers of an uninterrupted one, whatever the
+# number of workers. The test suite proves it by killing a training process with `SIGKILL`
+# in the middle of an epoch and restarting it (`tests/test_kill_resume.py`, with 0 and 2
+# workers). A folder that already holds a run is never trained into again unless you say so:
+# `resume=True` continues it, `overwrite=True` replaces it, anything else is an error.
 #
 # Asking for the same run again finds it finished on disk and trains nothing:
 
 # %%
-run_dir = attnvgg_run_dir(profile, "softmax")
+run_dir = Path(softmax_history.attrs["run_dir"])  # named by tag, seed and a fingerprint of data and options
 print("files in", run_dir, ":", sorted(p.name for p in run_dir.iterdir()))
 started = time.perf_counter()
 _, again = train_attnvgg(profile, train_loader, val_loader, tag="softmax", verbose=False)
@@ -612,12 +645,11 @@ else:
 
 # %%
 if profile.name == "gpu" and (kaggle_root / "marking.csv").is_file():
-    real = load_melanoma(kaggle_root)
+    real = load_melanoma(kaggle_root)  # (the download already decoded every image once)
     real_train, real_val = split_by_patient(real, val_fraction=0.2, seed=0)
     # about 10 % melanoma: draw both classes equally often instead of discarding benign images
-    real_train_loader, real_val_loader = make_loaders(
-        real_train, real_val, profile.image_size, profile.batch_size, profile.num_workers,
-        sampler=balanced_sampler(real_train, num_samples=len(real_train), seed=0))
+    real_train_loader, real_val_loader = profile_loaders(
+        profile, real_train, real_val, sampler=balanced_sampler(real_train, num_samples=len(real_train)))
     print(f"{len(real_train):,} training / {len(real_val):,} validation images, "
           f"{real_train.patient_id.nunique():,} / {real_val.patient_id.nunique():,} patients")
     real_model, real_history = train_attnvgg(profile, real_train_loader, real_val_loader, tag="kaggle")
@@ -662,14 +694,14 @@ else:
 # :::{exercise}
 # :label: ex-10-sizes
 #
-# What shapes do `a1` and `a2` have for a 320 px input? What happens in seed 000's model at
+# What shapes do `a1` and `a2` have for a 320 px input? What happens in the tutorial's model at
 # that size?
 # :::
 #
 # :::{solution} ex-10-sizes
 # :class: dropdown
 #
-# `a1` is 40×40 (320/8) and `a2` 20×20 (320/16). In seed 000, pool-5 is 10×10 and
+# `a1` is 40×40 (320/8) and `a2` 20×20 (320/16). In the tutorial's model, pool-5 is 10×10 and
 # `AvgPool2d(7, stride=1)` returns a 4×4 map, so `view(N, 512)` fails (it holds 512·16
 # numbers per image). Section 3 runs AttnVGG at 96, 160 and 320 px.
 # :::

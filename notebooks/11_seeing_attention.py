@@ -73,10 +73,9 @@ import pandas as pd
 import torch
 
 from course_lib.config import get_device, get_profile, seed_everything
-from course_lib.data import make_loaders
 from course_lib.gradcam import default_target_layer, grad_cam
 from course_lib.models import AttnVGG
-from course_lib.recipes import lesion_splits, train_attnvgg
+from course_lib.recipes import eval_loader, lesion_splits, profile_loaders, train_attnvgg
 from course_lib.saliency import baseline_maps, collect_maps, localisation_table, verdicts
 from course_lib.train import evaluate
 from course_lib.viz import attention_grid
@@ -95,11 +94,9 @@ print(f"profile {profile.name}: {profile.image_size} px, width {profile.width}, 
 
 # %%
 train_frame, val_frame = lesion_splits(profile)
-train_loader, val_loader = make_loaders(train_frame, val_frame, profile.image_size, profile.batch_size,
-                                        num_workers=profile.num_workers)
+train_loader, val_loader = profile_loaders(profile, train_frame, val_frame)
 model, history = train_attnvgg(profile, train_loader, val_loader, tag="softmax")
-_, val_masked = make_loaders(train_frame, val_frame, profile.image_size, profile.batch_size,
-                             num_workers=profile.num_workers, with_mask=True)
+val_masked = eval_loader(profile, val_frame, with_mask=True)  # images with their lesion masks, in order
 print(f"validation AUC after the last epoch: {history.val_auc.iloc[-1]:.3f} ({len(val_frame)} images)")
 
 # %% [markdown]
@@ -114,10 +111,13 @@ print(f"validation AUC after the last epoch: {history.val_auc.iloc[-1]:.3f} ({le
 # - it hooks a layer's output to record gradients; an in-place ReLU that later overwrites
 #   that tensor breaks the hook, so in-place ReLUs are switched off while it runs;
 # - the **target layer** is chosen on purpose: the last activation of stage 5, just before
-#   pool-5 — the deepest map that still has a spatial layout. It sees everything the global
-#   branch reads, but *not* the classifier's direct use of pool-3 and pool-4 through the
-#   gates. So Grad-CAM and the attention maps answer different questions: "what is the score
-#   sensitive to, through the global branch?" and "where did the gates look?".
+#   pool-5 — the deepest map that still has a spatial layout. Its gradient collects every
+#   path by which stage 5 reaches the score: the global branch (GAP of pool-5) *and* both
+#   gates, since pool-5 guides them through $W_g$ (it decides where the gates look). What it
+#   misses is the other half of each gate: the pooled pool-3 and pool-4 features that go to
+#   the classifier without passing through stage 5. So Grad-CAM and the attention maps answer
+#   different questions: "which stage-5 positions is the score sensitive to, by any path?"
+#   and "which pool-3 and pool-4 positions did the gates weigh?".
 
 # %%
 layer = default_target_layer(model)
@@ -213,11 +213,11 @@ at_start.round(3)
 
 # %% [markdown]
 # Second, look at what AttnVGG's classifier reads: the attention-pooled vectors of pool-3 and
-# pool-4, **and** the global average of pool-5. At 96 px each pool-5 position sees the whole
-# lesion, so the global vector already describes it. Training pushes each gate towards what
+# pool-4, **and** the global average of pool-5. Each pool-5 position has seen most of the image
+# (at 64 px, pool-5 is 2×2), so the global vector already describes the lesion. Training pushes each gate towards what
 # the classifier does *not* already have — the surrounding skin, say, which tells the lesion's
 # colour apart from the skin tone and the camera's colour cast. Jetley et al.
-# {cite:p}`jetley2018learn` classify from the attended vectors alone; AttnMel and seed 000 add
+# {cite:p}`jetley2018learn` classify from the attended vectors alone; AttnMel and the Paperspace tutorial add
 # the global vector. A hypothesis worth testing: without the global vector, the gates must
 # find the lesion themselves.
 
@@ -274,14 +274,12 @@ CUE = dict(spurious_cue="ink", cue_rates=(0.1, 0.9))
 cue_train, cue_val = lesion_splits(profile, **CUE)
 assert cue_val.image_id.tolist() == val_frame.image_id.tolist()  # the same validation images
 print("share of images with ink:", cue_train.groupby("target").cue.mean().round(2).to_dict(), "(by class, training)")
-cue_train_loader, cue_val_loader = make_loaders(cue_train, cue_val, profile.image_size, profile.batch_size,
-                                                num_workers=profile.num_workers)
+cue_train_loader, cue_val_loader = profile_loaders(profile, cue_train, cue_val)
 cue_model, cue_history = train_attnvgg(profile, cue_train_loader, cue_val_loader, tag="ink-cue")
 
 # %%
 def auc(model, frame):
-    _, loader = make_loaders(frame, frame, profile.image_size, profile.batch_size, num_workers=profile.num_workers)
-    return evaluate(model, loader, device=device)["auc"]  # course_lib.train.evaluate: the whole set at once
+    return evaluate(model, eval_loader(profile, frame), device=device)["auc"]  # the whole set at once
 
 
 shortcut = pd.DataFrame({
@@ -316,15 +314,13 @@ if profile.name != "smoke":
 # marks the **ink**, not the lesion.
 
 # %%
-with_cue = cue_val.reset_index(drop=True)
-with_cue = with_cue[with_cue.cue == 1].copy()
-with_cue["mask_path"] = [str(p).replace("/masks/", "/cues/") for p in with_cue.mask_path]
-_, cue_masked = make_loaders(with_cue, with_cue, profile.image_size, profile.batch_size,
-                             num_workers=profile.num_workers, with_mask=True)
+with_cue = cue_val[cue_val.cue == 1].reset_index(drop=True)
+with_cue["mask_path"] = with_cue["cue_path"]  # score the maps against the ink, not the lesion
+cue_masked = eval_loader(profile, with_cue, with_mask=True)
 on_cue = {"trained with ink": collect_maps(cue_model, cue_masked, device=device),
           "trained without": collect_maps(model, cue_masked, device=device)}
 rows = list(range(min(4, len(with_cue))))
-cue_images = torch.stack([cue_masked.dataset[i][0] for i in rows])
+cue_images = next(iter(cue_masked))[0][rows].cpu()  # normalised, as the model saw them
 attention_grid(cue_images, {f"{who}: {name}": m[name][rows] for who, m in on_cue.items()
                             for name in ("pool-3 attention", "Grad-CAM")},
                masks=on_cue["trained with ink"]["mask"][rows], mask_title="ink");
@@ -400,17 +396,20 @@ if profile.name != "smoke":
 # :::{exercise}
 # :label: ex-11-tolerance
 #
-# The pointing game is strict at the lesion's border. Re-run the table with
-# `localisation_table(candidates, maps["mask"], tolerance=...)` for a tolerance of 15 % of
-# the image side (the value often used with this measure). Which rows gain most?
+# The pointing game is strict at the lesion's border. Zhang et al. {cite:p}`zhang2018excitation`
+# count a hit within **15 pixels** of the object, on images of a few hundred pixels. Re-run the
+# table with `localisation_table(candidates, maps["mask"], tolerance=...)` at the same
+# *share* of the image side — 15 px of a 224 px image is about 7 % — and ask which rows gain.
 # :::
 #
 # :::{solution} ex-11-tolerance
 # :class: dropdown
 #
-# `tolerance=0.15 * profile.image_size`. Coarse maps whose peaks land just outside the
-# border gain most — typically the 1/16-resolution pool-4 attention and Grad-CAM; the
-# centre blob gains too, which is a reminder to compare against it.
+# `tolerance=15 / 224 * profile.image_size` (about 4 px at 64 px, 6 px at 96 px; at 224 px
+# it is Zhang et al.'s 15 px). Coarse maps whose peaks land just outside the border gain
+# most — typically the 1/16-resolution pool-4 attention and Grad-CAM; the centre blob gains
+# too, which is a reminder to compare against it. The course counts a peak at exactly the
+# tolerance as a hit (see `course_lib.metrics.pointing_game`).
 # :::
 #
 # :::{exercise}

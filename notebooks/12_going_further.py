@@ -74,10 +74,9 @@ from torchvision.models import vit_b_16
 from course_lib.attention import SEBlock
 from course_lib.bench import count_parameters
 from course_lib.config import get_device, get_profile, seed_everything
-from course_lib.data import make_loaders
 from course_lib.losses import AttentionMaskLoss, attention_dice_loss
 from course_lib.metrics import energy_in_mask
-from course_lib.recipes import lesion_splits, train_attnvgg
+from course_lib.recipes import lesion_splits, profile_loaders, train_attnvgg
 from course_lib.saliency import baseline_maps, collect_maps, localisation_table, verdicts
 from course_lib.viz import attention_grid, plot_history
 
@@ -142,14 +141,12 @@ assert attention_dice_loss(concentrated, masks) < attention_dice_loss(a1, masks)
 
 # %%
 train_frame, val_frame = lesion_splits(profile)
-train_masked, val_masked = make_loaders(train_frame, val_frame, profile.image_size, profile.batch_size,
-                                        num_workers=profile.num_workers, with_mask=True)
-_, val_loader = make_loaders(train_frame, val_frame, profile.image_size, profile.batch_size,
-                             num_workers=profile.num_workers)
+# the same images as chapter 10, each batch now with its lesion masks (same crops, flips and rotation)
+train_masked, val_masked = profile_loaders(profile, train_frame, val_frame, with_mask=True)
 WEIGHTS = {"AttnMel-Lesion (0.001, 0.01)": (0.001, 0.01), "×100 (0.1, 1)": (0.1, 1.0)}
-models = {"plain (chapter 10)": train_attnvgg(profile, train_masked, val_loader, tag="softmax")}
+models = {"plain (chapter 10)": train_attnvgg(profile, train_masked, val_masked, tag="softmax")}
 for label, weights in WEIGHTS.items():
-    models[label] = train_attnvgg(profile, train_masked, val_loader, aux_loss=AttentionMaskLoss(weights),
+    models[label] = train_attnvgg(profile, train_masked, val_masked, aux_loss=AttentionMaskLoss(weights),
                                   tag=f"mask-dice-{weights[0]}-{weights[1]}")
 
 # %%

@@ -231,3 +231,15 @@ def test_self_attention_fused_and_unfused_agree():
     plain.load_state_dict(fused.state_dict())
     x = torch.randn(2, 32, 9, 7)
     torch.testing.assert_close(fused(x), plain(x), atol=1e-5, rtol=1e-5)
+
+
+def test_triplet_batchnorm_follows_the_authors_momentum():
+    """landskape-ai/triplet-attention uses BatchNorm2d(momentum=0.01): one training step moves
+    the running mean by 1 % of the batch mean (PyTorch's default would move it by 10 %)."""
+    module = TripletAttention(7).train()
+    torch.manual_seed(0)
+    x = torch.randn(4, 8, 6, 6) + 3
+    with torch.no_grad():
+        pooled = module.hw.conv(module.hw.pool(x))
+        module(x)
+    torch.testing.assert_close(module.hw.bn.running_mean, 0.01 * pooled.mean().reshape(1), rtol=1e-4, atol=1e-6)

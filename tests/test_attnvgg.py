@@ -18,7 +18,7 @@ from course_lib.models import AttnVGG
 # ---------------------------------------------------------------- the gate
 
 def _gate_reference(gate, local, global_, normalize):
-    """Seed 000 / Learn-to-Pay-Attention semantics, written out."""
+    """The Paperspace tutorial's gate (AttnMel's grid attention; sigmoid maps averaged), written out."""
     n, c, h, w = local.shape
     g = F.interpolate(gate.W_g(global_), scale_factor=gate.up_factor, mode="bilinear", align_corners=False)
     scores = gate.phi(F.relu(gate.W_l(local) + g))
@@ -132,7 +132,27 @@ def test_pretrained_without_weights_says_what_to_do(tmp_path):
     run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode != 0
     assert "could not load the ImageNet VGG16-BN weights" in run.stderr
-    assert str(tmp_path) in run.stderr and "pretrained=False" in run.stderr
+    assert str(tmp_path) in run.stderr and "COURSE_PRETRAINED=0" in run.stderr
+
+
+def test_pretrained_from_a_file_named_by_course_pretrained(tmp_path, monkeypatch):
+    """An offline GPU machine: the weights file copied there by hand, named by COURSE_PRETRAINED."""
+    import torchvision
+
+    from course_lib.config import get_profile
+
+    torch.manual_seed(6)
+    reference = torchvision.models.vgg16_bn()
+    torch.save(reference.state_dict(), tmp_path / "vgg16_bn.pth")
+    monkeypatch.setenv("COURSE_PRETRAINED", str(tmp_path / "vgg16_bn.pth"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-cache"))  # nothing to find there
+    assert get_profile("cpu").pretrained
+    model = AttnVGG(1, pretrained=True)
+    for ours, theirs in zip(model.features.state_dict().values(), reference.features.state_dict().values()):
+        assert torch.equal(ours, theirs)
+    monkeypatch.setenv("COURSE_PRETRAINED", str(tmp_path / "missing.pth"))
+    with pytest.raises(Exception, match="neither 0 nor 1 nor an existing weights file"):
+        get_profile("gpu")
 
 
 # ---------------------------------------------------------------- focal loss

@@ -25,7 +25,7 @@ def test_train_throughput_measures_both_loops(tmp_path):
     result = _run("train_throughput.py", "--profile", "smoke", "--images", "64", "--source-size", "128",
                   "--rounds", "1", "--results", str(tmp_path))
     assert result.returncode == 0, result.stderr
-    assert "seed 000 loop" in result.stdout and "ratio" in result.stdout
+    assert "tutorial loop" in result.stdout and "model alone" in result.stdout and "ratio" in result.stdout
     record = json.loads((tmp_path / "train_throughput-cpu.json").read_text())
     assert record["seed_images_per_s"] > 0 and record["fit_images_per_s"] > 0
     assert abs(record["ratio"] - record["fit_images_per_s"] / record["seed_images_per_s"]) < 0.01

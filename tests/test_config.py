@@ -70,11 +70,6 @@ def test_get_device_returns_a_usable_device():
     assert torch.ones(2, device=device).sum().item() == 2.0
 
 
-def test_get_device_prefers_cuda(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert get_device().type == "cuda"
-
-
 def test_seed_everything_repeats_every_generator():
     import random
 
@@ -125,11 +120,55 @@ def test_make_rejects_unknown_profile_before_setup():
     assert "is not a run profile" in real.stderr and "Traceback" not in real.stderr
 
 
-def test_fast_mixed_precision_follows_the_device():
+def test_fast_mixed_precision_follows_the_device(monkeypatch):
     import torch
 
     from course_lib.config import fast_mixed_precision
 
+    monkeypatch.delenv("COURSE_AMP", raising=False)
     assert fast_mixed_precision("cuda") is True  # every CUDA GPU: bf16 or fp16 with a scaler
     assert fast_mixed_precision("mps") is False
     assert fast_mixed_precision("cpu") == bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+@pytest.mark.parametrize("cuda, mps, expected", [(True, True, "cuda"), (False, True, "mps"), (False, False, "cpu")])
+def test_device_order_cuda_then_mps_then_cpu(monkeypatch, cuda, mps, expected):
+    """The device choice on a Mac (mps) is logic only here: no MPS device can run on this machine."""
+    monkeypatch.delenv("COURSE_DEVICE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    assert get_device().type == expected
+
+
+def test_course_device_overrides_the_choice_and_names_what_is_there(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    monkeypatch.setenv("COURSE_DEVICE", "cpu")  # a Mac reader whose GPU lacks an operation
+    assert get_device().type == "cpu"
+    monkeypatch.setenv("COURSE_DEVICE", "cuda")
+    with pytest.raises(config.ProfileError, match="no cuda device .it has: mps, cpu."):
+        get_device()
+    monkeypatch.setenv("COURSE_DEVICE", "tpu")
+    with pytest.raises(config.ProfileError, match="not a device"):
+        get_device()
+
+
+def test_course_amp_switches_mixed_precision(monkeypatch):
+    from course_lib.config import fast_mixed_precision
+
+    monkeypatch.setenv("COURSE_AMP", "0")
+    assert fast_mixed_precision("cuda") is False
+    monkeypatch.setenv("COURSE_AMP", "1")
+    assert fast_mixed_precision("cpu") is True
+    monkeypatch.setenv("COURSE_AMP", "maybe")
+    with pytest.raises(config.ProfileError, match="COURSE_AMP"):
+        fast_mixed_precision("cpu")
+
+
+def test_course_pretrained_turns_imagenet_weights_off_or_on(monkeypatch):
+    monkeypatch.setenv("COURSE_PRETRAINED", "0")
+    assert get_profile("gpu").pretrained is False  # an offline GPU machine trains from scratch
+    monkeypatch.setenv("COURSE_PRETRAINED", "1")
+    assert get_profile("cpu").pretrained is True
+    monkeypatch.delenv("COURSE_PRETRAINED")
+    assert get_profile("gpu").pretrained is True and get_profile("cpu").pretrained is False

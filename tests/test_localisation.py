@@ -114,3 +114,11 @@ def test_empty_masks_and_mismatched_batches_are_clear_errors():
         energy_in_mask(np.zeros((8, 8)), _mask())
     with pytest.raises(ValueError, match="shaped"):
         energy_in_mask(np.zeros((2, 3, 8, 8)), np.stack([_mask()] * 2))
+
+
+def test_a_peak_exactly_at_the_tolerance_is_a_hit():
+    """The course's convention (TorchRay's is strict: a distance below the tolerance)."""
+    mask = np.zeros((9, 9), dtype=bool)
+    mask[4, 4] = True
+    assert pointing_game(_peak_at(4, 7, size=9), mask, tolerance=3) == 1.0
+    assert pointing_game(_peak_at(4, 7, size=9), mask, tolerance=2.999) == 0.0

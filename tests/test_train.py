@@ -193,3 +193,20 @@ def test_speed_switches_change_speed_not_results(switch, tmp_path):
                                   check_exact=False, rtol=1e-4, atol=1e-5)
     state = load_checkpoint(tmp_path / "last.pt")["model"]
     model().load_state_dict(state)  # plain keys: loads into an unwrapped model
+
+
+def test_metric_conventions_at_the_edges():
+    """A probability of exactly 0.5 is melanoma (the ISIC scorer says benign); rates of an absent
+    class, the AUC and the balanced accuracy are NaN when one class is missing."""
+    import torch
+
+    from course_lib.metrics import predicted_class
+
+    tie = classification_metrics([1, 0], [0.5, 0.2])
+    assert tie["sensitivity"] == 1.0 and tie["specificity"] == 1.0
+    assert predicted_class(torch.tensor([[0.0], [-1e-6], [3.0]])).tolist() == [1, 0, 1]
+    only_melanoma = classification_metrics([1, 1, 1], [0.9, 0.4, 0.7])
+    assert only_melanoma["sensitivity"] == pytest.approx(2 / 3) and math.isnan(only_melanoma["specificity"])
+    assert math.isnan(only_melanoma["auc"]) and math.isnan(only_melanoma["balanced_accuracy"])
+    only_benign = classification_metrics([0, 0], [0.1, 0.8])
+    assert only_benign["specificity"] == 0.5 and math.isnan(only_benign["sensitivity"])

@@ -3,7 +3,8 @@
 Woo, Park, Lee & Kweon, *CBAM: Convolutional Block Attention Module*, ECCV 2018.
 
 **Channel attention** squeezes each channel twice — by average *and* by max pooling —
-passes both through one shared bottleneck MLP (no biases), adds, and applies a sigmoid:
+passes both through one shared bottleneck MLP (no biases, as in the paper's Eq. 2), adds,
+and applies a sigmoid:
 gate ``(N, C, 1, 1)``; ``2·C·C/r`` parameters (32,768 at C = 512, r = 16).
 
 **Spatial attention** squeezes the channels at each position — their mean and their max,
@@ -13,6 +14,10 @@ a 2-channel map — and convolves it with one k×k kernel (no bias) to a sigmoid
 **CBAM** applies channel then spatial attention (the order the paper found best); the
 notebook also compares spatial→channel and the two in parallel.
 Every module maps ``(N, C, H, W) → (N, C, H, W)``.
+
+The course follows the paper's equations. The authors' code (``Jongchan/attention-module``,
+``MODELS/cbam.py``) differs: its MLP layers have biases, its spatial gate has a BatchNorm
+(momentum 0.01) after the conv, and it orders the channel summary (max, mean).
 """
 
 from __future__ import annotations

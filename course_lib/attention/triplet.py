@@ -13,8 +13,8 @@ In each branch *Z-pool* concatenates the max and the mean over the leading axis 
 a k×k convolution 2→1 (no bias) with BatchNorm and a sigmoid makes the gate, the rotated
 tensor is multiplied by it and rotated back. The three results are averaged (1/3 each).
 
-There are no queries, keys, values or softmax (seed 004's "Triplet Attention" is a
-self-attention block instead). Shapes: ``(N, C, H, W) → (N, C, H, W)``.
+There are no queries, keys, values or softmax (a widely copied blog post on VGG16 with
+attention calls a self-attention block "Triplet Attention"; chapter 08 shows the difference). Shapes: ``(N, C, H, W) → (N, C, H, W)``.
 Parameters: ``3·(2·k² + 2)`` — 300 for k = 7, whatever the number of channels.
 """
 
@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["ZPool", "AttentionGateBranch", "TripletAttention"]
+__all__ = ["ZPool", "AttentionGateBranch", "TripletAttention", "BN_MOMENTUM"]
 
 
 class ZPool(nn.Module):
@@ -33,14 +33,21 @@ class ZPool(nn.Module):
         return torch.cat([x.amax(dim=1, keepdim=True), x.mean(dim=1, keepdim=True)], dim=1)
 
 
+#: BatchNorm momentum of the authors' code (``landskape-ai/triplet-attention``,
+#: ``MODELS/triplet_attention.py``: ``BatchNorm2d(eps=1e-5, momentum=0.01)``); PyTorch's default
+#: is 0.1. Outputs in training mode do not depend on it; the running statistics used in
+#: evaluation do: with 0.1 they follow the last few batches, with 0.01 about the last hundred.
+BN_MOMENTUM = 0.01
+
+
 class AttentionGateBranch(nn.Module):
-    """Z-pool → k×k conv 2→1 → BatchNorm → sigmoid; multiplies its input by the gate."""
+    """Z-pool → k×k conv 2→1 → BatchNorm (momentum :data:`BN_MOMENTUM`) → sigmoid; multiplies its input by the gate."""
 
     def __init__(self, kernel_size: int = 7):
         super().__init__()
         self.pool = ZPool()
         self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False)
-        self.bn = nn.BatchNorm2d(1)
+        self.bn = nn.BatchNorm2d(1, momentum=BN_MOMENTUM)
 
     def gate(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.bn(self.conv(self.pool(x))))

@@ -9,7 +9,9 @@ of the pipeline runs here, on a whole batch at once, on the device that trains:
   instead of three, so the picture is also interpolated only once;
 - **colour**: brightness, contrast and saturation jitter are linear in the pixel values, so
   the three compose into one 3×3 matrix and an offset per image, applied by one batched
-  matrix product; then the values are clamped to [0, 1] and normalised.
+  matrix product; then the values are clamped to [0, 1] and normalised. (torchvision clamps
+  after each of the three; the composed form clamps once, which differs only where a
+  brightened pixel passed 1 on the way — by at most a few thousandths.)
 
 Lesion masks get the same geometry (nearest-neighbour sampling, so they stay binary) and no
 colour change. Every random number is drawn from a ``torch.Generator`` the caller passes,

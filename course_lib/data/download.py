@@ -24,7 +24,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from ..checkpoint import staged_folder
+from ..files import staged_folder
 from .errors import DataError
 from .melanoma import load_melanoma
 

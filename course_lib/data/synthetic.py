@@ -30,6 +30,8 @@ import inspect
 import json
 import math
 import os
+import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +39,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter
 
-from ..checkpoint import staged_folder
+from ..files import staged_folder
 from .errors import DataError
 
 __all__ = ["make_synthetic_lesions", "ensure_synthetic_lesions", "default_data_dir", "read_stamp",
@@ -235,13 +237,20 @@ def available_cores() -> int:
     return os.cpu_count() or 1
 
 
+def _can_fork() -> bool:
+    import multiprocessing
+
+    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
+
+
 def _pool(workers: int):
-    """A process pool; on Linux started from a fork server (safe beside torch's threads)."""
+    """A process pool. On Linux its processes are forked, as PyTorch's DataLoader workers are:
+    they only run NumPy and Pillow, and, unlike spawned ones, they never re-run the calling
+    script (a script without ``if __name__ == "__main__":`` works)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else None
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork" if _can_fork() else "spawn"))
 
 
 def _check_writable_target(root: Path) -> None:
@@ -333,15 +342,20 @@ def _generate(folder: Path, *, n_images, image_size, seed, num_workers, malignan
         target = int(rng.random() < (0.8 if patient.risky else 0.05))
         jobs.append((i, f"{patient.patient_id}_I{i:06d}", patient, target))
     # the pictures: each from its own stream, in as many processes as asked
-    # (a pool costs a second or so to start: small sets are drawn in this process unless asked)
-    workers = num_workers if num_workers is not None else min(available_cores(), n_images // 256)
+    # small sets are drawn in this process unless asked; where processes must be spawned (macOS,
+    # Windows), only when asked, since spawning re-runs the calling script
+    default = min(available_cores(), n_images // 256) if _can_fork() else 1
+    workers = num_workers if num_workers is not None else default
     workers = max(1, min(workers, n_images))
     common = (str(folder), seed, image_size, separation, spurious_cue, tuple(cue_rates), jpeg_quality)
     if workers == 1:
         rows = _write_images(*common, jobs)
     else:
         chunks = [jobs[k::workers * 4] for k in range(workers * 4)]  # interleaved: equal work per chunk
-        with _pool(workers) as pool:
+        with warnings.catch_warnings(), _pool(workers) as pool:
+            # Python 3.12+ warns that forking a multi-threaded process (torch's thread pool) may
+            # deadlock a child that uses those threads' locks; these children never touch torch
+            warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
             parts = list(pool.map(_write_images, *zip(*[(*common, chunk) for chunk in chunks])))
         rows = sorted((row for part in parts for row in part), key=lambda r: r["image_id"])
     frame = pd.DataFrame(rows)

@@ -9,7 +9,7 @@ the *global* feature map; two :class:`~course_lib.attention.AttentionGate` s sco
 concatenation of GAP(pool-5) and the two attention-pooled vectors (512 + 256 + 512 = 1280
 at full width). ``forward`` returns ``(logits, a1, a2)``: the maps are 28×28 and 14×14 at a
 224 px input; any input side divisible by 32 works (the global pooling is adaptive, not
-seed 000's ``AvgPool2d(7)``).
+the Paperspace tutorial's ``AvgPool2d(7)``).
 
 With ``num_classes=1, width=1.0``: 15,183,683 parameters — 14,723,136 in the convolutions,
 196,865 + 262,401 in the gates, 1,281 in the classifier.
@@ -33,21 +33,31 @@ __all__ = ["AttnVGG", "load_imagenet_features"]
 def load_imagenet_features(features: nn.Sequential) -> None:
     """Copy torchvision's ImageNet VGG16-BN convolution weights into ``features``, in order.
 
-    Uses torchvision's weights API, which caches the file in torch's hub folder
-    (``$TORCH_HOME/hub/checkpoints``) and reads it from there when present.
+    Reads the file named by ``COURSE_PRETRAINED`` when it names one; otherwise uses
+    torchvision's weights API, which caches the file in torch's hub folder
+    (``$TORCH_HOME/hub/checkpoints``) and downloads it only when it is not there.
     """
     from torchvision.models import VGG16_BN_Weights, vgg16_bn
 
+    from ..config import imagenet_weights_file
+
     weights = VGG16_BN_Weights.IMAGENET1K_V1
+    local = imagenet_weights_file()
     try:
-        reference = vgg16_bn(weights=weights)
-    except Exception as err:  # no network, a proxy, a truncated file...
+        if local is not None:
+            reference = vgg16_bn()
+            reference.load_state_dict(torch.load(local, map_location="cpu", weights_only=True))
+        else:
+            reference = vgg16_bn(weights=weights)
+    except Exception as err:  # no network, a proxy, a truncated or wrong file...
         from torch.hub import get_dir
 
+        where = f"the file {local}" if local is not None else f"{weights.url} (cached in {get_dir()}/checkpoints)"
         raise RuntimeError(
-            f"could not load the ImageNet VGG16-BN weights ({type(err).__name__}: {err}). They are downloaded "
-            f"from {weights.url} into {get_dir()}/checkpoints; on a machine without internet, download that file "
-            "elsewhere and copy it there, or use pretrained=False."
+            f"could not load the ImageNet VGG16-BN weights from {where} ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''}). On a machine without internet, download "
+            f"{weights.url} elsewhere and set COURSE_PRETRAINED to its path (or copy it into that cache folder), "
+            "or set COURSE_PRETRAINED=0 to train from scratch."
         ) from err
     ours, theirs = list(features.state_dict().items()), list(reference.features.state_dict().values())
     if len(ours) != len(theirs) or any(a.shape != b.shape for (_, a), b in zip(ours, theirs)):

@@ -16,7 +16,7 @@ after the last ReLU and before the max-pool, where a stage's features are riches
   O(1) parameters and O(HW·C) operations, cheap enough everywhere;
 - ``"self"``: stage 4 only (28×28 positions at 224 px, 12×12 at 96 px). Its attention matrix
   has (HW)² entries: 615 thousand at 28×28, but 2.5 billion (10 GB in fp32) at 224×224,
-  where seed 004 put it.
+  where a widely copied blog post on VGG16 with attention put it.
 
 ``attention_stages`` overrides the default stages. ``head="dualpool"`` concatenates global
 average and max pooling before the linear layer (notebook 06).
