@@ -21,13 +21,14 @@ BOOK_OUT ?= .
 # are switched off (TQDM_DISABLE=1): on a printed page they are only noise.
 JB_FLAGS := --all --warningiserror --nitpick --keep-going
 
-.PHONY: book test bench setup browser check-profile sync clean help
+.PHONY: book test bench setup browser check-profile sync repository clean help
 
 help:
 	@echo "make book   - set up and build the book into _build/html (COURSE_PROFILE, default cpu)"
 	@echo "make test   - set up and run every check (COURSE_PROFILE, default smoke)"
 	@echo "make bench  - run the benchmarks and regenerate book/performance.md from their results"
 	@echo "make sync   - re-pair notebooks/*.py with their .ipynb twins (jupytext --sync)"
+	@echo "make repository URL=https://github.com/you/fork - where a fork is published (Colab links, setup cell)"
 
 book: export COURSE_PROFILE ?= cpu
 book: export TQDM_DISABLE = 1
@@ -76,6 +77,9 @@ $(STAMP): pyproject.toml
 
 sync: setup
 	$(VENV)/bin/jupytext --sync notebooks/*.py
+
+repository: setup
+	$(PY) tools/set_repository.py $(URL)
 
 clean:
 	rm -rf _build .pytest_cache

@@ -18,11 +18,10 @@ import torch
 
 from course_lib.bench import cost_table
 from course_lib.config import get_device, get_profile
-from course_lib.models import build_model
+from course_lib.models import COMPARED_MODELS, build_model
 from records import describe_machine, machine_line, save_record  # benchmarks/records.py
 
-MODELS = {"baseline VGG16 (GAP)": "vgg16", "SE": "vgg16-se", "CBAM": "vgg16-cbam", "dual pooling": "vgg16-dualpool",
-          "self-attention": "vgg16-self", "triplet": "vgg16-triplet", "AttnVGG": "attnvgg"}
+MODELS = {**COMPARED_MODELS, "ECA": "vgg16-eca", "AttnVGG": "attnvgg"}  # chapter 09's six, ECA, AttnVGG
 
 
 def main(argv=None) -> dict:
@@ -41,7 +40,7 @@ def main(argv=None) -> dict:
         torch.manual_seed(0)
         models = {label: build_model(key, num_classes=1, width=profile.width).to(device) for label, key in MODELS.items()}
         table = cost_table(models, profile.image_size, batch_size=args.batch_size, rounds=args.rounds,
-                           baseline="baseline VGG16 (GAP)")
+                           baseline="baseline (GAP)")
         print(f"\nprofile {name}: {profile.image_size} px, width {profile.width}")
         print(table.round(3).to_string())
         profiles.append({"profile": name, "image_size": profile.image_size, "width": profile.width,

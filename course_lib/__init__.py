@@ -24,6 +24,3 @@ sub-modules that need them, so ``python -m course_lib.config`` works before torc
 """
 
 __version__ = "0.1.0"
-
-#: Where the course lives; notebooks use it to install the library on Colab and Gradient.
-REPOSITORY_URL = "https://github.com/attention-course/attention-image-classification"

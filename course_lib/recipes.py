@@ -24,10 +24,11 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 __all__ = ["lesion_splits", "profile_loaders", "eval_loader", "run_identity", "attnvgg_run_dir", "train_attnvgg",
-           "RUNS"]
+           "train_lesion_detector", "RUNS"]
 
 #: Where runs are checkpointed, relative to the working directory (``notebooks/`` in the book).
 RUNS = Path("runs")
@@ -67,16 +68,21 @@ def eval_loader(profile, frame: pd.DataFrame, *, with_mask: bool = False, device
                         device=device, pin_memory=str(device).startswith("cuda"))
 
 
+def _fingerprint(paths, targets) -> str:
+    """A short hash of a list of images (by path) and their labels."""
+    digest = hashlib.sha1("\n".join(map(str, paths)).encode())
+    digest.update(np.asarray(targets, dtype=np.float32).tobytes())
+    return digest.hexdigest()[:10]
+
+
 def _data_fingerprint(loader) -> str:
-    """A short hash of the images (by path) and labels a loader reads."""
+    """The fingerprint of the images and labels a course loader reads."""
     dataset = loader.dataset
     paths, targets = getattr(dataset, "paths", None), getattr(dataset, "targets", None)
     if paths is None or targets is None:
         raise TypeError("train_attnvgg needs the course's loaders (MelanomaDataset inside): "
                         "build them with profile_loaders(...)")
-    digest = hashlib.sha1("\n".join(paths).encode())
-    digest.update(targets.numpy().tobytes())
-    return digest.hexdigest()[:10]
+    return _fingerprint(paths, targets.numpy())
 
 
 def run_identity(profile, train_loader, val_loader, *, seed: int, epochs: int, normalize_attn: bool,
@@ -128,3 +134,37 @@ def train_attnvgg(profile, train_loader, val_loader, tag: str, normalize_attn: b
                   progress=False, verbose=verbose)
     history.attrs["run_dir"] = str(out)
     return model.eval(), history  # a finished run on disk: fit loaded its last epoch's weights
+
+
+def train_lesion_detector(profile, train_frame: pd.DataFrame, epochs: int | None = None, seed: int = 0, device=None,
+                          verbose: bool = True):
+    """Train (or reload) the lesion detector of notebook 13 with the profile's settings.
+
+    Returns ``(model, history)``, the model in eval mode. The run is saved atomically to
+    ``runs/detector/<profile>-<size>px/seed<S>-<fingerprint>/detector.pt`` (the fingerprint
+    covers the training images, labels, epochs and settings) and reloaded from there.
+    ``epochs`` defaults to half the profile's (the boxes are learned quickly).
+    """
+    from .checkpoint import load_checkpoint, save_atomic
+    from .config import get_device, seed_everything
+    from .detection import detection_loaders, lesion_detector, train_detector
+
+    device = device or get_device()
+    epochs = epochs or max(1, profile.epochs // 2)
+    identity = {"recipe": "fcos", "profile": profile.name, "image_size": profile.image_size, "width": profile.width,
+                "batch_size": profile.batch_size, "epochs": epochs, "seed": seed, "lr": 1e-3, "fpn_channels": 64,
+                "head_convs": 2, "train_data": _fingerprint(train_frame["path"], train_frame["target"])}
+    fingerprint = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
+    path = RUNS / "detector" / f"{profile.name}-{profile.image_size}px" / f"seed{seed}-{fingerprint}" / "detector.pt"
+    seed_everything(seed)
+    model = lesion_detector(width=profile.width, image_size=profile.image_size, fpn_channels=64, head_convs=2)
+    if path.is_file():
+        saved = load_checkpoint(path)
+        model.load_state_dict(saved["model"])
+        history = pd.DataFrame(saved["history"])
+    else:
+        train_loader, _ = detection_loaders(train_frame, train_frame.iloc[:0], profile.image_size, profile.batch_size)
+        history = train_detector(model, train_loader, epochs=epochs, device=device, verbose=verbose)
+        save_atomic({"model": model.state_dict(), "history": history.to_dict("list"), "identity": identity}, path)
+    history.attrs["run_dir"] = str(path.parent)
+    return model.to(device).eval(), history

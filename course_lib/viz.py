@@ -7,7 +7,14 @@
 - :func:`attention_grid` draws one row per image and one column per map
   (image | pool-3 attention | pool-4 attention | Grad-CAM | mask), with the lesion outline on
   every overlay so the eye can judge whether a map sits on the lesion;
-- :func:`plot_history` draws the training curves ``fit`` returns.
+- :func:`plot_history` draws the training curves ``fit`` returns;
+- :func:`use_course_style` sets the look every notebook's figures share.
+
+**Legible in the book.** The book's text column is about 800 px wide; a figure W inches
+wide is scaled to fit it, so text of p points ends up about ``11·p/W`` pixels high. The
+course keeps figures at most 10 inches wide and text at least 10 points (11 px or more on
+the page), and renders figures at twice the pixel density ("retina"), so they stay sharp
+on high-density screens and in zoomed screenshots.
 """
 
 from __future__ import annotations
@@ -16,7 +23,29 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["to_display", "upsample_map", "overlay", "attention_grid", "plot_history"]
+__all__ = ["to_display", "upsample_map", "overlay", "attention_grid", "plot_history", "use_course_style",
+           "MIN_FONT_SIZE"]
+
+#: The smallest text size, in points, of any figure in the course (see the module's docstring).
+MIN_FONT_SIZE = 10
+
+
+def use_course_style() -> None:
+    """Figures with legible text (at least :data:`MIN_FONT_SIZE` points), drawn at twice the
+    pixel density in notebooks. Every notebook calls this once, after its imports."""
+    import matplotlib as mpl
+
+    mpl.rcParams.update({
+        "font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "xtick.labelsize": 10,
+        "ytick.labelsize": 10, "legend.fontsize": 10, "figure.titlesize": 12, "figure.dpi": 100,
+        "savefig.dpi": 200, "axes.titlelocation": "left", "axes.spines.top": False, "axes.spines.right": False,
+    })
+    try:  # inside Jupyter: PNGs at twice the resolution, displayed at their nominal size
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+        set_matplotlib_formats("retina")
+    except ImportError:  # plain Python: nothing to configure
+        pass
 
 
 def _tensor(x) -> torch.Tensor:
@@ -71,7 +100,7 @@ def overlay(image, saliency, alpha: float = 0.5, cmap: str = "jet", normalized: 
 
 
 def attention_grid(images, maps: dict, masks=None, row_titles=None, normalized: bool = True,
-                   alpha: float = 0.5, size: float = 2.2, mask_title: str = "lesion mask"):
+                   alpha: float = 0.5, size: float | None = None, mask_title: str = "lesion mask"):
     """A figure: one row per image; columns image | one overlay per entry of ``maps`` | mask.
 
     ``images`` is ``(N, 3, H, W)``; each value of ``maps`` holds N maps of any size (e.g.
@@ -84,6 +113,7 @@ def attention_grid(images, maps: dict, masks=None, row_titles=None, normalized: 
     images = _tensor(images)
     n = len(images)
     columns = ["image", *maps] + ([mask_title] if masks is not None else [])
+    size = size or min(2.2, 10 / len(columns))  # at most 10 inches wide: legible in the book
     fig, axes = plt.subplots(n, len(columns), figsize=(size * len(columns), size * n), squeeze=False)
     for row in range(n):
         outline = None
@@ -100,9 +130,9 @@ def attention_grid(images, maps: dict, masks=None, row_titles=None, normalized: 
             ax.set_xticks([])
             ax.set_yticks([])
             if row == 0:
-                ax.set_title(columns[col], fontsize=9)
+                ax.set_title(columns[col], fontsize=MIN_FONT_SIZE, loc="center", wrap=True)
         if row_titles is not None:
-            axes[row, 0].set_ylabel(row_titles[row], fontsize=8)
+            axes[row, 0].set_ylabel(row_titles[row], fontsize=MIN_FONT_SIZE)
     fig.tight_layout()
     return fig
 
@@ -115,7 +145,7 @@ def plot_history(history, axes=None, label: str | None = None):
     import matplotlib.pyplot as plt
 
     if axes is None:
-        _, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+        _, axes = plt.subplots(1, 2, figsize=(10, 3.4))
     tag = f"{label}: " if label else ""
     line = axes[0].plot(history["epoch"], history["train_loss"], "o-", label=f"{tag}train")[0]
     axes[0].plot(history["epoch"], history["val_loss"], "s--", color=line.get_color(), label=f"{tag}validation")
@@ -124,6 +154,6 @@ def plot_history(history, axes=None, label: str | None = None):
     axes[1].set(xlabel="epoch", ylabel="AUC", title="validation AUC")
     for ax in axes:
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend()
     axes[0].figure.tight_layout()
     return axes

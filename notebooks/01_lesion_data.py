@@ -34,7 +34,12 @@
 # Course setup: make `course_lib` importable (a no-op when it already is).
 import importlib.util, os, pathlib, subprocess, sys
 
+# where the course is published (_config.yml's repository.url; a fork runs `make repository URL=...`)
 REPO = os.environ.get("COURSE_REPO_URL", "https://github.com/attention-course/attention-image-classification")
+# Colab wipes its disk when the runtime resets: set True (or COURSE_RUNS_ON_DRIVE=1) to keep
+# trained models (runs/) on your Google Drive
+KEEP_RUNS_ON_DRIVE = os.environ.get("COURSE_RUNS_ON_DRIVE") == "1"
+ON_COLAB = "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
 
 
 def _pip_install(target):
@@ -42,7 +47,7 @@ def _pip_install(target):
 
 
 if importlib.util.find_spec("course_lib") is None:
-    if "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ:  # Colab
+    if ON_COLAB:
         _pip_install(f"git+{REPO}")
     elif any(key.startswith("PAPERSPACE") for key in os.environ):  # Gradient
         cwd = pathlib.Path.cwd()
@@ -59,6 +64,20 @@ if importlib.util.find_spec("course_lib") is None:
         )
     importlib.invalidate_caches()
 
+if ON_COLAB and not pathlib.Path("runs").exists():
+    if KEEP_RUNS_ON_DRIVE:
+        from google.colab import drive
+
+        mount = os.environ.get("COURSE_DRIVE_MOUNT", "/content/drive")
+        drive.mount(mount)
+        kept = pathlib.Path(mount, "MyDrive", "attention-course", "runs")
+        kept.mkdir(parents=True, exist_ok=True)
+        pathlib.Path("runs").symlink_to(kept, target_is_directory=True)
+        print(f"runs/ is {kept}: trained models survive a runtime reset")
+    else:
+        print("Trained models go to runs/ on this Colab machine and vanish when its runtime resets; "
+              "set KEEP_RUNS_ON_DRIVE = True in this cell to keep them on Google Drive.")
+
 # %%
 import time
 
@@ -69,6 +88,7 @@ import torch
 from PIL import Image
 
 from course_lib.config import get_profile, seed_everything
+from course_lib.viz import use_course_style
 from course_lib.data import (
     MelanomaDataset, balanced_sampler, ensure_synthetic_lesions, load_melanoma, split_by_patient,
     train_transforms, undersample,
@@ -77,6 +97,7 @@ from course_lib.data.transforms import denormalize
 
 profile = get_profile()
 seed_everything(0)
+use_course_style()  # legible figures (course_lib.viz)
 print(profile.name, profile.image_size, "px,", profile.n_images, "images")
 
 # %% [markdown]
@@ -152,7 +173,7 @@ show_examples(frame)
 
 # %%
 traits = ["diameter", "asymmetry", "border", "colours"]
-fig, axes = plt.subplots(1, 4, figsize=(13, 2.8))
+fig, axes = plt.subplots(1, 4, figsize=(10, 2.6))
 for ax, trait in zip(axes, traits):
     for target, colour in ((0, "tab:blue"), (1, "tab:red")):
         ax.hist(frame.loc[frame.target == target, trait], bins=15, alpha=0.6, color=colour, density=True,
@@ -282,7 +303,7 @@ assert (small.target == 1).sum() == n_pos and abs(drawn.mean() - 0.5) < 0.1
 # %%
 dataset = MelanomaDataset(train_frame, train_transforms(profile.image_size), with_mask=True)
 index = int(np.flatnonzero(train_frame.target.to_numpy() == 1)[0])
-fig, axes = plt.subplots(2, 5, figsize=(11, 4.6))
+fig, axes = plt.subplots(2, 5, figsize=(10, 4.3))
 for col in range(5):
     image, target, mask = dataset[index]
     assert image.shape == (3, profile.image_size, profile.image_size) and mask.shape == (1, *image.shape[1:])

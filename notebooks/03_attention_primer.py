@@ -34,7 +34,12 @@
 # Course setup: make `course_lib` importable (a no-op when it already is).
 import importlib.util, os, pathlib, subprocess, sys
 
+# where the course is published (_config.yml's repository.url; a fork runs `make repository URL=...`)
 REPO = os.environ.get("COURSE_REPO_URL", "https://github.com/attention-course/attention-image-classification")
+# Colab wipes its disk when the runtime resets: set True (or COURSE_RUNS_ON_DRIVE=1) to keep
+# trained models (runs/) on your Google Drive
+KEEP_RUNS_ON_DRIVE = os.environ.get("COURSE_RUNS_ON_DRIVE") == "1"
+ON_COLAB = "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
 
 
 def _pip_install(target):
@@ -42,7 +47,7 @@ def _pip_install(target):
 
 
 if importlib.util.find_spec("course_lib") is None:
-    if "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ:  # Colab
+    if ON_COLAB:
         _pip_install(f"git+{REPO}")
     elif any(key.startswith("PAPERSPACE") for key in os.environ):  # Gradient
         cwd = pathlib.Path.cwd()
@@ -59,6 +64,20 @@ if importlib.util.find_spec("course_lib") is None:
         )
     importlib.invalidate_caches()
 
+if ON_COLAB and not pathlib.Path("runs").exists():
+    if KEEP_RUNS_ON_DRIVE:
+        from google.colab import drive
+
+        mount = os.environ.get("COURSE_DRIVE_MOUNT", "/content/drive")
+        drive.mount(mount)
+        kept = pathlib.Path(mount, "MyDrive", "attention-course", "runs")
+        kept.mkdir(parents=True, exist_ok=True)
+        pathlib.Path("runs").symlink_to(kept, target_is_directory=True)
+        print(f"runs/ is {kept}: trained models survive a runtime reset")
+    else:
+        print("Trained models go to runs/ on this Colab machine and vanish when its runtime resets; "
+              "set KEEP_RUNS_ON_DRIVE = True in this cell to keep them on Google Drive.")
+
 # %%
 import matplotlib.pyplot as plt
 import numpy as np
@@ -67,10 +86,12 @@ import torch.nn.functional as F
 from PIL import Image
 
 from course_lib.config import get_profile, seed_everything
+from course_lib.viz import use_course_style
 from course_lib.data import ensure_synthetic_lesions, load_melanoma
 
 profile = get_profile()
 seed_everything(0)
+use_course_style()  # legible figures (course_lib.viz)
 
 # %% [markdown]
 # ## 1. A feature map and a weighting
@@ -147,16 +168,16 @@ path = frame[frame.target == 1].path.iloc[0]
 image = torch.from_numpy(np.asarray(Image.open(path), dtype=np.float32) / 255).permute(2, 0, 1)
 darkness = -(image.mean(0) - image.mean())  # (H, W): high where the skin is dark
 gate_map = torch.sigmoid(darkness / 0.05)
-fig, axes = plt.subplots(1, 4, figsize=(13, 3.3))
+fig, axes = plt.subplots(1, 4, figsize=(10, 2.9))
 axes[0].imshow(image.permute(1, 2, 0))
 axes[0].set_title("image")
 axes[1].imshow(gate_map, vmin=0, vmax=1, cmap="magma")
-axes[1].set_title("sigmoid gate (each pixel on its own)")
+axes[1].set_title("sigmoid gate\n(each pixel on its own)")
 for ax, temperature in zip(axes[2:], (0.1, 0.02)):
     dist = F.softmax(darkness.flatten() / temperature, dim=0).view_as(darkness)
     assert torch.isclose(dist.sum(), torch.tensor(1.0))
     ax.imshow(dist, cmap="magma")
-    ax.set_title(f"softmax, temperature {temperature} (sums to 1)")
+    ax.set_title(f"softmax, temperature {temperature}\n(sums to 1)")
 for ax in axes:
     ax.axis("off")
 fig.tight_layout()

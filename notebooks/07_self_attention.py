@@ -36,7 +36,12 @@
 # Course setup: make `course_lib` importable (a no-op when it already is).
 import importlib.util, os, pathlib, subprocess, sys
 
+# where the course is published (_config.yml's repository.url; a fork runs `make repository URL=...`)
 REPO = os.environ.get("COURSE_REPO_URL", "https://github.com/attention-course/attention-image-classification")
+# Colab wipes its disk when the runtime resets: set True (or COURSE_RUNS_ON_DRIVE=1) to keep
+# trained models (runs/) on your Google Drive
+KEEP_RUNS_ON_DRIVE = os.environ.get("COURSE_RUNS_ON_DRIVE") == "1"
+ON_COLAB = "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
 
 
 def _pip_install(target):
@@ -44,7 +49,7 @@ def _pip_install(target):
 
 
 if importlib.util.find_spec("course_lib") is None:
-    if "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ:  # Colab
+    if ON_COLAB:
         _pip_install(f"git+{REPO}")
     elif any(key.startswith("PAPERSPACE") for key in os.environ):  # Gradient
         cwd = pathlib.Path.cwd()
@@ -61,6 +66,20 @@ if importlib.util.find_spec("course_lib") is None:
         )
     importlib.invalidate_caches()
 
+if ON_COLAB and not pathlib.Path("runs").exists():
+    if KEEP_RUNS_ON_DRIVE:
+        from google.colab import drive
+
+        mount = os.environ.get("COURSE_DRIVE_MOUNT", "/content/drive")
+        drive.mount(mount)
+        kept = pathlib.Path(mount, "MyDrive", "attention-course", "runs")
+        kept.mkdir(parents=True, exist_ok=True)
+        pathlib.Path("runs").symlink_to(kept, target_is_directory=True)
+        print(f"runs/ is {kept}: trained models survive a runtime reset")
+    else:
+        print("Trained models go to runs/ on this Colab machine and vanish when its runtime resets; "
+              "set KEEP_RUNS_ON_DRIVE = True in this cell to keep them on Google Drive.")
+
 # %%
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -70,10 +89,12 @@ from torch import nn
 
 from course_lib.bench import count_parameters, latency_ms, peak_memory_bytes
 from course_lib.config import get_device, get_profile, seed_everything
+from course_lib.viz import use_course_style
 
 profile = get_profile()
 device = get_device()
 seed_everything(0)
+use_course_style()  # legible figures (course_lib.viz)
 
 # %% [markdown]
 # ## 1. Self-attention by hand
@@ -176,14 +197,14 @@ results = pd.DataFrame(rows)
 results.pivot(index="side", columns="version", values="peak MiB").round(2)
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
 for name, group in results.groupby("version", sort=False):
     axes[0].plot(group.positions, group["peak MiB"], "o-", label=name)
     axes[1].plot(group.positions, group["ms"], "o-", label=name)
 axes[0].plot(group.positions, group["matrix MiB"], "k:", label="one (HW)² fp32 matrix")
 axes[0].set(xscale="log", yscale="log", xlabel="positions HW", ylabel="peak memory (MiB)", title="memory")
 axes[1].set(xscale="log", yscale="log", xlabel="positions HW", ylabel="time (ms)", title=f"time ({device.type})")
-axes[0].legend(fontsize=8)
+axes[0].legend()
 fig.tight_layout()
 
 at56 = results[results.side == 56].set_index("version")

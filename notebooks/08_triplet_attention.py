@@ -34,7 +34,12 @@
 # Course setup: make `course_lib` importable (a no-op when it already is).
 import importlib.util, os, pathlib, subprocess, sys
 
+# where the course is published (_config.yml's repository.url; a fork runs `make repository URL=...`)
 REPO = os.environ.get("COURSE_REPO_URL", "https://github.com/attention-course/attention-image-classification")
+# Colab wipes its disk when the runtime resets: set True (or COURSE_RUNS_ON_DRIVE=1) to keep
+# trained models (runs/) on your Google Drive
+KEEP_RUNS_ON_DRIVE = os.environ.get("COURSE_RUNS_ON_DRIVE") == "1"
+ON_COLAB = "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
 
 
 def _pip_install(target):
@@ -42,7 +47,7 @@ def _pip_install(target):
 
 
 if importlib.util.find_spec("course_lib") is None:
-    if "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ:  # Colab
+    if ON_COLAB:
         _pip_install(f"git+{REPO}")
     elif any(key.startswith("PAPERSPACE") for key in os.environ):  # Gradient
         cwd = pathlib.Path.cwd()
@@ -59,6 +64,20 @@ if importlib.util.find_spec("course_lib") is None:
         )
     importlib.invalidate_caches()
 
+if ON_COLAB and not pathlib.Path("runs").exists():
+    if KEEP_RUNS_ON_DRIVE:
+        from google.colab import drive
+
+        mount = os.environ.get("COURSE_DRIVE_MOUNT", "/content/drive")
+        drive.mount(mount)
+        kept = pathlib.Path(mount, "MyDrive", "attention-course", "runs")
+        kept.mkdir(parents=True, exist_ok=True)
+        pathlib.Path("runs").symlink_to(kept, target_is_directory=True)
+        print(f"runs/ is {kept}: trained models survive a runtime reset")
+    else:
+        print("Trained models go to runs/ on this Colab machine and vanish when its runtime resets; "
+              "set KEEP_RUNS_ON_DRIVE = True in this cell to keep them on Google Drive.")
+
 # %%
 import pandas as pd
 import torch
@@ -67,9 +86,11 @@ from torch import nn
 
 from course_lib.bench import count_parameters
 from course_lib.config import get_profile, seed_everything
+from course_lib.viz import use_course_style
 
 profile = get_profile()
 seed_everything(0)
+use_course_style()  # legible figures (course_lib.viz)
 
 # %% [markdown]
 # ## 1. Z-pool and one gate
@@ -145,7 +166,7 @@ for got, want in zip(triplet.branches(x), (out1, out2, out3)):
     torch.testing.assert_close(got, want)
 print("inline == course_lib TripletAttention, branch by branch")
 
-sizes = pd.Series({c: count_parameters(TripletAttention(7)) for c in (16, 64, 256, 512)}, name="parameters")
+sizes = pd.Series({c: count_parameters(TripletAttention(c)) for c in (16, 64, 256, 512)}, name="parameters")
 assert (sizes == 300).all() and 3 * (2 * 7 * 7 + 2) == 300
 sizes.to_frame().T
 

@@ -35,7 +35,12 @@
 # Course setup: make `course_lib` importable (a no-op when it already is).
 import importlib.util, os, pathlib, subprocess, sys
 
+# where the course is published (_config.yml's repository.url; a fork runs `make repository URL=...`)
 REPO = os.environ.get("COURSE_REPO_URL", "https://github.com/attention-course/attention-image-classification")
+# Colab wipes its disk when the runtime resets: set True (or COURSE_RUNS_ON_DRIVE=1) to keep
+# trained models (runs/) on your Google Drive
+KEEP_RUNS_ON_DRIVE = os.environ.get("COURSE_RUNS_ON_DRIVE") == "1"
+ON_COLAB = "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
 
 
 def _pip_install(target):
@@ -43,7 +48,7 @@ def _pip_install(target):
 
 
 if importlib.util.find_spec("course_lib") is None:
-    if "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ:  # Colab
+    if ON_COLAB:
         _pip_install(f"git+{REPO}")
     elif any(key.startswith("PAPERSPACE") for key in os.environ):  # Gradient
         cwd = pathlib.Path.cwd()
@@ -60,6 +65,20 @@ if importlib.util.find_spec("course_lib") is None:
         )
     importlib.invalidate_caches()
 
+if ON_COLAB and not pathlib.Path("runs").exists():
+    if KEEP_RUNS_ON_DRIVE:
+        from google.colab import drive
+
+        mount = os.environ.get("COURSE_DRIVE_MOUNT", "/content/drive")
+        drive.mount(mount)
+        kept = pathlib.Path(mount, "MyDrive", "attention-course", "runs")
+        kept.mkdir(parents=True, exist_ok=True)
+        pathlib.Path("runs").symlink_to(kept, target_is_directory=True)
+        print(f"runs/ is {kept}: trained models survive a runtime reset")
+    else:
+        print("Trained models go to runs/ on this Colab machine and vanish when its runtime resets; "
+              "set KEEP_RUNS_ON_DRIVE = True in this cell to keep them on Google Drive.")
+
 # %%
 import time
 
@@ -70,13 +89,14 @@ import torch
 from course_lib.bench import cost_table
 from course_lib.config import fast_mixed_precision, get_device, get_profile, seed_everything
 from course_lib.data import ensure_synthetic_lesions, load_melanoma, make_loaders, split_by_patient
-from course_lib.models import build_model
+from course_lib.models import COMPARED_MODELS, build_model
 from course_lib.train import fit
+from course_lib.viz import use_course_style
 
 profile = get_profile()
 device = get_device()
-MODELS = {"baseline (GAP)": "vgg16", "SE": "vgg16-se", "CBAM": "vgg16-cbam", "dual pooling": "vgg16-dualpool",
-          "self-attention": "vgg16-self", "triplet": "vgg16-triplet"}
+use_course_style()  # legible figures (course_lib.viz)
+MODELS = COMPARED_MODELS  # label -> command-line name, shared with benchmarks/module_cost.py
 # twelve trainings (six models, two seeds) must fit the profile's budget: in the cpu profile at
 # half the width and 2 epochs each, about 3 minutes on 2 CPU cores (see CONTRIBUTING.md)
 WIDTH = {"cpu": profile.width / 2}.get(profile.name, profile.width)
@@ -179,7 +199,7 @@ for label, verdict in verdicts.items():
     print(f"{label:15s} {verdict}")
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+fig, axes = plt.subplots(2, 1, figsize=(9, 7.5))
 order = list(table.index)
 for i, label in enumerate(order):
     values = runs[runs.model == label].val_auc
@@ -187,13 +207,24 @@ for i, label in enumerate(order):
     axes[0].errorbar(i, values.mean(), yerr=[[values.mean() - values.min()], [values.max() - values.mean()]],
                      fmt="o", color="tab:blue", capsize=4)
 axes[0].axhline(table.loc["baseline (GAP)", "AUC mean"], color="tab:blue", ls=":", lw=1)
-axes[0].set_xticks(range(len(order)), order, rotation=20)
-axes[0].set(ylabel="validation AUC (last epoch)", title="AUC per seed (grey) and mean with range")
-axes[1].scatter(table["CPU ms / batch of 8"], table["AUC mean"])
-for label, row in table.iterrows():
-    axes[1].annotate(label, (row["CPU ms / batch of 8"], row["AUC mean"]), fontsize=8,
-                     xytext=(4, 4), textcoords="offset points")
-axes[1].set(xlabel="CPU latency, batch of 8 (ms)", ylabel="mean validation AUC", title="what it costs, what it buys")
+axes[0].set_xticks(range(len(order)), order)
+axes[0].set(ylabel="validation AUC\n(last epoch)", title="AUC per seed (grey), mean and range (blue)")
+# cost on a log axis (triplet is several times the baseline); labels to the right of each
+# point, nudged apart vertically where two points sit at almost the same AUC
+axes[1].scatter(table["CPU ms / batch of 8"], table["AUC mean"], color="tab:blue")
+axes[1].set_xscale("log")
+placed: list[float] = []
+span = max(table["AUC mean"].max() - table["AUC mean"].min(), 1e-3)
+for label, row in table.sort_values("AUC mean").iterrows():
+    y = row["AUC mean"]
+    while any(abs(y - other) < 0.07 * span for other in placed):
+        y += 0.07 * span
+    placed.append(y)
+    axes[1].annotate(label, (row["CPU ms / batch of 8"], row["AUC mean"]), xytext=(row["CPU ms / batch of 8"] * 1.04, y),
+                     va="center", arrowprops=dict(arrowstyle="-", color="0.6", lw=0.8))
+axes[1].margins(x=0.25, y=0.2)
+axes[1].set(xlabel="CPU latency for a batch of 8 (ms, log scale)", ylabel="mean validation AUC",
+            title="what it costs, what it buys")
 fig.tight_layout()
 
 # %% [markdown]

@@ -45,7 +45,12 @@
 # Course setup: make `course_lib` importable (a no-op when it already is).
 import importlib.util, os, pathlib, subprocess, sys
 
+# where the course is published (_config.yml's repository.url; a fork runs `make repository URL=...`)
 REPO = os.environ.get("COURSE_REPO_URL", "https://github.com/attention-course/attention-image-classification")
+# Colab wipes its disk when the runtime resets: set True (or COURSE_RUNS_ON_DRIVE=1) to keep
+# trained models (runs/) on your Google Drive
+KEEP_RUNS_ON_DRIVE = os.environ.get("COURSE_RUNS_ON_DRIVE") == "1"
+ON_COLAB = "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
 
 
 def _pip_install(target):
@@ -53,7 +58,7 @@ def _pip_install(target):
 
 
 if importlib.util.find_spec("course_lib") is None:
-    if "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ:  # Colab
+    if ON_COLAB:
         _pip_install(f"git+{REPO}")
     elif any(key.startswith("PAPERSPACE") for key in os.environ):  # Gradient
         cwd = pathlib.Path.cwd()
@@ -69,6 +74,20 @@ if importlib.util.find_spec("course_lib") is None:
             "or `pip install -e .` inside your environment, then restart the kernel."
         )
     importlib.invalidate_caches()
+
+if ON_COLAB and not pathlib.Path("runs").exists():
+    if KEEP_RUNS_ON_DRIVE:
+        from google.colab import drive
+
+        mount = os.environ.get("COURSE_DRIVE_MOUNT", "/content/drive")
+        drive.mount(mount)
+        kept = pathlib.Path(mount, "MyDrive", "attention-course", "runs")
+        kept.mkdir(parents=True, exist_ok=True)
+        pathlib.Path("runs").symlink_to(kept, target_is_directory=True)
+        print(f"runs/ is {kept}: trained models survive a runtime reset")
+    else:
+        print("Trained models go to runs/ on this Colab machine and vanish when its runtime resets; "
+              "set KEEP_RUNS_ON_DRIVE = True in this cell to keep them on Google Drive.")
 
 
 # %%
@@ -99,11 +118,12 @@ from course_lib.metrics import energy_in_mask
 from course_lib.models import AttnVGG
 from course_lib.recipes import lesion_splits, profile_loaders, train_attnvgg
 from course_lib.train import fit
-from course_lib.viz import attention_grid, plot_history
+from course_lib.viz import attention_grid, plot_history, use_course_style
 
 profile = get_profile()
 device = get_device()
 seed_everything(0)
+use_course_style()  # legible figures (course_lib.viz)
 print(f"profile {profile.name}: {profile.image_size} px, width {profile.width}, {profile.epochs} epochs, "
       f"device {device}, mixed precision {'on' if fast_mixed_precision(device) else 'off'}")
 
@@ -147,22 +167,22 @@ print(f"profile {profile.name}: {profile.image_size} px, width {profile.width}, 
 # %% tags=["hide-input"]
 def draw_gate():
     """A diagram of the attention gate (drawn here so that it always matches the code)."""
-    fig, ax = plt.subplots(figsize=(13, 3.9))
-    half_w, half_h = 1.1, 0.45
+    fig, ax = plt.subplots(figsize=(10, 3.6))
+    half_w, half_h = 1.15, 0.5
     boxes = {
-        "l": (0.0, 2.0, "local features $l$\npool-3: $C_l$×H×W", "#dbe9f6"),
-        "g": (0.0, 0.0, "global features $g$\npool-5: $C_g$×H/4×W/4", "#fde2c8"),
+        "l": (0.0, 2.0, "local map $l$\npool-3: $C_l$×H×W", "#dbe9f6"),
+        "g": (0.0, 0.0, "global map $g$\npool-5: $C_g$×$\\frac{H}{4}$×$\\frac{W}{4}$", "#fde2c8"),
         "Wl": (2.7, 2.0, "$W_l$: 1×1 conv\n$C_l$ → A", "#eeeeee"),
-        "Wg": (2.7, 0.0, "$W_g$: 1×1 conv, $C_g$ → A\nupsample to H×W", "#eeeeee"),
-        "add": (5.4, 1.0, "add, then ReLU\nA×H×W", "#eeeeee"),
-        "phi": (8.1, 1.0, "$\\phi$: 1×1 conv, A → 1\nscores $c$: 1×H×W", "#eeeeee"),
-        "norm": (10.8, 1.0, "softmax over H·W\n(or sigmoid)\nattention $a$", "#f6d5d5"),
-        "pool": (13.5, 2.0, "$\\sum\\, a\\, l$  (or mean)\npooled $\\hat g$: $C_l$", "#d9f0d3"),
+        "Wg": (2.7, 0.0, "$W_g$: 1×1 conv\n→ A, upsampled", "#eeeeee"),
+        "add": (5.4, 1.0, "add, ReLU\nA×H×W", "#eeeeee"),
+        "phi": (8.1, 1.0, "$\\phi$: 1×1 conv\nscores $c$: H×W", "#eeeeee"),
+        "norm": (10.8, 1.0, "softmax\n(or sigmoid)\nmap $a$", "#f6d5d5"),
+        "pool": (13.5, 2.0, "$\\sum a\\, l$ (or mean)\npooled: $C_l$", "#d9f0d3"),
     }
     for x, y, text, colour in boxes.values():
         ax.add_patch(FancyBboxPatch((x - half_w, y - half_h), 2 * half_w, 2 * half_h, boxstyle="round,pad=0.05",
                                     facecolor=colour, edgecolor="0.4"))
-        ax.text(x, y, text, ha="center", va="center", fontsize=9)
+        ax.text(x, y, text, ha="center", va="center", fontsize=10)
 
     def arrow(a, b, **kw):
         (x0, y0), (x1, y1) = boxes[a][:2], boxes[b][:2]
@@ -175,7 +195,7 @@ def draw_gate():
     ax.add_patch(FancyArrowPatch((0.0, 2.0 + half_h + 0.08), (13.5, 2.0 + half_h + 0.08),
                                  connectionstyle="arc3,rad=-0.1", arrowstyle="-|>", mutation_scale=14,
                                  color="tab:blue", ls="--"))
-    ax.text(6.75, 3.55, "the same local features, weighted by $a$", color="tab:blue", ha="center", fontsize=9)
+    ax.text(6.75, 3.55, "the same local features, weighted by $a$", color="tab:blue", ha="center")
     ax.set_xlim(-1.3, 14.8)
     ax.set_ylim(-0.7, 3.8)
     ax.axis("off")

@@ -41,7 +41,12 @@
 # Course setup: make `course_lib` importable (a no-op when it already is).
 import importlib.util, os, pathlib, subprocess, sys
 
+# where the course is published (_config.yml's repository.url; a fork runs `make repository URL=...`)
 REPO = os.environ.get("COURSE_REPO_URL", "https://github.com/attention-course/attention-image-classification")
+# Colab wipes its disk when the runtime resets: set True (or COURSE_RUNS_ON_DRIVE=1) to keep
+# trained models (runs/) on your Google Drive
+KEEP_RUNS_ON_DRIVE = os.environ.get("COURSE_RUNS_ON_DRIVE") == "1"
+ON_COLAB = "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
 
 
 def _pip_install(target):
@@ -49,7 +54,7 @@ def _pip_install(target):
 
 
 if importlib.util.find_spec("course_lib") is None:
-    if "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ:  # Colab
+    if ON_COLAB:
         _pip_install(f"git+{REPO}")
     elif any(key.startswith("PAPERSPACE") for key in os.environ):  # Gradient
         cwd = pathlib.Path.cwd()
@@ -66,6 +71,20 @@ if importlib.util.find_spec("course_lib") is None:
         )
     importlib.invalidate_caches()
 
+if ON_COLAB and not pathlib.Path("runs").exists():
+    if KEEP_RUNS_ON_DRIVE:
+        from google.colab import drive
+
+        mount = os.environ.get("COURSE_DRIVE_MOUNT", "/content/drive")
+        drive.mount(mount)
+        kept = pathlib.Path(mount, "MyDrive", "attention-course", "runs")
+        kept.mkdir(parents=True, exist_ok=True)
+        pathlib.Path("runs").symlink_to(kept, target_is_directory=True)
+        print(f"runs/ is {kept}: trained models survive a runtime reset")
+    else:
+        print("Trained models go to runs/ on this Colab machine and vanish when its runtime resets; "
+              "set KEEP_RUNS_ON_DRIVE = True in this cell to keep them on Google Drive.")
+
 
 # %%
 import numpy as np
@@ -78,12 +97,21 @@ from course_lib.models import AttnVGG
 from course_lib.recipes import eval_loader, lesion_splits, profile_loaders, train_attnvgg
 from course_lib.saliency import baseline_maps, collect_maps, localisation_table, verdicts
 from course_lib.train import evaluate
-from course_lib.viz import attention_grid
+from course_lib.viz import attention_grid, use_course_style
 
 profile = get_profile()
 device = get_device()
 seed_everything(0)
+use_course_style()  # legible figures (course_lib.viz)
 print(f"profile {profile.name}: {profile.image_size} px, width {profile.width}, device {device}")
+# What this chapter asserts, per profile. The cpu thresholds sit below what the book's run
+# measured on 2 CPU cores (Grad-CAM: 1.5x the random map's energy on the lesion and 2.6x its
+# pointing game; a gate without the global branch: +0.43 energy on the lesion; ink exposure
+# 2.7x). One epoch of the smoke profile learns too little to promise anything, and the gpu
+# profile has not been run end to end: there the cells print their numbers without asserting.
+EXPECT = {"cpu": {"grad-cam energy / random": 1.2, "grad-cam pointing / random": 1.8,
+                  "gate moves onto the lesion": 0.1, "ink exposure": 2.0, "ink inflates the AUC by": 0.02}
+          }.get(profile.name)
 
 # %% [markdown]
 # ## 1. The model and its validation images
@@ -182,9 +210,11 @@ verdict = verdicts(table)
 verdict.round(2)
 
 # %%
-if profile.name != "smoke":  # one epoch of a tiny network (smoke) has learned little
-    assert verdict.loc["Grad-CAM", "energy / random"] > 1.5, "Grad-CAM finds the lesion more often than chance"
-    assert table.loc["Grad-CAM", "pointing game"] > 5 * table.loc["random map", "pointing game"]
+if EXPECT:  # what this profile can promise (see the first code cell)
+    assert verdict.loc["Grad-CAM", "energy / random"] > EXPECT["grad-cam energy / random"], \
+        "Grad-CAM puts more of its energy on the lesion than chance"
+    assert table.loc["Grad-CAM", "pointing game"] > EXPECT["grad-cam pointing / random"] * \
+        table.loc["random map", "pointing game"], "Grad-CAM's peak lands on the lesion more often than chance"
 
 # %% [markdown]
 # Read the table row by row. The random map scores the lesion's area fraction on pointing
@@ -193,10 +223,11 @@ if profile.name != "smoke":  # one epoch of a tiny network (smoke) has learned l
 # photographer's habit of centring it. The Jaccard index punishes maps that are right but
 # blurry: at 1/8 and 1/16 of the image side, attention maps cannot trace a lesion's border.
 #
-# The attention maps deserve a second look. In the book's run (`cpu` profile) they sit on the
-# skin around the lesion rather than on it — in the pictures of section 3, and in numbers in
-# the verdicts above (check what yours say). That is not what the attention maps printed in
-# papers suggest. The next section asks why.
+# The attention maps deserve a second look. In the book's run (`cpu` profile) they do not sit
+# on the lesion: the pool-3 gate puts less of its attention there than a random map would, and
+# the pool-4 gate about as much — in the pictures of section 3, and in the verdicts above
+# (check what yours say). That is not what the attention maps printed in papers suggest. The
+# next section asks why.
 #
 # ## 5. Why would attention look away from the lesion?
 #
@@ -237,8 +268,12 @@ ablation.round(3)
 moved = (ablation.loc[("global_branch=False (reads ĝ1, ĝ2)", "pool-4 attention"), "energy in mask"]
          - ablation.loc[("AttnVGG (classifier reads g, ĝ1, ĝ2)", "pool-4 attention"), "energy in mask"])
 print(f"pool-4 energy in mask, without minus with the global branch: {moved:+.3f}")
-if profile.name != "smoke":
-    assert moved > 0.1, "without the global vector, the pool-4 gate moves onto the lesion"
+moved_pool3 = (ablation.loc[("global_branch=False (reads ĝ1, ĝ2)", "pool-3 attention"), "energy in mask"]
+               - ablation.loc[("AttnVGG (classifier reads g, ĝ1, ĝ2)", "pool-3 attention"), "energy in mask"])
+print(f"pool-3 energy in mask, without minus with the global branch: {moved_pool3:+.3f}")
+if EXPECT:
+    assert max(moved, moved_pool3) > EXPECT["gate moves onto the lesion"], \
+        "without the global vector, a gate moves onto the lesion"
     assert abs(no_global_history.val_auc.iloc[-1] - history.val_auc.iloc[-1]) < 0.03, "at no cost in AUC"
 
 # %%
@@ -293,14 +328,15 @@ shortcut.round(3)
 cue_summary = {"AUC with ink": shortcut.loc["trained with ink"].iloc[0],
                "AUC without ink": shortcut.loc["trained with ink"].iloc[1]}
 print({k: round(float(v), 3) for k, v in cue_summary.items()})
-if profile.name != "smoke":
-    assert cue_summary["AUC with ink"] > cue_summary["AUC without ink"] + 0.02, "the shortcut inflates the score"
+if EXPECT:
+    assert cue_summary["AUC with ink"] > cue_summary["AUC without ink"] + EXPECT["ink inflates the AUC by"], \
+        "the shortcut inflates the score"
 
 # %%
 drops = shortcut["drop"]
 print(f"removing the ink costs the model trained with it {drops['trained with ink']:.3f} AUC, "
       f"the honest model {drops['trained without']:.3f}")
-if profile.name != "smoke":
+if EXPECT:
     assert drops["trained with ink"] > drops["trained without"], "the ink-trained model leans on the ink more"
 
 # %% [markdown]
@@ -341,21 +377,23 @@ energy_on_cue.round(3)
 area = energy_on_cue.loc["(ink area fraction)", "trained without"]
 exposure = (energy_on_cue["trained with ink"] / energy_on_cue["trained without"].clip(lower=area)).drop("(ink area fraction)")
 print("energy on the ink, ink-trained model ÷ honest model (or the ink's area):", exposure.round(1).to_dict())
-if profile.name != "smoke":
-    assert exposure.max() > 3, "at least one kind of map shows the model looking at the ink"
+if EXPECT:
+    assert exposure.max() > EXPECT["ink exposure"], "at least one kind of map shows the model looking at the ink"
 
 # %% [markdown]
 # Read the table column against column: the same maps, the same images, two models. Where
 # the model trained with ink puts more of a map's energy on the ink than the honest model
 # does, that map exposes the shortcut; where the two agree, that map is blind to it. In the
-# book's run the pool-3 gate of the ink-trained model put about a third of its attention on
-# ink that covers about 1 % of the image, while Grad-CAM at stage 5 — aimed, as section 2
-# explains, at the global branch — showed no interest in the ink at all. Worth knowing before
-# you trust one kind of map to audit a model.
+# book's run (`cpu` profile) the pool-4 gate of the ink-trained model put 2.7 times as much of
+# its attention on the ink as the honest model's did (the ink covers about 1.5 % of the
+# image), while its pool-3 gate and Grad-CAM at stage 5 showed no more interest in the ink
+# than the honest model. Which map exposes a shortcut depends on the model and its inputs —
+# in an earlier version of the course (96 px images) it was the pool-3 gate. Worth knowing
+# before you trust one kind of map to audit a model.
 #
 # One more thing this experiment taught its authors. The course first drew a *ruler* along an
 # image edge as the cue. The model trained with it scored 0.914 with rulers and 0.910 without
-# (`cpu` profile): no shortcut. The training augmentation crops up to a sixth of each side and
+# (the course's earlier `cpu` profile, 96 px): no shortcut. The training augmentation crops up to a sixth of each side and
 # rotates the image, so the ruler was often cut away, and a cue that is often missing is a poor
 # shortcut. The ink dots sit further inside the image and survive the crops.
 
@@ -415,19 +453,21 @@ if profile.name != "smoke":
 # :::{exercise}
 # :label: ex-11-ruler
 #
-# Repeat section 6 with `spurious_cue="ruler"`, once with the course's training transforms
-# and once with `eval_transforms` used for training too (no crops, no rotations). What do the
+# Repeat section 6 with `spurious_cue="ruler"`, once with the course's training augmentation
+# and once without any (no crops, no rotations). What do the
 # two AUC drops tell you about augmentation as a defence against shortcuts?
 # :::
 #
 # :::{solution} ex-11-ruler
 # :class: dropdown
 #
-# Build the training loader with `MelanomaDataset(cue_train, eval_transforms(size))` for the
-# second run. Without crops the ruler is always fully visible, reliably goes with the label,
-# and the model learns it. In the course's `cpu` run: AUC 0.967 with rulers and 0.891 without
-# them (a drop of 0.076); with the course's crops, 0.914 and 0.910. Augmentation that removes
-# a cue protects against it — but only against cues you know of and can remove.
+# For the second run, train without augmentation:
+# `make_loaders(cue_train, cue_val, profile.image_size, profile.batch_size, augment=BatchNormalize())`
+# (`course_lib.data`). Without crops the ruler is always fully visible, reliably goes with the
+# label, and the model learns it. In the course's earlier `cpu` profile (96 px, 12 epochs):
+# AUC 0.967 with rulers and 0.891 without them (a drop of 0.076); with the course's crops,
+# 0.914 and 0.910. Augmentation that removes a cue protects against it — but only against
+# cues you know of and can remove.
 # :::
 #
 # ## References

@@ -35,7 +35,12 @@
 # Course setup: make `course_lib` importable (a no-op when it already is).
 import importlib.util, os, pathlib, subprocess, sys
 
+# where the course is published (_config.yml's repository.url; a fork runs `make repository URL=...`)
 REPO = os.environ.get("COURSE_REPO_URL", "https://github.com/attention-course/attention-image-classification")
+# Colab wipes its disk when the runtime resets: set True (or COURSE_RUNS_ON_DRIVE=1) to keep
+# trained models (runs/) on your Google Drive
+KEEP_RUNS_ON_DRIVE = os.environ.get("COURSE_RUNS_ON_DRIVE") == "1"
+ON_COLAB = "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
 
 
 def _pip_install(target):
@@ -43,7 +48,7 @@ def _pip_install(target):
 
 
 if importlib.util.find_spec("course_lib") is None:
-    if "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ:  # Colab
+    if ON_COLAB:
         _pip_install(f"git+{REPO}")
     elif any(key.startswith("PAPERSPACE") for key in os.environ):  # Gradient
         cwd = pathlib.Path.cwd()
@@ -60,6 +65,20 @@ if importlib.util.find_spec("course_lib") is None:
         )
     importlib.invalidate_caches()
 
+if ON_COLAB and not pathlib.Path("runs").exists():
+    if KEEP_RUNS_ON_DRIVE:
+        from google.colab import drive
+
+        mount = os.environ.get("COURSE_DRIVE_MOUNT", "/content/drive")
+        drive.mount(mount)
+        kept = pathlib.Path(mount, "MyDrive", "attention-course", "runs")
+        kept.mkdir(parents=True, exist_ok=True)
+        pathlib.Path("runs").symlink_to(kept, target_is_directory=True)
+        print(f"runs/ is {kept}: trained models survive a runtime reset")
+    else:
+        print("Trained models go to runs/ on this Colab machine and vanish when its runtime resets; "
+              "set KEEP_RUNS_ON_DRIVE = True in this cell to keep them on Google Drive.")
+
 
 # %%
 import math
@@ -71,18 +90,19 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import vit_b_16
 
-from course_lib.attention import SEBlock
+from course_lib.attention import SEBlock, make_attention
 from course_lib.bench import count_parameters
 from course_lib.config import get_device, get_profile, seed_everything
 from course_lib.losses import AttentionMaskLoss, attention_dice_loss
 from course_lib.metrics import energy_in_mask
 from course_lib.recipes import lesion_splits, profile_loaders, train_attnvgg
 from course_lib.saliency import baseline_maps, collect_maps, localisation_table, verdicts
-from course_lib.viz import attention_grid, plot_history
+from course_lib.viz import attention_grid, plot_history, use_course_style
 
 profile = get_profile()
 device = get_device()
 seed_everything(0)
+use_course_style()  # legible figures (course_lib.viz)
 print(f"profile {profile.name}: {profile.image_size} px, width {profile.width}, device {device}")
 
 # %% [markdown]
@@ -251,6 +271,12 @@ eca = ECA(512)
 assert eca(x).shape == x.shape
 print(f"C = 512: ECA k = {eca.k}, {count_parameters(eca)} parameters; SE (r = 16): {count_parameters(SEBlock(512)):,}")
 assert count_parameters(eca) == 5
+
+# the library's ECA, built by name like every attention module of the course (same weights, same output)
+library_eca = make_attention("eca", 512)
+library_eca.load_state_dict(eca.state_dict())
+torch.testing.assert_close(library_eca(x), eca(x))
+print("inline ECA == course_lib.attention.ECA; vgg16(attention='eca') and `--model vgg16-eca` use it")
 
 # %% [markdown]
 # ### Coordinate attention: channel attention that remembers where

@@ -3,7 +3,8 @@
 ``serve(folder)`` serves a folder on 127.0.0.1; ``browser()`` starts headless chromium;
 ``page_problems(driver, url, ...)`` loads one page and lists what a reader would see broken:
 a Python traceback, a notebook page without executed output, an image that does not load, a
-Colab link to the wrong notebook. Used by tests/test_browser.py on the built book, and on
+Colab link to the wrong notebook, formulas left as raw TeX or a MathJax fetched from the
+network (the book must read offline). Used by tests/test_browser.py on the built book, and on
 deliberately broken pages to show that each check fires.
 """
 
@@ -80,16 +81,43 @@ Promise.all(images.map(img => img.complete ? Promise.resolve() :
 """
 
 
+# formulas on the page, how many MathJax typeset (waiting for it), and where MathJax came from
+_MATH = """
+const done = arguments[arguments.length - 1];
+const formulas = document.querySelectorAll("span.math, div.math").length;
+const sources = Array.from(document.scripts).map(s => s.src).filter(src => /mathjax/i.test(src));
+const report = () => done({formulas: formulas, typeset: document.querySelectorAll("mjx-container").length,
+                           sources: sources});
+if (formulas && window.MathJax && MathJax.startup && MathJax.startup.promise) {
+  MathJax.startup.promise.then(report, report);
+} else { report(); }
+"""
+
+
+def math_problems(driver, url: str) -> list[str]:
+    """Formulas left as raw TeX, or MathJax fetched from another site (the book must work offline)."""
+    found = driver.execute_async_script(_MATH)
+    problems = []
+    if found["formulas"] and found["typeset"] == 0:
+        problems.append(f"{found['formulas']} formulas shown as raw TeX (MathJax did not typeset them)")
+    origin = url.split("/", 3)[:3]
+    foreign = [src for src in found["sources"] if src.split("/", 3)[:3] != origin]
+    if foreign:
+        problems.append(f"MathJax loaded from another site: {', '.join(foreign)}")
+    return problems
+
+
 def page_problems(driver, url: str, notebook: str | None = None, screenshot: Path | None = None) -> list[str]:
     """What is wrong with the page at ``url``, as a list of sentences (empty: nothing).
 
     ``notebook`` is the stem (``10_attnvgg_melanoma``) when the page renders a notebook: it
     must then show executed output and link Colab to ``.../blob/main/notebooks/<stem>.ipynb``.
+    Formulas must be typeset by a MathJax served from the book itself.
     """
     from selenium.webdriver.common.by import By
 
     driver.get(url)
-    problems = []
+    problems = math_problems(driver, url)
     text = driver.find_element(By.TAG_NAME, "body").get_attribute("innerText")
     if "Traceback (most recent call last)" in text:
         problems.append("shows a Python traceback")

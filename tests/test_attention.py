@@ -6,8 +6,9 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import SqueezeExcitation
 
-from course_lib.attention import (CBAM, ChannelAttention, DualPooling, SEBlock, SelfAttention2d, SpatialAttention,
-                                  TripletAttention)
+from course_lib.attention import (ATTENTION, CBAM, ECA, ChannelAttention, DualPooling, SEBlock, SelfAttention2d,
+                                  SpatialAttention, TripletAttention, make_attention)
+from course_lib.attention.eca import eca_kernel_size
 from course_lib.bench import count_parameters
 from course_lib.models import vgg16
 
@@ -20,7 +21,8 @@ FACTORIES = {
     "cbam-spatial-first": lambda c: CBAM(c, reduction=8, order="spatial-channel"),
     "cbam-parallel": lambda c: CBAM(c, reduction=8, order="parallel"),
     "self": lambda c: SelfAttention2d(c),
-    "triplet": lambda c: TripletAttention(7),
+    "triplet": lambda c: TripletAttention(c, kernel_size=7),
+    "eca": lambda c: ECA(c),
 }
 
 
@@ -49,22 +51,22 @@ def test_parameter_formulas(channels, reduction):
     for k in (3, 7):
         assert count_parameters(SpatialAttention(k)) == 2 * k * k
         assert count_parameters(CBAM(c, reduction, k)) == 2 * c * h + 2 * k * k
-        assert count_parameters(TripletAttention(k)) == 3 * (2 * k * k + 2)
+        assert count_parameters(TripletAttention(kernel_size=k)) == 3 * (2 * k * k + 2)
 
 
-def test_reference_figures_of_the_course():  # COURSE.md §8
+def test_reference_figures_of_the_course():
     assert count_parameters(SEBlock(512, 16)) == 33_312
     se = SEBlock(512, 16)
     assert sum(p.numel() for n, p in se.named_parameters() if n.endswith("weight")) == 32_768
     assert count_parameters(ChannelAttention(512, 16)) == 32_768
     assert count_parameters(CBAM(512, 16, 7)) == 32_768 + 98
-    assert count_parameters(TripletAttention(7)) == 300
+    assert count_parameters(TripletAttention(512)) == count_parameters(TripletAttention(16)) == 300
     assert count_parameters(SelfAttention2d(512)) == 328_321
     assert count_parameters(SelfAttention2d(64)) == 5_201
 
 
 def _gates(module, x):
-    if isinstance(module, (SEBlock, ChannelAttention, SpatialAttention)):
+    if isinstance(module, (SEBlock, ChannelAttention, SpatialAttention, ECA)):
         return [module.gate(x)]
     if isinstance(module, CBAM):
         return [module.channel.gate(x), module.spatial.gate(x)]
@@ -74,7 +76,7 @@ def _gates(module, x):
     raise TypeError(module)
 
 
-@pytest.mark.parametrize("name", ["se", "channel", "spatial", "cbam", "triplet"])
+@pytest.mark.parametrize("name", ["se", "channel", "spatial", "cbam", "triplet", "eca"])
 def test_gates_lie_strictly_between_0_and_1(name):
     module = FACTORIES[name](32).train()
     for gate in _gates(module, torch.randn(4, 32, 9, 6)):
@@ -179,7 +181,7 @@ def _triplet_branch_reference(branch, x, permutation):
 @pytest.mark.parametrize("shape", [(2, 16, 9, 6), (1, 8, 5, 5), (3, 4, 7, 11)])
 def test_triplet_branches_equal_direct_computation(shape):
     torch.manual_seed(3)
-    module = TripletAttention(7).eval()
+    module = TripletAttention(kernel_size=7).eval()
     for branch in (module.ch, module.cw, module.hw):  # non-trivial BatchNorm statistics
         branch.bn.running_mean.uniform_(-0.5, 0.5)
         branch.bn.running_var.uniform_(0.5, 2.0)
@@ -236,10 +238,54 @@ def test_self_attention_fused_and_unfused_agree():
 def test_triplet_batchnorm_follows_the_authors_momentum():
     """landskape-ai/triplet-attention uses BatchNorm2d(momentum=0.01): one training step moves
     the running mean by 1 % of the batch mean (PyTorch's default would move it by 10 %)."""
-    module = TripletAttention(7).train()
+    module = TripletAttention(kernel_size=7).train()
     torch.manual_seed(0)
     x = torch.randn(4, 8, 6, 6) + 3
     with torch.no_grad():
         pooled = module.hw.conv(module.hw.pool(x))
         module(x)
     torch.testing.assert_close(module.hw.bn.running_mean, 0.01 * pooled.mean().reshape(1), rtol=1e-4, atol=1e-6)
+
+
+# ---------------------------------------------------------------- ECA and the registry
+
+@pytest.mark.parametrize("channels, k", [(16, 3), (64, 3), (128, 5), (256, 5), (512, 5), (2048, 7)])
+def test_eca_kernel_follows_the_paper_and_is_its_only_parameter(channels, k):
+    """k = |(log2 C + 1) / 2| made odd (Wang et al. 2020, Eq. 12 with gamma = 2, b = 1)."""
+    assert eca_kernel_size(channels) == k
+    assert count_parameters(ECA(channels)) == k
+
+
+def test_eca_equals_a_direct_sum_over_neighbouring_channels():
+    """The authors' eca_layer: a 1-D convolution of the channel averages (zero padding), sigmoid, scale."""
+    torch.manual_seed(2)
+    module = ECA(64, kernel_size=5)
+    x = torch.randn(3, 64, 6, 5)
+    averages = x.mean(dim=(2, 3))
+    padded = F.pad(averages, (2, 2))
+    weights = module.conv.weight.view(5)
+    scores = torch.stack([(padded[:, c:c + 5] * weights).sum(1) for c in range(64)], dim=1)
+    torch.testing.assert_close(module(x), x * torch.sigmoid(scores)[:, :, None, None])
+    with pytest.raises(ValueError, match="odd"):
+        ECA(64, kernel_size=4)
+
+
+@pytest.mark.parametrize("name, cls", [("se", SEBlock), ("cbam", CBAM), ("triplet", TripletAttention),
+                                       ("self", SelfAttention2d), ("eca", ECA)])
+def test_make_attention_builds_every_module_by_name_channels_first(name, cls):
+    module = make_attention(name, 32)
+    assert isinstance(module, cls) and ATTENTION[name].factory is cls
+    assert module.eval()(torch.randn(2, 32, 6, 6)).shape == (2, 32, 6, 6)
+    with pytest.raises(ValueError, match="unknown attention 'transformer'"):
+        make_attention("transformer", 32)
+
+
+def test_a_registered_module_reaches_vgg16_and_the_command_line():
+    """One registry line is all a module needs: vgg16(attention=...) and the model names follow."""
+    from course_lib.models import MODEL_NAMES, build_model
+
+    assert {f"vgg16-{name}" for name in ATTENTION} <= set(MODEL_NAMES)
+    model = build_model("vgg16-eca", width=1 / 8)
+    assert sum(isinstance(m, ECA) for m in model.modules()) == len(ATTENTION["eca"].stages) == 5
+    with pytest.raises(ValueError, match="unknown model"):
+        build_model("vgg16-transformer")

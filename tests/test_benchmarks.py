@@ -46,7 +46,7 @@ def test_module_cost_records_every_model(tmp_path):
     (profile,) = json.loads((tmp_path / "module_cost-cpu.json").read_text())["profiles"]
     assert profile["profile"] == "smoke" and profile["image_size"] == 64
     rows = {row["model"]: row for row in profile["rows"]}
-    assert len(rows) == 7 and rows["baseline VGG16 (GAP)"]["latency vs baseline"] == 1.0
+    assert len(rows) == 8 and rows["baseline (GAP)"]["latency vs baseline"] == 1.0
     assert rows["triplet"]["extra parameters"] == 1500  # 300 per stage, five stages
     assert all(row["ms / batch of 8"] > 0 and row["MFLOPs / image"] > 0 for row in rows.values())
 

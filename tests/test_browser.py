@@ -48,6 +48,20 @@ def test_every_page_renders_for_a_reader(site):
     assert (SCREENSHOTS / "notebooks" / "10_attnvgg_melanoma.png").stat().st_size > 10_000
 
 
+@pytest.mark.parametrize("chapter", ["10_attnvgg_melanoma", "12_going_further"])
+def test_math_is_typeset_offline(site, chapter):
+    """MathJax comes from the book's own _static folder; the machine has no network to a CDN."""
+    from selenium.webdriver.common.by import By
+
+    html_root, url, driver = site
+    assert (html_root / "_static" / "mathjax" / "tex-svg.js").stat().st_size > 1_000_000
+    driver.get(f"{url}/notebooks/{chapter}.html")
+    from browser import math_problems
+
+    assert math_problems(driver, f"{url}/notebooks/{chapter}.html") == []
+    assert len(driver.find_elements(By.CSS_SELECTOR, "mjx-container")) >= 3
+
+
 def test_search_finds_attention(site):
     _, url, driver = site
     titles = search_results(driver, url, "attention")
@@ -69,6 +83,9 @@ def test_the_checks_catch_what_a_reader_would_see_broken(tmp_path):
         f'<html><body><a href="{colab.format("01_good")}">Colab</a><img src="../missing.png">'
         "<pre>Traceback (most recent call last):\n  ValueError</pre></body></html>")
     (tmp_path / "notebooks" / "03_no_colab.html").write_text('<html><body><div class="cell_output">1</div></body></html>')
+    (tmp_path / "raw_tex.html").write_text('<html><body><span class="math notranslate">\\(x^2\\)</span></body></html>')
+    (tmp_path / "cdn_tex.html").write_text('<html><head><script src="https://cdn.example.org/mathjax/tex-svg.js">'
+                                          '</script></head><body><p>no formulas</p></body></html>')
     with serve(tmp_path) as url, browser() as driver:
         assert page_problems(driver, f"{url}/notebooks/01_good.html", notebook="01_good") == []
         bad = " | ".join(page_problems(driver, f"{url}/notebooks/02_bad.html", notebook="02_bad"))
@@ -77,3 +94,6 @@ def test_the_checks_catch_what_a_reader_would_see_broken(tmp_path):
         assert "without any executed output" in bad
         assert "do not end with /blob/main/notebooks/02_bad.ipynb" in bad
         assert page_problems(driver, f"{url}/notebooks/03_no_colab.html", notebook="03_no_colab") == ["no Colab link"]
+        assert page_problems(driver, f"{url}/raw_tex.html") == ["1 formulas shown as raw TeX (MathJax did not typeset them)"]
+        assert page_problems(driver, f"{url}/cdn_tex.html") == [
+            "MathJax loaded from another site: https://cdn.example.org/mathjax/tex-svg.js"]

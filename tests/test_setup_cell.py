@@ -25,7 +25,7 @@ def _setup_cell() -> str:
 
 
 def _clean_env(**extra):
-    drop = ("COLAB", "PAPERSPACE", "VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "COURSE_")
+    drop = ("COLAB", "PAPERSPACE", "VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "COURSE_")  # extra= adds back
     env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
     env.update(PIP_NO_DEPS="1", PIP_DISABLE_PIP_VERSION_CHECK="1", COURSE_REPO_URL=f"file://{ROOT}")
     env.update(extra)
@@ -95,3 +95,38 @@ def test_gradient_clones_then_installs(bare_python, tmp_path):
     assert run.returncode == 0, run.stderr
     assert not (tmp_path / "never-used").exists()
     assert _installed_location(bare_python)
+
+
+def test_the_published_location_is_one_setting():
+    """_config.yml's repository.url is the setting; the setup cell (every notebook's copy) and the
+    README's Colab link carry the same value (tools/set_repository.py writes all of them)."""
+    import re
+
+    url = re.search(r"^repository:\n  url: (\S+)", (ROOT / "_config.yml").read_text(), flags=re.M).group(1)
+    assert f'os.environ.get("COURSE_REPO_URL", "{url}")' in _setup_cell()
+    assert f"colab.research.google.com/github/{url.removeprefix('https://github.com/')}/blob/main/" in \
+        (ROOT / "README.md").read_text()
+
+
+def test_colab_offers_to_keep_runs_on_drive(tmp_path):
+    run = _run_cell(sys.executable, tmp_path, COLAB_RELEASE_TAG="release-colab-test")
+    assert run.returncode == 0, run.stderr
+    assert "KEEP_RUNS_ON_DRIVE = True" in run.stdout and not (tmp_path / "runs").exists()
+
+
+def test_colab_keeps_runs_on_google_drive(tmp_path):
+    """google.colab's drive module, stood in for by a local one that 'mounts' a folder."""
+    stub = tmp_path / "stub" / "google" / "colab"
+    stub.mkdir(parents=True)
+    (stub.parent / "__init__.py").write_text("")
+    (stub / "__init__.py").write_text("")
+    (stub / "drive.py").write_text("import pathlib\ndef mount(path):\n    pathlib.Path(path, 'MyDrive').mkdir(parents=True, exist_ok=True)\n")
+    work, mount = tmp_path / "content", tmp_path / "drive"
+    work.mkdir()
+    run = _run_cell(sys.executable, work, COLAB_RELEASE_TAG="release-colab-test", COURSE_RUNS_ON_DRIVE="1",
+                    COURSE_DRIVE_MOUNT=str(mount), PYTHONPATH=str(tmp_path / "stub"))
+    assert run.returncode == 0, run.stderr
+    assert (work / "runs").is_symlink() and (work / "runs").resolve() == mount / "MyDrive" / "attention-course" / "runs"
+    run = _run_cell(sys.executable, work, COLAB_RELEASE_TAG="release-colab-test", COURSE_RUNS_ON_DRIVE="1",
+                    COURSE_DRIVE_MOUNT=str(mount), PYTHONPATH=str(tmp_path / "stub"))
+    assert run.returncode == 0 and run.stdout == "", "a second run finds runs/ in place and says nothing"

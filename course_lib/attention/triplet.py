@@ -60,8 +60,8 @@ class TripletAttention(nn.Module):
     # (permutation into the branch, which is its own inverse)
     ROTATIONS = ((0, 2, 1, 3), (0, 3, 2, 1))
 
-    def __init__(self, kernel_size: int = 7):
-        super().__init__()
+    def __init__(self, channels: int | None = None, kernel_size: int = 7):
+        super().__init__()  # channels: accepted, like every registered module's, and not needed
         if kernel_size % 2 == 0:
             raise ValueError("kernel_size must be odd, so that the maps keep their size")
         self.ch = AttentionGateBranch(kernel_size)  # C-W plane (H rotated to the front)

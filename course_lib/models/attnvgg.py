@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..attention import AttentionGate
-from .vgg import scaled, vgg16
+from .vgg import init_weights, scaled, vgg16
 
 __all__ = ["AttnVGG", "load_imagenet_features"]
 
@@ -80,18 +80,12 @@ class AttnVGG(nn.Module):
         self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
         self.global_branch = global_branch
         self.classifier = nn.Linear((c5 if global_branch else 0) + c3 + c4, num_classes)
-        self.normalize_attn = normalize_attn
-        for module in (self.attn1, self.attn2, self.classifier):
-            for m in module.modules():
-                if isinstance(m, nn.Conv2d):
-                    nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
-                    if m.bias is not None:
-                        nn.init.zeros_(m.bias)
-                elif isinstance(m, nn.Linear):
-                    nn.init.normal_(m.weight, 0.0, 0.01)
-                    nn.init.zeros_(m.bias)
+        for module in (self.attn1, self.attn2, self.classifier):  # as AttnMel's reset_parameters
+            init_weights(module, conv_mode="fan_in")
 
-    def forward(self, x: torch.Tensor):
+    def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Everything before the classifier: ``pool3``, ``pool4``, ``pool5`` (feature maps),
+        ``a1``, ``a2`` (attention maps) and ``g1``, ``g2`` (the attention-pooled vectors)."""
         if x.shape[-1] % 32 or x.shape[-2] % 32:
             raise ValueError(f"AttnVGG needs height and width divisible by 32, got {tuple(x.shape[-2:])}")
         pool1 = self.features[0](x)
@@ -101,6 +95,10 @@ class AttnVGG(nn.Module):
         pool5 = self.features[4](pool4)  # global map: 1/32
         a1, g1 = self.attn1(pool3, pool5)
         a2, g2 = self.attn2(pool4, pool5)
-        pooled = [self.global_pool(pool5).flatten(1)] if self.global_branch else []
-        logits = self.classifier(self.dropout(torch.cat([*pooled, g1, g2], dim=1)))
-        return logits, a1, a2
+        return {"pool3": pool3, "pool4": pool4, "pool5": pool5, "a1": a1, "g1": g1, "a2": a2, "g2": g2}
+
+    def forward(self, x: torch.Tensor):
+        f = self.forward_features(x)
+        pooled = [self.global_pool(f["pool5"]).flatten(1)] if self.global_branch else []
+        logits = self.classifier(self.dropout(torch.cat([*pooled, f["g1"], f["g2"]], dim=1)))
+        return logits, f["a1"], f["a2"]

@@ -9,12 +9,13 @@ and one linear layer.
 At full width the parameter counts equal torchvision's: 138,357,544 (``batch_norm=False``)
 and 138,365,992 (``batch_norm=True``), with ``num_classes=1000`` and ``head="fc"``.
 
-**Attention slots** (notebooks 04–09). ``attention=`` inserts a module at the end of stages,
+**Attention slots** (notebooks 04–09). ``attention=`` names a module of the registry
+(:data:`course_lib.attention.ATTENTION`) and inserts one at the end of its default stages,
 after the last ReLU and before the max-pool, where a stage's features are richest:
 
-- ``"se"``, ``"cbam"``, ``"triplet"``: every stage (1–5). They cost O(C²/r), O(C²/r) and
-  O(1) parameters and O(HW·C) operations, cheap enough everywhere;
-- ``"self"``: stage 4 only (28×28 positions at 224 px, 12×12 at 96 px). Its attention matrix
+- ``"se"``, ``"cbam"``, ``"triplet"``, ``"eca"``: every stage (1–5). They cost O(C²/r),
+  O(C²/r), O(1) and O(log C) parameters and O(HW·C) operations, cheap enough everywhere;
+- ``"self"``: stage 4 only (28×28 positions at 224 px, 8×8 at 64 px). Its attention matrix
   has (HW)² entries: 615 thousand at 28×28, but 2.5 billion (10 GB in fp32) at 224×224,
   where a widely copied blog post on VGG16 with attention put it.
 
@@ -27,33 +28,34 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..attention import CBAM, DualPooling, SEBlock, SelfAttention2d, TripletAttention
+from ..attention import ATTENTION, DualPooling, is_attention, make_attention
 
-__all__ = ["VGG16_STAGES", "VGG", "vgg16", "scaled", "ATTENTION_STAGES"]
-
-#: Default stages (1-based) that get an attention module, per kind.
-ATTENTION_STAGES = {"se": (1, 2, 3, 4, 5), "cbam": (1, 2, 3, 4, 5), "triplet": (1, 2, 3, 4, 5), "self": (4,)}
-
-
-def _is_attention(module: nn.Module) -> bool:
-    return isinstance(module, (SEBlock, CBAM, TripletAttention, SelfAttention2d))
-
-
-def attention_module(kind: str, channels: int) -> nn.Module:
-    """A fresh attention module of ``kind`` for a feature map with ``channels`` channels."""
-    if kind == "se":
-        return SEBlock(channels, reduction=min(16, channels))
-    if kind == "cbam":
-        return CBAM(channels, reduction=min(16, channels))
-    if kind == "triplet":
-        return TripletAttention()
-    if kind == "self":
-        return SelfAttention2d(channels)
-    raise ValueError(f"attention must be one of {', '.join(ATTENTION_STAGES)} or None, not {kind!r}")
+__all__ = ["VGG16_STAGES", "VGG", "vgg16", "scaled", "init_weights"]
 
 
 #: Output channels of the convolutions of each of the five stages (configuration "D").
 VGG16_STAGES = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
+
+
+def init_weights(model: nn.Module, conv_mode: str = "fan_out") -> None:
+    """torchvision's VGG initialisation for every conv, BatchNorm and linear layer of ``model``
+    outside its attention modules: Kaiming-normal convolutions (``conv_mode`` "fan_out" as
+    torchvision, "fan_in" as AttnMel's gates), BatchNorm at 1 and 0, linear layers N(0, 0.01),
+    biases 0. Attention modules keep their own initialisation (SAGAN's gamma must start at 0)."""
+    inside_attention = {id(sub) for m in model.modules() if m is not model and is_attention(m) for sub in m.modules()}
+    for m in model.modules():
+        if id(m) in inside_attention:
+            continue
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode=conv_mode, nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0, 0.01)
+            nn.init.zeros_(m.bias)
 
 
 def scaled(channels: int, width: float) -> int:
@@ -81,15 +83,15 @@ class VGG(nn.Module):
                  head: str = "fc", dropout: float = 0.5, attention: str | None = None,
                  attention_stages=None):
         super().__init__()
-        if attention is not None and attention not in ATTENTION_STAGES:
-            raise ValueError(f"attention must be one of {', '.join(ATTENTION_STAGES)} or None, not {attention!r}")
-        slots = set(attention_stages or ATTENTION_STAGES.get(attention, ()))
+        if attention is not None and attention not in ATTENTION:
+            raise ValueError(f"attention must be one of {', '.join(ATTENTION)} or None, not {attention!r}")
+        slots = set(attention_stages or (ATTENTION[attention].stages if attention else ()))
         stages, in_channels = [], 3
         for index, widths in enumerate(VGG16_STAGES, start=1):
             widths = [scaled(c, width) for c in widths]
             stage = conv_stage(in_channels, widths, batch_norm)
             if attention is not None and index in slots:  # before the stage's max-pool
-                stage = nn.Sequential(*stage[:-1], attention_module(attention, widths[-1]), stage[-1])
+                stage = nn.Sequential(*stage[:-1], make_attention(attention, widths[-1]), stage[-1])
             stages.append(stage)
             in_channels = widths[-1]
         self.attention = attention
@@ -117,22 +119,8 @@ class VGG(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        # the initialisation torchvision uses for VGG, for the backbone and head only:
-        # attention modules keep their own (SelfAttention2d's gamma must start at 0)
-        inside_attention = {id(sub) for m in self.modules() if m is not self and _is_attention(m)
-                            for sub in m.modules()}
-        for m in self.modules():
-            if id(m) in inside_attention:
-                continue
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
+        # the backbone and head only: attention modules keep their own (SAGAN's gamma must start at 0)
+        init_weights(self, conv_mode="fan_out")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] % 32 or x.shape[-2] % 32:
@@ -145,7 +133,8 @@ def vgg16(num_classes: int, width: float = 1.0, batch_norm: bool = True, head: s
           attention: str | None = None, dropout: float = 0.5, attention_stages=None) -> VGG:
     """VGG16 with ``num_classes`` outputs (1 for a binary task scored by one logit).
 
-    ``head``: "fc", "gap" or "dualpool"; ``attention``: None, "se", "cbam", "self" or "triplet".
+    ``head``: "fc", "gap" or "dualpool"; ``attention``: None or a name of
+    :data:`course_lib.attention.ATTENTION` ("se", "cbam", "self", "triplet", "eca").
     """
     return VGG(num_classes, width=width, batch_norm=batch_norm, head=head, dropout=dropout,
                attention=attention, attention_stages=attention_stages)
