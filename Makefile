@@ -13,7 +13,7 @@ PYTHON  ?= python3
 VENV    := .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
-EXTRAS  := book,test,kaggle
+EXTRAS  := book,test,kaggle,bench
 BOOK_SRC ?= .
 BOOK_OUT ?= .
 # Warnings are errors, references are checked (nitpicky), and --all re-executes every
@@ -52,15 +52,22 @@ browser:
 
 # Each benchmark writes benchmarks/results/*.json; book/performance.md is rendered from those
 # files only (tests fail when the page and the results disagree). Notebook run times are
-# measured for each profile in BENCH_PROFILES (the cpu profile takes about half an hour).
-BENCH_PROFILES ?= smoke cpu
+# measured in the smoke profile and in the cpu profile in float32 (the budget: at most 30
+# minutes on 2 cores); the cpu profile in bf16 too where the CPU has native bf16 (elsewhere
+# precision_cost.py measures how much slower emulated bf16 is, and a pass would take hours).
 bench: export COURSE_PROFILE ?= cpu
 bench: check-profile setup
 	$(PY) benchmarks/synthetic_throughput.py --results benchmarks/results
+	$(PY) benchmarks/loader_throughput.py --results benchmarks/results
 	$(PY) benchmarks/train_throughput.py --results benchmarks/results
 	$(PY) benchmarks/module_cost.py --results benchmarks/results
 	$(PY) benchmarks/attention_memory.py --results benchmarks/results
-	for profile in $(BENCH_PROFILES); do $(PY) benchmarks/notebook_times.py --profile $$profile --results benchmarks/results || exit 1; done
+	$(PY) benchmarks/precision_cost.py --results benchmarks/results
+	$(PY) benchmarks/notebook_times.py --profile smoke --results benchmarks/results
+	$(PY) benchmarks/notebook_times.py --profile cpu --precision fp32 --results benchmarks/results
+	if $(PY) -c "from course_lib.config import native_bf16; raise SystemExit(not native_bf16('cpu'))"; then \
+	  $(PY) benchmarks/notebook_times.py --profile cpu --precision bf16 --results benchmarks/results; \
+	fi
 	$(PY) benchmarks/render_performance.py
 
 # Uses the system Python on purpose: course_lib.config does not need torch to validate.

@@ -8,9 +8,12 @@ Each sub-module is introduced by one notebook of the course and reused by the la
 - :mod:`course_lib.models` (02_vgg16_baseline): configurable VGG16.
 - :mod:`course_lib.bench` (02): parameters and FLOPs.
 - :mod:`course_lib.metrics`, :mod:`course_lib.checkpoint`, :mod:`course_lib.train` (02):
-  classification metrics, atomic checkpoints, ``fit`` / ``evaluate`` and the command line.
+  classification metrics, atomic checkpoints, ``fit`` / ``evaluate``;
+  :mod:`course_lib.files` (atomic files and folders), :mod:`course_lib.runs` (a run folder
+  and its manifest), :mod:`course_lib.cli` (``python -m course_lib.train``).
 - :mod:`course_lib.attention` (03–09): SE, CBAM, dual pooling, self-attention, triplet
-  attention; the attention gate (10).
+  attention, and ``make_attention``, the registry that builds them by name; the attention
+  gate (10); ECA (12).
 - :mod:`course_lib.distributed` (10): ``fit`` under ``torchrun``.
 - :mod:`course_lib.losses` (10, 12): focal loss; the lesion-mask regulariser of attention maps.
 - :mod:`course_lib.recipes` (10): the AttnVGG recipe that chapters 11 and 12 reuse.
@@ -18,6 +21,8 @@ Each sub-module is introduced by one notebook of the course and reused by the la
 - :mod:`course_lib.gradcam`, :mod:`course_lib.saliency` (11): Grad-CAM through the
   ``grad-cam`` package; maps over a data set, baselines, the localisation table
   (its measures are in :mod:`course_lib.metrics`).
+- :mod:`course_lib.detection`, :mod:`course_lib.retrieval` (13): the same backbone as a
+  lesion detector (FCOS) and as an image-retrieval descriptor.
 
 Importing the package is cheap: heavy libraries (torch, torchvision) are imported by the
 sub-modules that need them, so ``python -m course_lib.config`` works before torch is installed.

@@ -16,19 +16,30 @@ from __future__ import annotations
 
 import logging
 import os
+import statistics
 import sys
 from contextlib import contextmanager
 
+import pandas as pd
 import torch
 from torch import nn
+from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["count_parameters", "count_flops", "latency_ms", "peak_memory_bytes", "cost_table"]
+__all__ = [
+    "count_parameters",
+    "count_flops",
+    "latency_ms",
+    "peak_memory_bytes",
+    "cost_table",
+]
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters (all, or only those with ``requires_grad``)."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+    return sum(
+        p.numel() for p in module.parameters() if p.requires_grad or not trainable_only
+    )
 
 
 @torch.no_grad()
@@ -50,15 +61,21 @@ def count_flops(model: nn.Module, input_size=(1, 3, 224, 224), by_module: bool =
     return {name: sum(ops.values()) for name, ops in counter.get_flop_counts().items()}
 
 
-def latency_ms(fn, *args, min_run_time: float = 0.5, threads: int | None = None) -> float:
+def latency_ms(
+    fn, *args, min_run_time: float = 0.5, threads: int | None = None
+) -> float:
     """Median wall time of ``fn(*args)`` in milliseconds, by ``torch.utils.benchmark.Timer``."""
     # torch.utils.benchmark imports cpp_extension, which logs "No CUDA runtime is found" when a
     # CUDA build of torch runs on a machine without a GPU; that says nothing about latency
+    # (so the import stays here, after the logger is quietened)
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     from torch.utils import benchmark
 
-    timer = benchmark.Timer(stmt="fn(*args)", globals={"fn": fn, "args": args},
-                            num_threads=threads or torch.get_num_threads())
+    timer = benchmark.Timer(
+        stmt="fn(*args)",
+        globals={"fn": fn, "args": args},
+        num_threads=threads or torch.get_num_threads(),
+    )
     return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
 
 
@@ -92,15 +109,22 @@ def peak_memory_bytes(fn, *args, device=None) -> int:
         torch.cuda.synchronize(device)
         del out
         return torch.cuda.max_memory_allocated(device) - before
-    from torch.profiler import ProfilerActivity, profile
 
-    with _native_stderr_silenced(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with (
+        _native_stderr_silenced(),
+        profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof,
+    ):
         out = fn(*args)
         del out
     results = getattr(prof.profiler, "kineto_results", None)
     if results is None:
-        raise RuntimeError("this torch version's profiler exposes no allocation events; upgrade torch")
-    events = sorted((e for e in results.events() if e.name() == "[memory]"), key=lambda e: e.start_ns())
+        raise RuntimeError(
+            "this torch version's profiler exposes no allocation events; upgrade torch"
+        )
+    events = sorted(
+        (e for e in results.events() if e.name() == "[memory]"),
+        key=lambda e: e.start_ns(),
+    )
     live = peak = 0
     for event in events:
         live += event.nbytes()
@@ -108,8 +132,14 @@ def peak_memory_bytes(fn, *args, device=None) -> int:
     return peak
 
 
-def cost_table(models: dict, image_size: int, batch_size: int = 8, rounds: int = 3, min_run_time: float = 0.3,
-               baseline: str | None = None):
+def cost_table(
+    models: dict,
+    image_size: int,
+    batch_size: int = 8,
+    rounds: int = 3,
+    min_run_time: float = 0.3,
+    baseline: str | None = None,
+):
     """Parameters, FLOPs per image and latency per batch of several models, side by side.
 
     ``models`` maps a label to a model. Latency (forward pass, no gradients, on the model's
@@ -118,13 +148,13 @@ def cost_table(models: dict, image_size: int, batch_size: int = 8, rounds: int =
     models alike. With ``baseline`` (a label), the table adds extra parameters and the latency
     ratio against it. Returns a ``pandas.DataFrame`` indexed by label (notebook ``09``).
     """
-    import statistics
-
-    import pandas as pd
-
-    rows = {label: {"parameters": count_parameters(model),
-                    "MFLOPs / image": count_flops(model, (1, 3, image_size, image_size)) / 1e6}
-            for label, model in models.items()}
+    rows = {
+        label: {
+            "parameters": count_parameters(model),
+            "MFLOPs / image": count_flops(model, (1, 3, image_size, image_size)) / 1e6,
+        }
+        for label, model in models.items()
+    }
     times: dict[str, list[float]] = {label: [] for label in models}
     for _ in range(rounds):
         for label, model in models.items():
@@ -133,7 +163,9 @@ def cost_table(models: dict, image_size: int, batch_size: int = 8, rounds: int =
             device = next(model.parameters()).device
             example = torch.randn(batch_size, 3, image_size, image_size, device=device)
             with torch.no_grad():
-                times[label].append(latency_ms(model, example, min_run_time=min_run_time))
+                times[label].append(
+                    latency_ms(model, example, min_run_time=min_run_time)
+                )
             model.train(was_training)
     column = f"ms / batch of {batch_size}"
     for label in models:
@@ -141,6 +173,8 @@ def cost_table(models: dict, image_size: int, batch_size: int = 8, rounds: int =
     table = pd.DataFrame(rows).T
     table["parameters"] = table["parameters"].astype(int)
     if baseline is not None:
-        table["extra parameters"] = table["parameters"] - table.loc[baseline, "parameters"]
+        table["extra parameters"] = (
+            table["parameters"] - table.loc[baseline, "parameters"]
+        )
         table["latency vs baseline"] = table[column] / table.loc[baseline, column]
     return table

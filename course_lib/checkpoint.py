@@ -15,8 +15,14 @@ import torch
 
 from .files import atomic_open, staged_folder, write_text_atomic
 
-__all__ = ["atomic_open", "staged_folder", "save_atomic", "load_checkpoint", "write_text_atomic",
-           "CheckpointError"]
+__all__ = [
+    "atomic_open",
+    "staged_folder",
+    "save_atomic",
+    "load_checkpoint",
+    "write_text_atomic",
+    "CheckpointError",
+]
 
 
 class CheckpointError(RuntimeError):
@@ -40,14 +46,20 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     if path.stat().st_size == 0:
-        raise CheckpointError(f"{path} is empty (0 bytes): it is not a usable checkpoint")
+        raise CheckpointError(
+            f"{path} is empty (0 bytes): it is not a usable checkpoint"
+        )
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # truncated zip, garbage, a pickle with code in it, ...
         text = str(err).strip()
         first = text.splitlines()[0].split(". ")[0] if text else type(err).__name__
-        raise CheckpointError(f"{path} cannot be read as a checkpoint ({type(err).__name__}: {first}); "
-                              "it is truncated, corrupt, or not a course checkpoint") from err
+        raise CheckpointError(
+            f"{path} cannot be read as a checkpoint ({type(err).__name__}: {first}); "
+            "it is truncated, corrupt, or not a course checkpoint"
+        ) from err
     if not isinstance(state, dict):
-        raise CheckpointError(f"{path} holds a {type(state).__name__}, not a checkpoint dictionary")
+        raise CheckpointError(
+            f"{path} holds a {type(state).__name__}, not a checkpoint dictionary"
+        )
     return state

@@ -26,7 +26,14 @@ from pathlib import Path
 
 from .checkpoint import CheckpointError
 from .config import ProfileError, get_device, get_profile, seed_everything
-from .data import DataError, class_counts, load_melanoma, make_loaders, make_synthetic_lesions, split_by_patient
+from .data import (
+    DataError,
+    class_counts,
+    load_melanoma,
+    make_loaders,
+    make_synthetic_lesions,
+    split_by_patient,
+)
 from .distributed import barrier, init_from_environment, shutdown
 from .models import MODEL_NAMES, build_model
 from .runs import RunFolderError, check_run_folder
@@ -50,7 +57,9 @@ def _number(kind, low=None, high=None, low_open=False, high_open=False, what="")
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not {'an integer' if kind is int else 'a number'}"
+            ) from None
         if isinstance(value, float) and not math.isfinite(value):
             raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
         too_low = low is not None and (value <= low if low_open else value < low)
@@ -58,44 +67,95 @@ def _number(kind, low=None, high=None, low_open=False, high_open=False, what="")
         if too_low or too_high:
             raise argparse.ArgumentTypeError(f"{text} is not {what}")
         return value
+
     return parse
 
 
 def _multiple_of_32(text: str) -> int:
     value = _number(int, 32, what="at least 32")(text)
     if value % 32:
-        raise argparse.ArgumentTypeError(f"{value} is not a multiple of 32 (VGG halves the image five times); "
-                                         f"try {max(32, round(value / 32) * 32)}")
+        raise argparse.ArgumentTypeError(
+            f"{value} is not a multiple of 32 (VGG halves the image five times); "
+            f"try {max(32, round(value / 32) * 32)}"
+        )
     return value
 
 
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m course_lib.train", description=(
-        "Train a course model on a melanoma data set (Kaggle or simple layout), split by patient. "
-        "Values not given come from the run profile."))
-    p.add_argument("--data-root", required=True, type=Path, help="folder with marking.csv")
+    p = _Parser(
+        prog="python -m course_lib.train",
+        description=(
+            "Train a course model on a melanoma data set (Kaggle or simple layout), split by patient. "
+            "Values not given come from the run profile."
+        ),
+    )
+    p.add_argument(
+        "--data-root", required=True, type=Path, help="folder with marking.csv"
+    )
     p.add_argument("--model", required=True, choices=MODEL_NAMES)
-    p.add_argument("--out", required=True, type=Path, help="folder for checkpoints and metrics.csv")
+    p.add_argument(
+        "--out", required=True, type=Path, help="folder for checkpoints and metrics.csv"
+    )
     p.add_argument("--epochs", type=_number(int, 1, what="a positive number of epochs"))
     p.add_argument("--image-size", type=_multiple_of_32, help="a multiple of 32")
-    p.add_argument("--width", type=_number(float, 0, 4, low_open=True, what="a width multiplier in (0, 4]"),
-                   help="VGG channel multiplier (1 is the real VGG16)")
+    p.add_argument(
+        "--width",
+        type=_number(float, 0, 4, low_open=True, what="a width multiplier in (0, 4]"),
+        help="VGG channel multiplier (1 is the real VGG16)",
+    )
     p.add_argument("--batch-size", type=_number(int, 1, what="a positive batch size"))
-    p.add_argument("--lr", type=_number(float, 0, low_open=True, what="a positive learning rate"), default=1e-3)
-    p.add_argument("--num-workers", type=_number(int, 0, what="a number of workers >= 0"))
-    p.add_argument("--profile", choices=("smoke", "cpu", "gpu"), help="default: COURSE_PROFILE")
-    p.add_argument("--val-fraction", type=_number(float, 0, 1, low_open=True, high_open=True,
-                                                  what="a fraction strictly between 0 and 1"), default=0.2)
+    p.add_argument(
+        "--lr",
+        type=_number(float, 0, low_open=True, what="a positive learning rate"),
+        default=1e-3,
+    )
+    p.add_argument(
+        "--num-workers", type=_number(int, 0, what="a number of workers >= 0")
+    )
+    p.add_argument(
+        "--profile", choices=("smoke", "cpu", "gpu"), help="default: COURSE_PROFILE"
+    )
+    p.add_argument(
+        "--val-fraction",
+        type=_number(
+            float,
+            0,
+            1,
+            low_open=True,
+            high_open=True,
+            what="a fraction strictly between 0 and 1",
+        ),
+        default=0.2,
+    )
     p.add_argument("--seed", type=_number(int, 0, what="a seed >= 0"), default=0)
     again = p.add_mutually_exclusive_group()
-    again.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
-    again.add_argument("--overwrite", action="store_true", help="replace the run --out holds (its files only)")
+    again.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last.pt",
+    )
+    again.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run --out holds (its files only)",
+    )
     p.add_argument("--amp", action="store_true", help="mixed precision")
-    p.add_argument("--channels-last", action="store_true", help="NHWC memory layout (faster on GPUs)")
-    p.add_argument("--compile", action="store_true", help="train a torch.compile'd model")
-    p.add_argument("--verify", action="store_true", help="decode every image once before training")
-    p.add_argument("--make-synthetic", action="store_true",
-                   help="generate the profile's synthetic lesions into --data-root when it holds no data set")
+    p.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="NHWC memory layout (faster on GPUs)",
+    )
+    p.add_argument(
+        "--compile", action="store_true", help="train a torch.compile'd model"
+    )
+    p.add_argument(
+        "--verify", action="store_true", help="decode every image once before training"
+    )
+    p.add_argument(
+        "--make-synthetic",
+        action="store_true",
+        help="generate the profile's synthetic lesions into --data-root when it holds no data set",
+    )
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -103,7 +163,8 @@ def parser() -> argparse.ArgumentParser:
 def _one_line(err: BaseException) -> str:
     """An exception's message on one line; for errors re-raised from a DataLoader worker, the original."""
     text = str(err).strip()
-    if "Original Traceback" in text:  # "Caught DataError in DataLoader worker ... \n...\nmodule.DataError: msg"
+    # "Caught DataError in DataLoader worker ... \n...\nmodule.DataError: msg"
+    if "Original Traceback" in text:
         last = text.splitlines()[-1]
         text = last.split(": ", 1)[1] if ": " in last else last
     return "; ".join(line.strip() for line in text.splitlines() if line.strip())
@@ -116,13 +177,16 @@ def _resume_command(argv: list[str]) -> str:
 
 def _interrupted(out: Path, argv: list[str]) -> str:
     try:
-        import pandas as pd
+        import pandas as pd  # (with torch, kept out of the module's import: see main)
 
         done = len(pd.read_csv(out / "metrics.csv"))
     except Exception:
         done = 0
-    saved = (f"epoch {done} is the last one saved, in {out / 'last.pt'}" if done
-             else "no epoch was completed, so nothing was saved")
+    saved = (
+        f"epoch {done} is the last one saved, in {out / 'last.pt'}"
+        if done
+        else "no epoch was completed, so nothing was saved"
+    )
     return f"interrupted: {saved}; continue with: {_resume_command(argv)}"
 
 
@@ -132,7 +196,11 @@ def _raise_keyboard_interrupt(signum, frame):
 
 def _data(args, profile, size, current):
     """Load (or, with --make-synthetic, first generate) the data set and split it by patient."""
-    if args.make_synthetic and current.is_main and not (args.data_root / "marking.csv").exists():
+    if (
+        args.make_synthetic
+        and current.is_main
+        and not (args.data_root / "marking.csv").exists()
+    ):
         print(f"generating {profile.n_images} synthetic lesions in {args.data_root}")
         make_synthetic_lesions(args.data_root, profile.n_images, size, seed=args.seed)
     barrier()
@@ -149,34 +217,65 @@ def _run(args, argv: list[str]) -> int:
     batch_size = profile.batch_size if args.batch_size is None else args.batch_size
     workers = profile.num_workers if args.num_workers is None else args.num_workers
     if not args.make_synthetic and not args.data_root.is_dir():
-        raise DataError(f"--data-root {args.data_root} is not a folder (add --make-synthetic to generate "
-                        "synthetic lesions there)")
+        raise DataError(
+            f"--data-root {args.data_root} is not a folder (add --make-synthetic to generate "
+            "synthetic lesions there)"
+        )
     current = init_from_environment()  # under torchrun: join the other processes
     if current.is_main:
         check_run_folder(args.out, resume=args.resume, overwrite=args.overwrite)
     frame, train_frame, val_frame = _data(args, profile, size, current)
     seed_everything(args.seed)
     device = get_device()
-    train_loader, val_loader = make_loaders(train_frame, val_frame, size, batch_size, workers, device=device,
-                                            seed=args.seed)
+    train_loader, val_loader = make_loaders(
+        train_frame, val_frame, size, batch_size, workers, device=device, seed=args.seed
+    )
     model = build_model(args.model, num_classes=1, width=width)
     if current.is_main:
-        print(f"{args.model}: {sum(p.numel() for p in model.parameters()):,} parameters; "
-              f"{len(train_frame)} train ({class_counts(train_frame)}) / {len(val_frame)} val "
-              f"({class_counts(val_frame)}) images, {train_frame.patient_id.nunique()} / "
-              f"{val_frame.patient_id.nunique()} patients; profile {profile.name}, {size} px, {epochs} epochs"
-              + (f", {current.size} processes of batch {batch_size}" if current.distributed else ""))
-    run_info = {"model": args.model, "width": width, "image_size": size, "batch_size": batch_size, "lr": args.lr,
-                "seed": args.seed, "val_fraction": args.val_fraction,
-                "data": f"{args.data_root.resolve()} ({len(frame)} images)"}
-    history = fit(model, train_loader, val_loader, epochs=epochs, lr=args.lr, out_dir=args.out, resume=args.resume,
-                  overwrite=args.overwrite, amp=args.amp,
-                  channels_last=args.channels_last, compile=args.compile, seed=args.seed, run_info=run_info,
-                  device=device, progress=not args.no_progress)
+        print(
+            f"{args.model}: {sum(p.numel() for p in model.parameters()):,} parameters; "
+            f"{len(train_frame)} train ({class_counts(train_frame)}) / {len(val_frame)} val "
+            f"({class_counts(val_frame)}) images, {train_frame.patient_id.nunique()} / "
+            f"{val_frame.patient_id.nunique()} patients; profile {profile.name}, {size} px, {epochs} epochs"
+            + (
+                f", {current.size} processes of batch {batch_size}"
+                if current.distributed
+                else ""
+            )
+        )
+    run_info = {
+        "model": args.model,
+        "width": width,
+        "image_size": size,
+        "batch_size": batch_size,
+        "lr": args.lr,
+        "seed": args.seed,
+        "val_fraction": args.val_fraction,
+        "data": f"{args.data_root.resolve()} ({len(frame)} images)",
+    }
+    history = fit(
+        model,
+        train_loader,
+        val_loader,
+        epochs=epochs,
+        lr=args.lr,
+        out_dir=args.out,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        amp=args.amp,
+        channels_last=args.channels_last,
+        compile=args.compile,
+        seed=args.seed,
+        run_info=run_info,
+        device=device,
+        progress=not args.no_progress,
+    )
     if len(history) and current.is_main:
         best = history.loc[history["val_auc"].idxmax()]
-        print(f"best val_auc {best['val_auc']:.4f} at epoch {int(best['epoch'])}; "
-              f"metrics in {args.out / 'metrics.csv'}")
+        print(
+            f"best val_auc {best['val_auc']:.4f} at epoch {int(best['epoch'])}; "
+            f"metrics in {args.out / 'metrics.csv'}"
+        )
     shutdown()
     return 0
 
@@ -187,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser().parse_args(argv)
     except SystemExit as stop:  # --help, or a one-line usage error
         return int(stop.code or 0)
+    # imported only now: a usage error above answers at once, before torch loads (seconds)
     import torch
 
     previous = signal.getsignal(signal.SIGTERM)
@@ -200,10 +300,19 @@ def main(argv: list[str] | None = None) -> int:
         print(_interrupted(args.out, argv), file=sys.stderr)
         return INTERRUPTED
     except torch.OutOfMemoryError:
-        print("error: the device ran out of memory: lower --batch-size or --image-size (or --width)",
-              file=sys.stderr)
+        print(
+            "error: the device ran out of memory: lower --batch-size or --image-size (or --width)",
+            file=sys.stderr,
+        )
         return USAGE_ERROR
-    except (DataError, RunFolderError, CheckpointError, ProfileError, FloatingPointError, ValueError) as err:
+    except (
+        DataError,
+        RunFolderError,
+        CheckpointError,
+        ProfileError,
+        FloatingPointError,
+        ValueError,
+    ) as err:
         print(f"error: {_one_line(err)}", file=sys.stderr)
         return USAGE_ERROR
     finally:

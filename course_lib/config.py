@@ -45,7 +45,9 @@ class Profile:
     name: str
     image_size: int  # square side in pixels; a multiple of 32 (five 2x poolings in VGG)
     width: float  # VGG channel multiplier: 1.0 is the real VGG16 (64 ... 512 channels)
-    n_images: int  # synthetic images to generate (the gpu profile prefers the Kaggle data)
+    n_images: (
+        int  # synthetic images to generate (the gpu profile prefers the Kaggle data)
+    )
     epochs: int
     batch_size: int
     pretrained: bool  # start from ImageNet weights (needs a download: gpu only)
@@ -127,7 +129,9 @@ def imagenet_weights_file() -> Path | None:
         return None
     path = Path(raw).expanduser()
     if not path.is_file():
-        raise ProfileError(f"{PRETRAINED_VAR}={raw!r} is neither 0 nor 1 nor an existing weights file")
+        raise ProfileError(
+            f"{PRETRAINED_VAR}={raw!r} is neither 0 nor 1 nor an existing weights file"
+        )
     return path
 
 
@@ -139,7 +143,9 @@ def get_profile(name: str | None = None) -> Profile:
     if name is None:
         name = profile_name()
     if name not in PROFILES:
-        raise ProfileError(f"unknown profile {name!r}; valid profiles: {', '.join(PROFILES)}")
+        raise ProfileError(
+            f"unknown profile {name!r}; valid profiles: {', '.join(PROFILES)}"
+        )
     profile = PROFILES[name]
     raw = os.environ.get(PRETRAINED_VAR, "").strip().lower()
     if raw in _NO:
@@ -158,14 +164,22 @@ def get_device():
     import torch
 
     mps = getattr(torch.backends, "mps", None)
-    present = {"cuda": torch.cuda.is_available(), "mps": mps is not None and mps.is_available(), "cpu": True}
+    present = {
+        "cuda": torch.cuda.is_available(),
+        "mps": mps is not None and mps.is_available(),
+        "cpu": True,
+    }
     wanted = os.environ.get(DEVICE_VAR, "").strip().lower()
     if wanted:
         if wanted not in present:
-            raise ProfileError(f"{DEVICE_VAR}={wanted!r} is not a device; use cpu, cuda or mps")
+            raise ProfileError(
+                f"{DEVICE_VAR}={wanted!r} is not a device; use cpu, cuda or mps"
+            )
         if not present[wanted]:
             there = ", ".join(name for name, ok in present.items() if ok)
-            raise ProfileError(f"{DEVICE_VAR}={wanted} but this machine has no {wanted} device (it has: {there})")
+            raise ProfileError(
+                f"{DEVICE_VAR}={wanted} but this machine has no {wanted} device (it has: {there})"
+            )
         return torch.device(wanted)
     return torch.device(next(name for name in ("cuda", "mps", "cpu") if present[name]))
 
@@ -200,7 +214,9 @@ def fast_mixed_precision(device=None) -> bool:
     if raw in _YES:
         return True
     if raw:
-        raise ProfileError(f"{AMP_VAR}={raw!r}: use 0 (off) or 1 (on), or leave it unset")
+        raise ProfileError(
+            f"{AMP_VAR}={raw!r}: use 0 (off) or 1 (on), or leave it unset"
+        )
     device = torch.device(device) if device is not None else get_device()
     return device.type == "cuda" or native_bf16(device)
 
@@ -217,7 +233,8 @@ def seed_everything(seed: int, deterministic: bool = False) -> int:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # seeds CUDA and MPS generators too
-    os.environ["PYTHONHASHSEED"] = str(seed)  # for subprocesses (DataLoader workers inherit seeds)
+    # for subprocesses (DataLoader workers inherit seeds)
+    os.environ["PYTHONHASHSEED"] = str(seed)
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
         if torch.backends.cudnn.is_available():

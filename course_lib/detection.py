@@ -20,19 +20,40 @@ Introduced in notebook ``13_beyond_classification``.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pandas as pd
 import torch
+from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam.utils.model_targets import FasterRCNNBoxScoreTarget
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
+from torchmetrics.detection import MeanAveragePrecision
 from torchvision import tv_tensors
+from torchvision.models.detection import FCOS
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.models.detection.fcos import FCOSHead
 from torchvision.ops import masks_to_boxes
 from torchvision.transforms import v2
 
+from .config import get_device
 from .data import IMAGENET_MEAN, IMAGENET_STD, MelanomaDataset
+from .models.vgg import VGG16_STAGES, scaled, vgg16
 
-__all__ = ["boxes_from_masks", "LesionBoxes", "detection_loaders", "lesion_detector", "train_detector",
-           "detect", "detection_map", "detection_grad_cam", "default_detection_layer", "LESION"]
+__all__ = [
+    "boxes_from_masks",
+    "LesionBoxes",
+    "detection_loaders",
+    "lesion_detector",
+    "train_detector",
+    "detect",
+    "detection_map",
+    "detection_grad_cam",
+    "default_detection_layer",
+    "LESION",
+]
 
 #: The one object class (FCOS counts the background as class 0).
 LESION = 1
@@ -61,7 +82,11 @@ class LesionBoxes(Dataset):
 
     def __init__(self, frame: pd.DataFrame, image_size: int, augment: bool = False):
         self.items = MelanomaDataset(frame, with_mask=True, image_size=image_size)
-        self.flip = v2.Compose([v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]) if augment else None
+        self.flip = (
+            v2.Compose([v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()])
+            if augment
+            else None
+        )
 
     def __len__(self) -> int:
         return len(self.items)
@@ -69,27 +94,46 @@ class LesionBoxes(Dataset):
     def __getitem__(self, index: int):
         image, _, mask = self.items[index]
         size = tuple(image.shape[-2:])
-        boxes = tv_tensors.BoundingBoxes(boxes_from_masks(mask[None]), format="XYXY", canvas_size=size)
+        boxes = tv_tensors.BoundingBoxes(
+            boxes_from_masks(mask[None]), format="XYXY", canvas_size=size
+        )
         image = tv_tensors.Image(image.float() / 255)
         if self.flip is not None:
             image, boxes = self.flip(image, boxes)
-        return image.as_subclass(torch.Tensor), {"boxes": boxes.as_subclass(torch.Tensor),
-                                                 "labels": torch.tensor([LESION])}
+        return image.as_subclass(torch.Tensor), {
+            "boxes": boxes.as_subclass(torch.Tensor),
+            "labels": torch.tensor([LESION]),
+        }
 
 
 def _collate(batch):
-    return tuple(zip(*batch))  # detection models take lists: images and targets may differ in size
+    # detection models take lists: images and targets may differ in size
+    return tuple(zip(*batch))
 
 
-def detection_loaders(train_frame: pd.DataFrame, val_frame: pd.DataFrame, image_size: int, batch_size: int):
+def detection_loaders(
+    train_frame: pd.DataFrame, val_frame: pd.DataFrame, image_size: int, batch_size: int
+):
     """Training (shuffled, flipped) and validation loaders of :class:`LesionBoxes`."""
-    train = DataLoader(LesionBoxes(train_frame, image_size, augment=True), batch_size=batch_size, shuffle=True,
-                       collate_fn=_collate, drop_last=len(train_frame) > batch_size)
-    val = DataLoader(LesionBoxes(val_frame, image_size), batch_size=batch_size, collate_fn=_collate)
+    train = DataLoader(
+        LesionBoxes(train_frame, image_size, augment=True),
+        batch_size=batch_size,
+        shuffle=True,
+        collate_fn=_collate,
+        drop_last=len(train_frame) > batch_size,
+    )
+    val = DataLoader(
+        LesionBoxes(val_frame, image_size), batch_size=batch_size, collate_fn=_collate
+    )
     return train, val
 
 
-def lesion_detector(width: float = 0.25, image_size: int = 64, fpn_channels: int = 64, head_convs: int = 2) -> nn.Module:
+def lesion_detector(
+    width: float = 0.25,
+    image_size: int = 64,
+    fpn_channels: int = 64,
+    head_convs: int = 2,
+) -> nn.Module:
     """FCOS with the course's VGG16-BN (``width``) as backbone and a light feature pyramid and head.
 
     The pyramid reads stages 3, 4 and 5 (strides 8, 16, 32) and adds a max-pooled level (64).
@@ -98,37 +142,47 @@ def lesion_detector(width: float = 0.25, image_size: int = 64, fpn_channels: int
     Images are not resized (``min_size = max_size = image_size``): at the default 800 px
     torchvision would first enlarge a 64 px lesion image twelve times.
     """
-    from torchvision.models.detection import FCOS
-    from torchvision.models.detection.anchor_utils import AnchorGenerator
-    from torchvision.models.detection.backbone_utils import BackboneWithFPN
-    from torchvision.models.detection.fcos import FCOSHead
-
-    from .models.vgg import VGG16_STAGES, scaled, vgg16
-
     body = vgg16(1, width=width, head="gap").features
     channels = [scaled(VGG16_STAGES[i][-1], width) for i in (2, 3, 4)]
-    backbone = BackboneWithFPN(body, return_layers={"2": "p3", "3": "p4", "4": "p5"}, in_channels_list=channels,
-                               out_channels=fpn_channels)
+    backbone = BackboneWithFPN(
+        body,
+        return_layers={"2": "p3", "3": "p4", "4": "p5"},
+        in_channels_list=channels,
+        out_channels=fpn_channels,
+    )
     strides = (8, 16, 32, 64)
-    anchors = AnchorGenerator(sizes=tuple((s,) for s in strides), aspect_ratios=((1.0,),) * len(strides))
+    anchors = AnchorGenerator(
+        sizes=tuple((s,) for s in strides), aspect_ratios=((1.0,),) * len(strides)
+    )
     head = FCOSHead(fpn_channels, num_anchors=1, num_classes=2, num_convs=head_convs)
-    return FCOS(backbone, num_classes=2, min_size=image_size, max_size=image_size, image_mean=list(IMAGENET_MEAN),
-                image_std=list(IMAGENET_STD), anchor_generator=anchors, head=head, score_thresh=0.05,
-                detections_per_img=10)
+    return FCOS(
+        backbone,
+        num_classes=2,
+        min_size=image_size,
+        max_size=image_size,
+        image_mean=list(IMAGENET_MEAN),
+        image_std=list(IMAGENET_STD),
+        anchor_generator=anchors,
+        head=head,
+        score_thresh=0.05,
+        detections_per_img=10,
+    )
 
 
-def train_detector(model: nn.Module, loader, epochs: int, lr: float = 1e-3, device=None,
-                   verbose: bool = True) -> pd.DataFrame:
+def train_detector(
+    model: nn.Module,
+    loader,
+    epochs: int,
+    lr: float = 1e-3,
+    device=None,
+    verbose: bool = True,
+) -> pd.DataFrame:
     """Train a torchvision detector (its losses summed) with AdamW and a cosine schedule.
 
     Returns one row per epoch: the mean of each loss the model reports, their sum, and the
     seconds the epoch took. Stops with ``FloatingPointError`` naming epoch and step if a loss
     becomes non-finite.
     """
-    import time
-
-    from .config import get_device
-
     device = torch.device(device) if device is not None else get_device()
     model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
@@ -138,11 +192,15 @@ def train_detector(model: nn.Module, loader, epochs: int, lr: float = 1e-3, devi
         started, sums, steps = time.perf_counter(), {}, 0
         for step, (images, targets) in enumerate(loader):
             images = [image.to(device) for image in images]
-            targets = [{k: v.to(device) for k, v in target.items()} for target in targets]
+            targets = [
+                {k: v.to(device) for k, v in target.items()} for target in targets
+            ]
             losses = model(images, targets)
             loss = sum(losses.values())
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"the detector's loss became non-finite at epoch {epoch}, step {step}")
+                raise FloatingPointError(
+                    f"the detector's loss became non-finite at epoch {epoch}, step {step}"
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -150,18 +208,26 @@ def train_detector(model: nn.Module, loader, epochs: int, lr: float = 1e-3, devi
                 sums[name] = sums.get(name, 0.0) + float(value.detach())
             steps += 1
         schedule.step()
-        row = {"epoch": epoch, **{k: v / steps for k, v in sums.items()}, "loss": sum(sums.values()) / steps,
-               "seconds": time.perf_counter() - started}
+        row = {
+            "epoch": epoch,
+            **{k: v / steps for k, v in sums.items()},
+            "loss": sum(sums.values()) / steps,
+            "seconds": time.perf_counter() - started,
+        }
         rows.append(row)
         if verbose:
-            print(f"epoch {epoch}/{epochs}  loss {row['loss']:.3f}  ({row['seconds']:.0f} s)")
+            print(
+                f"epoch {epoch}/{epochs}  loss {row['loss']:.3f}  ({row['seconds']:.0f} s)"
+            )
     return pd.DataFrame(rows)
 
 
 @torch.no_grad()
 def detect(model: nn.Module, images, device=None) -> list[dict]:
     """The model's detections (``boxes``, ``scores``, ``labels``) of a list or batch of images, on the CPU."""
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    device = (
+        torch.device(device) if device is not None else next(model.parameters()).device
+    )
     model.eval()
     outputs = model([image.to(device) for image in images])
     return [{k: v.cpu() for k, v in out.items()} for out in outputs]
@@ -173,11 +239,12 @@ def detection_map(model: nn.Module, loader, device=None) -> dict[str, float]:
     Returns ``map_50`` (IoU 0.5, the figure the chapter reports), ``map`` (IoU 0.5:0.95)
     and ``mar_1`` (recall with one detection per image).
     """
-    from torchmetrics.detection import MeanAveragePrecision
-
     metric = MeanAveragePrecision(iou_type="bbox")
     for images, targets in loader:
-        metric.update(detect(model, images, device), [{k: v for k, v in t.items()} for t in targets])
+        metric.update(
+            detect(model, images, device),
+            [{k: v for k, v in t.items()} for t in targets],
+        )
     result = metric.compute()
     return {name: float(result[name]) for name in ("map_50", "map", "mar_1")}
 
@@ -194,20 +261,21 @@ def default_detection_layer(model: nn.Module) -> nn.Module:
     return model.backbone.body["3"]
 
 
-def detection_grad_cam(model: nn.Module, image: torch.Tensor, box_index: int = 0, target_layer=None):
+def detection_grad_cam(
+    model: nn.Module, image: torch.Tensor, box_index: int = 0, target_layer=None
+):
     """Grad-CAM of one detection: ``(cam, box, score)``, with ``cam`` an ``(H, W)`` map in [0, 1].
 
     ``image`` is ``(3, H, W)`` in [0, 1]; ``box_index`` picks a detection (0 is the highest
     score). The target is the ``grad-cam`` package's ``FasterRCNNBoxScoreTarget``: for the
     detected box, the IoU of the box the model predicts now plus that box's score.
     """
-    from pytorch_grad_cam import GradCAM
-    from pytorch_grad_cam.utils.model_targets import FasterRCNNBoxScoreTarget
-
     device = next(model.parameters()).device
     (found,) = detect(model, [image], device)
     if box_index >= len(found["boxes"]):
-        raise ValueError(f"the model found {len(found['boxes'])} box(es) in this image, not {box_index + 1}")
+        raise ValueError(
+            f"the model found {len(found['boxes'])} box(es) in this image, not {box_index + 1}"
+        )
     box, label = found["boxes"][box_index], int(found["labels"][box_index])
     layer = target_layer if target_layer is not None else default_detection_layer(model)
     target = FasterRCNNBoxScoreTarget(labels=[label], bounding_boxes=[box.numpy()])

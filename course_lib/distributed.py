@@ -29,14 +29,25 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Sampler
 
 from .data.loaders import DeviceLoader
 
-__all__ = ["World", "init_from_environment", "world", "ShardSampler", "shard_loader",
-           "gather_predictions", "all_reduce", "barrier", "shutdown", "unwrap"]
+__all__ = [
+    "World",
+    "init_from_environment",
+    "world",
+    "ShardSampler",
+    "shard_loader",
+    "gather_predictions",
+    "all_reduce",
+    "barrier",
+    "shutdown",
+    "unwrap",
+]
 
 
 @dataclass(frozen=True)
@@ -59,7 +70,9 @@ class World:
 def world() -> World:
     """The current process group (a world of one when none was started)."""
     if dist.is_available() and dist.is_initialized():
-        return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+        return World(
+            dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0))
+        )
     return World()
 
 
@@ -75,7 +88,9 @@ def init_from_environment(backend: str | None = None) -> World:
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     if torch.cuda.is_available():
         torch.cuda.set_device(local_rank)
-    dist.init_process_group(backend or ("nccl" if torch.cuda.is_available() else "gloo"))
+    dist.init_process_group(
+        backend or ("nccl" if torch.cuda.is_available() else "gloo")
+    )
     return world()
 
 
@@ -97,7 +112,7 @@ class ShardSampler(Sampler):
         order = list(self.sampler)
         if self.pad and len(order) % self.size:
             order += order[: self.size - len(order) % self.size]
-        return iter(order[self.rank:: self.size])
+        return iter(order[self.rank :: self.size])
 
     def __len__(self) -> int:
         n = len(self.sampler)
@@ -111,14 +126,25 @@ def shard_loader(loader: DataLoader, current: World, pad: bool = True) -> DataLo
     """
     if not current.distributed:
         return loader
-    options = dict(batch_size=loader.batch_size, drop_last=loader.drop_last,
-                   sampler=ShardSampler(loader.sampler, current.rank, current.size, pad=pad),
-                   num_workers=loader.num_workers, collate_fn=loader.collate_fn, pin_memory=loader.pin_memory,
-                   persistent_workers=loader.persistent_workers, worker_init_fn=loader.worker_init_fn,
-                   timeout=loader.timeout)
+    options = dict(
+        batch_size=loader.batch_size,
+        drop_last=loader.drop_last,
+        sampler=ShardSampler(loader.sampler, current.rank, current.size, pad=pad),
+        num_workers=loader.num_workers,
+        collate_fn=loader.collate_fn,
+        pin_memory=loader.pin_memory,
+        persistent_workers=loader.persistent_workers,
+        worker_init_fn=loader.worker_init_fn,
+        timeout=loader.timeout,
+    )
     if isinstance(loader, DeviceLoader):
-        return DeviceLoader(loader.dataset, batch_transform=loader.batch_transform, device=loader.device,
-                            seed=loader.seed, **options)
+        return DeviceLoader(
+            loader.dataset,
+            batch_transform=loader.batch_transform,
+            device=loader.device,
+            seed=loader.seed,
+            **options,
+        )
     return DataLoader(loader.dataset, **options)
 
 
@@ -131,11 +157,12 @@ def gather_predictions(*arrays):
     current = world()
     if not current.distributed:
         return arrays
-    import numpy as np
 
     gathered: list = [None] * current.size
     dist.all_gather_object(gathered, arrays)
-    return tuple(np.concatenate([part[i] for part in gathered]) for i in range(len(arrays)))
+    return tuple(
+        np.concatenate([part[i] for part in gathered]) for i in range(len(arrays))
+    )
 
 
 def all_reduce(value: torch.Tensor, op: str = "sum") -> torch.Tensor:
@@ -143,8 +170,14 @@ def all_reduce(value: torch.Tensor, op: str = "sum") -> torch.Tensor:
     ``value`` itself in a world of one."""
     if world().distributed:
         value = value.clone()
-        dist.all_reduce(value, op={"sum": dist.ReduceOp.SUM, "min": dist.ReduceOp.MIN,
-                                   "max": dist.ReduceOp.MAX}[op])
+        dist.all_reduce(
+            value,
+            op={
+                "sum": dist.ReduceOp.SUM,
+                "min": dist.ReduceOp.MIN,
+                "max": dist.ReduceOp.MAX,
+            }[op],
+        )
     return value
 
 

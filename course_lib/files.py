@@ -42,7 +42,7 @@ def _umask() -> int:
 def _writer_alive(name: str, prefix: str) -> bool:
     """Whether the process that owns temporary ``name`` (``{prefix}{pid}-...``) still runs."""
     try:
-        pid = int(name[len(prefix):].split("-", 1)[0])
+        pid = int(name[len(prefix) :].split("-", 1)[0])
     except ValueError:
         return False  # not ours, or written by an older version: no one will finish it
     if pid == os.getpid():
@@ -77,9 +77,12 @@ def atomic_open(path: str | Path, mode: str = "wb"):
     path.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".{path.name}."
     _remove_stale(path.parent, prefix)
-    fd, tmp = tempfile.mkstemp(prefix=f"{prefix}{os.getpid()}-", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f"{prefix}{os.getpid()}-", suffix=".tmp", dir=path.parent
+    )
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a checkpoint is an ordinary file
+        # mkstemp makes 0600; a checkpoint is an ordinary file
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()

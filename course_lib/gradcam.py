@@ -34,9 +34,12 @@ from contextlib import contextmanager
 
 import numpy as np
 import torch
+from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam.utils.model_targets import BinaryClassifierOutputTarget
 from torch import nn
 
 from .metrics import predicted_class
+from .train import logits_of
 
 __all__ = ["LogitsOnly", "default_target_layer", "grad_cam"]
 
@@ -49,8 +52,7 @@ class LogitsOnly(nn.Module):
         self.model = model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.model(x)
-        return out[0] if isinstance(out, (tuple, list)) else out
+        return logits_of(self.model(x))
 
 
 def default_target_layer(model: nn.Module) -> nn.Module:
@@ -62,7 +64,9 @@ def default_target_layer(model: nn.Module) -> nn.Module:
     stage = model.features[-1]
     relus = [m for m in stage if isinstance(m, nn.ReLU)]
     if not relus:
-        raise ValueError("the model's last stage has no ReLU; pass target_layer explicitly")
+        raise ValueError(
+            "the model's last stage has no ReLU; pass target_layer explicitly"
+        )
     return relus[-1]
 
 
@@ -78,8 +82,12 @@ def _no_inplace_relu(model: nn.Module):
             m.inplace = True
 
 
-def grad_cam(model: nn.Module, images: torch.Tensor, target_layer: nn.Module | None = None,
-             target="predicted") -> np.ndarray:
+def grad_cam(
+    model: nn.Module,
+    images: torch.Tensor,
+    target_layer: nn.Module | None = None,
+    target="predicted",
+) -> np.ndarray:
     """Grad-CAM maps ``(N, H, W)`` in [0, 1] at the images' size, one per image.
 
     ``target``: "predicted" explains each image's predicted class (melanoma when its
@@ -87,12 +95,11 @@ def grad_cam(model: nn.Module, images: torch.Tensor, target_layer: nn.Module | N
     every image; a sequence of N classes (1 melanoma, 0 benign) gives one per image. Each map
     is min-max scaled by the package. The model is put in eval mode.
     """
-    from pytorch_grad_cam import GradCAM
-    from pytorch_grad_cam.utils.model_targets import BinaryClassifierOutputTarget
-
     named = isinstance(target, str)
     if named and target not in ("predicted", "melanoma", "benign"):
-        raise ValueError(f"target must be 'predicted', 'melanoma', 'benign' or one class per image, not {target!r}")
+        raise ValueError(
+            f"target must be 'predicted', 'melanoma', 'benign' or one class per image, not {target!r}"
+        )
     if not named and len(target) != len(images):
         raise ValueError(f"{len(target)} target classes for {len(images)} images")
     wrapped = LogitsOnly(model).eval()
@@ -108,5 +115,8 @@ def grad_cam(model: nn.Module, images: torch.Tensor, target_layer: nn.Module | N
         else:
             classes = [int(c) for c in target]
         with GradCAM(model=wrapped, target_layers=[layer]) as cam:
-            maps = cam(input_tensor=images, targets=[BinaryClassifierOutputTarget(c) for c in classes])
+            maps = cam(
+                input_tensor=images,
+                targets=[BinaryClassifierOutputTarget(c) for c in classes],
+            )
     return np.asarray(maps, dtype=np.float32)

@@ -25,12 +25,20 @@ from torch import nn
 __all__ = ["focal_loss", "FocalLoss", "attention_dice_loss", "AttentionMaskLoss"]
 
 
-def focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float | None = 0.25, gamma: float = 2.0,
-               reduction: str = "mean") -> torch.Tensor:
+def focal_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    alpha: float | None = 0.25,
+    gamma: float = 2.0,
+    reduction: str = "mean",
+) -> torch.Tensor:
     """Binary focal loss of ``logits`` against ``targets`` in [0, 1] (same shape)."""
     targets = targets.to(logits.dtype)
-    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")  # -log(p_t)
-    one_minus_p_t = torch.sigmoid(logits) * (1 - targets) + torch.sigmoid(-logits) * targets
+    # -log(p_t)
+    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    one_minus_p_t = (
+        torch.sigmoid(logits) * (1 - targets) + torch.sigmoid(-logits) * targets
+    )
     loss = ce * one_minus_p_t.pow(gamma) if gamma else ce
     if alpha is not None:
         loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
@@ -46,7 +54,9 @@ def focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float | None 
 class FocalLoss(nn.Module):
     """Module form of :func:`focal_loss` (``alpha=None`` turns the class weighting off)."""
 
-    def __init__(self, alpha: float | None = 0.25, gamma: float = 2.0, reduction: str = "mean"):
+    def __init__(
+        self, alpha: float | None = 0.25, gamma: float = 2.0, reduction: str = "mean"
+    ):
         super().__init__()
         self.alpha, self.gamma, self.reduction = alpha, gamma, reduction
 
@@ -57,7 +67,9 @@ class FocalLoss(nn.Module):
         return f"alpha={self.alpha}, gamma={self.gamma}, reduction={self.reduction!r}"
 
 
-def attention_dice_loss(attention: torch.Tensor, masks: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+def attention_dice_loss(
+    attention: torch.Tensor, masks: torch.Tensor, eps: float = 1e-6
+) -> torch.Tensor:
     """``1 - Dice`` between attention maps ``(N, 1, h, w)`` and lesion masks ``(N, 1, H, W)``.
 
     As in AttnMel-Lesion (Yan et al., IPMI 2019): each mask is shrunk to the map's size by
@@ -67,11 +79,15 @@ def attention_dice_loss(attention: torch.Tensor, masks: torch.Tensor, eps: float
     pulls attention onto the lesion; for a sigmoid map it is the usual soft Dice.
     """
     if attention.dim() != 4 or attention.shape[1] != 1:
-        raise ValueError(f"attention maps must be shaped (N, 1, h, w), got {tuple(attention.shape)}")
+        raise ValueError(
+            f"attention maps must be shaped (N, 1, h, w), got {tuple(attention.shape)}"
+        )
     attention = attention.float()  # sums over many small values: never in bf16/fp16
     masks = masks.float().reshape(len(masks), 1, *masks.shape[-2:])
     target = F.adaptive_avg_pool2d(masks, attention.shape[-2:])
-    return 1 - 2 * (attention * target).sum() / (attention.sum() + target.sum()).clamp(min=eps)
+    return 1 - 2 * (attention * target).sum() / (attention.sum() + target.sum()).clamp(
+        min=eps
+    )
 
 
 class AttentionMaskLoss(nn.Module):
@@ -88,8 +104,12 @@ class AttentionMaskLoss(nn.Module):
     def forward(self, output, masks: torch.Tensor) -> torch.Tensor:
         maps = output[1:]
         if len(maps) != len(self.weights):
-            raise ValueError(f"{len(self.weights)} weights for {len(maps)} attention maps")
-        return sum(w * attention_dice_loss(a, masks) for w, a in zip(self.weights, maps))
+            raise ValueError(
+                f"{len(self.weights)} weights for {len(maps)} attention maps"
+            )
+        return sum(
+            w * attention_dice_loss(a, masks) for w, a in zip(self.weights, maps)
+        )
 
     def extra_repr(self) -> str:
         return f"weights={self.weights}"

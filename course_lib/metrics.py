@@ -41,7 +41,15 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import balanced_accuracy_score, confusion_matrix, roc_auc_score
 
-__all__ = ["classification_metrics", "predicted_class", "pointing_game", "energy_in_mask", "binarized_jaccard"]
+from .data.errors import listed
+
+__all__ = [
+    "classification_metrics",
+    "predicted_class",
+    "pointing_game",
+    "energy_in_mask",
+    "binarized_jaccard",
+]
 
 #: A probability at least this high is called melanoma (see the conventions above).
 THRESHOLD = 0.5
@@ -55,7 +63,9 @@ def predicted_class(logits: torch.Tensor) -> torch.Tensor:
     return (logits.detach().float().reshape(len(logits), -1)[:, 0] >= 0).long()
 
 
-def classification_metrics(targets, scores, threshold: float = THRESHOLD) -> dict[str, float]:
+def classification_metrics(
+    targets, scores, threshold: float = THRESHOLD
+) -> dict[str, float]:
     """AUC, accuracy, sensitivity, specificity and balanced accuracy.
 
     ``scores`` are probabilities: shape ``(N,)`` for a binary task (probability of class 1,
@@ -76,7 +86,9 @@ def classification_metrics(targets, scores, threshold: float = THRESHOLD) -> dic
     elif scores.ndim == 1:
         auc = roc_auc_score(targets, scores)
     else:
-        auc = roc_auc_score(targets, scores, multi_class="ovr", average="macro", labels=labels)
+        auc = roc_auc_score(
+            targets, scores, multi_class="ovr", average="macro", labels=labels
+        )
     cm = confusion_matrix(targets, predicted, labels=labels)
     tp = np.diag(cm).astype(float)
     fn = cm.sum(axis=1) - tp
@@ -94,11 +106,14 @@ def classification_metrics(targets, scores, threshold: float = THRESHOLD) -> dic
         "accuracy": float((predicted == targets).mean()),
         "sensitivity": float(sensitivity),
         "specificity": float(specificity),
-        "balanced_accuracy": float(balanced_accuracy_score(targets, predicted)) if len(present) > 1 else math.nan,
+        "balanced_accuracy": float(balanced_accuracy_score(targets, predicted))
+        if len(present) > 1
+        else math.nan,
     }
 
 
 # ------------------------------------------------------------------ localisation of saliency maps
+
 
 def _maps_and_masks(saliency, mask) -> tuple[torch.Tensor, torch.Tensor, bool]:
     """``(N, H, W)`` float maps at the masks' size and ``(N, H, W)`` boolean masks.
@@ -107,31 +122,37 @@ def _maps_and_masks(saliency, mask) -> tuple[torch.Tensor, torch.Tensor, bool]:
     inside wherever it is non-zero (bool, {0, 1} or {0, 255} all work). Returns whether the
     input was a single map, so that callers can return a number rather than an array.
     """
+
     def batch(x, what):
         if x.dim() == 4 and x.shape[1] == 1:
             x = x[:, 0]
         if x.dim() not in (2, 3):
-            raise ValueError(f"{what} must be shaped (H, W), (N, H, W) or (N, 1, H, W), got {tuple(x.shape)}")
+            raise ValueError(
+                f"{what} must be shaped (H, W), (N, H, W) or (N, 1, H, W), got {tuple(x.shape)}"
+            )
         return x.reshape(-1, *x.shape[-2:])
 
-    saliency, mask = ((x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))).detach().cpu()
-                      for x in (saliency, mask))
+    saliency, mask = (
+        (x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x)))
+        .detach()
+        .cpu()
+        for x in (saliency, mask)
+    )
     single = saliency.dim() == 2
     maps, masks = batch(saliency, "saliency").float(), batch(mask, "mask") > 0
     if len(maps) != len(masks):
         raise ValueError(f"{len(maps)} saliency map(s) but {len(masks)} mask(s)")
     empty = torch.nonzero(~masks.flatten(1).any(dim=1)).flatten().tolist()
     if empty:
-        raise ValueError(f"mask(s) {_listed(empty)} are empty: localisation is undefined without a lesion "
-                         "(leave such images out, e.g. images without a lesion mask)")
+        raise ValueError(
+            f"mask(s) {listed(empty)} are empty: localisation is undefined without a lesion "
+            "(leave such images out, e.g. images without a lesion mask)"
+        )
     if maps.shape[-2:] != masks.shape[-2:]:
-        maps = F.interpolate(maps[:, None], size=masks.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+        maps = F.interpolate(
+            maps[:, None], size=masks.shape[-2:], mode="bilinear", align_corners=False
+        )[:, 0]
     return maps, masks, single
-
-
-def _listed(indices, n=5) -> str:
-    more = f", ... ({len(indices) - n} more)" if len(indices) > n else ""
-    return ", ".join(map(str, indices[:n])) + more
 
 
 def _result(values: torch.Tensor, single: bool):
@@ -177,7 +198,9 @@ def energy_in_mask(saliency, mask):
     total = mass.sum(dim=1)
     empty = torch.nonzero(total <= 0).flatten().tolist()
     if empty:
-        raise ValueError(f"saliency map(s) {_listed(empty)} have no positive mass: energy_in_mask is undefined")
+        raise ValueError(
+            f"saliency map(s) {listed(empty)} have no positive mass: energy_in_mask is undefined"
+        )
     return _result((mass * masks.flatten(1)).sum(dim=1) / total, single)
 
 
@@ -193,7 +216,9 @@ def binarized_jaccard(saliency, mask, threshold: float = 0.5):
     flat = maps.flatten(1)
     low, high = flat.amin(dim=1, keepdim=True), flat.amax(dim=1, keepdim=True)
     spread = high - low
-    normalised = torch.where(spread > 0, (flat - low) / spread.clamp(min=torch.finfo(flat.dtype).tiny), 0.0)
+    normalised = torch.where(
+        spread > 0, (flat - low) / spread.clamp(min=torch.finfo(flat.dtype).tiny), 0.0
+    )
     binary = (normalised >= threshold) & (spread > 0)
     inside = masks.flatten(1)
     intersection = (binary & inside).sum(dim=1)

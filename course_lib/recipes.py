@@ -27,45 +27,87 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["lesion_splits", "profile_loaders", "eval_loader", "run_identity", "attnvgg_run_dir", "train_attnvgg",
-           "train_lesion_detector", "RUNS"]
+from .checkpoint import load_checkpoint, save_atomic
+from .config import fast_mixed_precision, get_device, seed_everything
+from .data import (
+    BatchNormalize,
+    DeviceLoader,
+    MelanomaDataset,
+    ensure_synthetic_lesions,
+    load_melanoma,
+    make_loaders,
+    split_by_patient,
+)
+from .detection import detection_loaders, lesion_detector, train_detector
+from .losses import FocalLoss
+from .models import AttnVGG
+from .train import fit
+
+__all__ = [
+    "lesion_splits",
+    "profile_loaders",
+    "eval_loader",
+    "run_identity",
+    "attnvgg_run_dir",
+    "train_attnvgg",
+    "train_lesion_detector",
+    "RUNS",
+]
 
 #: Where runs are checkpointed, relative to the working directory (``notebooks/`` in the book).
 RUNS = Path("runs")
 
 
-def lesion_splits(profile, seed: int = 0, **options) -> tuple[pd.DataFrame, pd.DataFrame]:
+def lesion_splits(
+    profile, seed: int = 0, **options
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The profile's synthetic lesions (generated once, cached), split 80/20 by patient.
 
     ``options`` go to :func:`~course_lib.data.make_synthetic_lesions` (e.g. ``spurious_cue``);
     the same ``seed`` with and without a cue gives the same patients, lesions and split.
     """
-    from .data import ensure_synthetic_lesions, load_melanoma, split_by_patient
-
-    root = ensure_synthetic_lesions(profile.n_images, profile.image_size, seed=seed, **options)
+    root = ensure_synthetic_lesions(
+        profile.n_images, profile.image_size, seed=seed, **options
+    )
     return split_by_patient(load_melanoma(root), val_fraction=0.2, seed=seed)
 
 
-def profile_loaders(profile, train_frame: pd.DataFrame, val_frame: pd.DataFrame, *, with_mask: bool = False,
-                    device=None, seed: int = 0, sampler=None):
+def profile_loaders(
+    profile,
+    train_frame: pd.DataFrame,
+    val_frame: pd.DataFrame,
+    *,
+    with_mask: bool = False,
+    device=None,
+    seed: int = 0,
+    sampler=None,
+):
     """Training and validation loaders at the profile's image size, batch size and workers."""
-    from .data import make_loaders
-
-    return make_loaders(train_frame, val_frame, profile.image_size, profile.batch_size,
-                        num_workers=profile.num_workers, with_mask=with_mask, sampler=sampler, device=device,
-                        seed=seed)
+    return make_loaders(
+        train_frame,
+        val_frame,
+        profile.image_size,
+        profile.batch_size,
+        num_workers=profile.num_workers,
+        with_mask=with_mask,
+        sampler=sampler,
+        device=device,
+        seed=seed,
+    )
 
 
 def eval_loader(profile, frame: pd.DataFrame, *, with_mask: bool = False, device=None):
     """One loader over every image of ``frame``, unaugmented, in order: for scores and maps."""
-    from .data import BatchNormalize, DeviceLoader, MelanomaDataset
-    from .config import get_device
-
     device = device if device is not None else get_device()
-    return DeviceLoader(MelanomaDataset(frame, with_mask=with_mask, image_size=profile.image_size),
-                        batch_size=profile.batch_size, num_workers=profile.num_workers,
-                        persistent_workers=profile.num_workers > 0, batch_transform=BatchNormalize(),
-                        device=device, pin_memory=str(device).startswith("cuda"))
+    return DeviceLoader(
+        MelanomaDataset(frame, with_mask=with_mask, image_size=profile.image_size),
+        batch_size=profile.batch_size,
+        num_workers=profile.num_workers,
+        persistent_workers=profile.num_workers > 0,
+        batch_transform=BatchNormalize(),
+        device=device,
+        pin_memory=str(device).startswith("cuda"),
+    )
 
 
 def _fingerprint(paths, targets) -> str:
@@ -80,30 +122,78 @@ def _data_fingerprint(loader) -> str:
     dataset = loader.dataset
     paths, targets = getattr(dataset, "paths", None), getattr(dataset, "targets", None)
     if paths is None or targets is None:
-        raise TypeError("train_attnvgg needs the course's loaders (MelanomaDataset inside): "
-                        "build them with profile_loaders(...)")
+        raise TypeError(
+            "train_attnvgg needs the course's loaders (MelanomaDataset inside): "
+            "build them with profile_loaders(...)"
+        )
     return _fingerprint(paths, targets.numpy())
 
 
-def run_identity(profile, train_loader, val_loader, *, seed: int, epochs: int, normalize_attn: bool,
-                 aux_loss=None, pretrained: bool = False, **model_options) -> dict:
+def _profile_identity(recipe: str, profile, epochs: int, seed: int) -> dict:
+    """What every recipe's run identity starts with: the recipe, the profile, epochs, seed."""
+    return {
+        "recipe": recipe,
+        "profile": profile.name,
+        "image_size": profile.image_size,
+        "width": profile.width,
+        "batch_size": profile.batch_size,
+        "epochs": epochs,
+        "seed": seed,
+    }
+
+
+def run_identity(
+    profile,
+    train_loader,
+    val_loader,
+    *,
+    seed: int,
+    epochs: int,
+    normalize_attn: bool,
+    aux_loss=None,
+    pretrained: bool = False,
+    **model_options,
+) -> dict:
     """Everything that makes an AttnVGG run what it is, as a plain dict (stored in its manifest)."""
-    return {"recipe": "attnvgg", "profile": profile.name, "image_size": profile.image_size, "width": profile.width,
-            "batch_size": profile.batch_size, "epochs": epochs, "seed": seed, "normalize_attn": normalize_attn,
-            "pretrained": pretrained, "aux_loss": repr(aux_loss) if aux_loss is not None else None,
-            "loss": "FocalLoss(alpha=None, gamma=2.0)", "lr": 1e-3,
-            "model_options": {k: repr(v) for k, v in sorted(model_options.items())},
-            "train_data": _data_fingerprint(train_loader), "val_data": _data_fingerprint(val_loader)}
+    return {
+        **_profile_identity("attnvgg", profile, epochs, seed),
+        "normalize_attn": normalize_attn,
+        "pretrained": pretrained,
+        "aux_loss": repr(aux_loss) if aux_loss is not None else None,
+        "loss": "FocalLoss(alpha=None, gamma=2.0)",
+        "lr": 1e-3,
+        "model_options": {k: repr(v) for k, v in sorted(model_options.items())},
+        "train_data": _data_fingerprint(train_loader),
+        "val_data": _data_fingerprint(val_loader),
+    }
 
 
 def attnvgg_run_dir(profile, tag: str, identity: dict) -> Path:
     """``runs/attnvgg/<profile>-<size>px/<tag>-seed<S>-<fingerprint of identity>``."""
-    fingerprint = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
-    return RUNS / "attnvgg" / f"{profile.name}-{profile.image_size}px" / f"{tag}-seed{identity['seed']}-{fingerprint}"
+    fingerprint = hashlib.sha1(
+        json.dumps(identity, sort_keys=True).encode()
+    ).hexdigest()[:8]
+    return (
+        RUNS
+        / "attnvgg"
+        / f"{profile.name}-{profile.image_size}px"
+        / f"{tag}-seed{identity['seed']}-{fingerprint}"
+    )
 
 
-def train_attnvgg(profile, train_loader, val_loader, tag: str, normalize_attn: bool = True, aux_loss=None,
-                  epochs: int | None = None, seed: int = 0, device=None, verbose: bool = True, **model_options):
+def train_attnvgg(
+    profile,
+    train_loader,
+    val_loader,
+    tag: str,
+    normalize_attn: bool = True,
+    aux_loss=None,
+    epochs: int | None = None,
+    seed: int = 0,
+    device=None,
+    verbose: bool = True,
+    **model_options,
+):
     """Train (or, when its run folder holds the finished run, reload) AttnVGG with the recipe.
 
     Returns ``(model, history)``: the model after its last epoch, in eval mode, on ``device``;
@@ -111,33 +201,68 @@ def train_attnvgg(profile, train_loader, val_loader, tag: str, normalize_attn: b
     carries the seed and a fingerprint of data and options (see the module's docstring).
     ``epochs`` defaults to the profile's; ``model_options`` go to :class:`~course_lib.models.AttnVGG`.
     """
-    from .config import fast_mixed_precision, get_device, seed_everything
-    from .losses import FocalLoss
-    from .models import AttnVGG
-    from .train import fit
-
     device = device or get_device()
     epochs = epochs or profile.epochs
     pretrained = profile.pretrained and profile.width == 1.0
     if profile.name == "gpu" and not pretrained and verbose:
-        print("ImageNet weights off (COURSE_PRETRAINED=0, or a width below 1): AttnVGG trains from scratch, "
-              "so expect a lower AUC than with them")
-    identity = run_identity(profile, train_loader, val_loader, seed=seed, epochs=epochs,
-                            normalize_attn=normalize_attn, aux_loss=aux_loss, pretrained=pretrained, **model_options)
+        print(
+            "ImageNet weights off (COURSE_PRETRAINED=0, or a width below 1): AttnVGG trains from scratch, "
+            "so expect a lower AUC than with them"
+        )
+    identity = run_identity(
+        profile,
+        train_loader,
+        val_loader,
+        seed=seed,
+        epochs=epochs,
+        normalize_attn=normalize_attn,
+        aux_loss=aux_loss,
+        pretrained=pretrained,
+        **model_options,
+    )
     out = attnvgg_run_dir(profile, tag, identity)
     seed_everything(seed)
-    model = AttnVGG(num_classes=1, normalize_attn=normalize_attn, width=profile.width, pretrained=pretrained,
-                    **model_options)
-    history = fit(model, train_loader, val_loader, epochs=epochs, lr=identity["lr"],
-                  loss_fn=FocalLoss(alpha=None, gamma=2.0), aux_loss=aux_loss, device=device, out_dir=out,
-                  resume=True, amp=fast_mixed_precision(device), channels_last=True, seed=seed, run_info=identity,
-                  progress=False, verbose=verbose)
+    model = AttnVGG(
+        num_classes=1,
+        normalize_attn=normalize_attn,
+        width=profile.width,
+        pretrained=pretrained,
+        **model_options,
+    )
+    history = fit(
+        model,
+        train_loader,
+        val_loader,
+        epochs=epochs,
+        lr=identity["lr"],
+        loss_fn=FocalLoss(alpha=None, gamma=2.0),
+        aux_loss=aux_loss,
+        device=device,
+        out_dir=out,
+        resume=True,
+        amp=fast_mixed_precision(device),
+        channels_last=True,
+        seed=seed,
+        run_info=identity,
+        progress=False,
+        verbose=verbose,
+    )
     history.attrs["run_dir"] = str(out)
-    return model.eval(), history  # a finished run on disk: fit loaded its last epoch's weights
+    # a finished run on disk: fit loaded its last epoch's weights
+    return (
+        model.eval(),
+        history,
+    )
 
 
-def train_lesion_detector(profile, train_frame: pd.DataFrame, epochs: int | None = None, seed: int = 0, device=None,
-                          verbose: bool = True):
+def train_lesion_detector(
+    profile,
+    train_frame: pd.DataFrame,
+    epochs: int | None = None,
+    seed: int = 0,
+    device=None,
+    verbose: bool = True,
+):
     """Train (or reload) the lesion detector of notebook 13 with the profile's settings.
 
     Returns ``(model, history)``, the model in eval mode. The run is saved atomically to
@@ -145,26 +270,50 @@ def train_lesion_detector(profile, train_frame: pd.DataFrame, epochs: int | None
     covers the training images, labels, epochs and settings) and reloaded from there.
     ``epochs`` defaults to half the profile's (the boxes are learned quickly).
     """
-    from .checkpoint import load_checkpoint, save_atomic
-    from .config import get_device, seed_everything
-    from .detection import detection_loaders, lesion_detector, train_detector
-
     device = device or get_device()
     epochs = epochs or max(1, profile.epochs // 2)
-    identity = {"recipe": "fcos", "profile": profile.name, "image_size": profile.image_size, "width": profile.width,
-                "batch_size": profile.batch_size, "epochs": epochs, "seed": seed, "lr": 1e-3, "fpn_channels": 64,
-                "head_convs": 2, "train_data": _fingerprint(train_frame["path"], train_frame["target"])}
-    fingerprint = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
-    path = RUNS / "detector" / f"{profile.name}-{profile.image_size}px" / f"seed{seed}-{fingerprint}" / "detector.pt"
+    identity = {
+        **_profile_identity("fcos", profile, epochs, seed),
+        "lr": 1e-3,
+        "fpn_channels": 64,
+        "head_convs": 2,
+        "train_data": _fingerprint(train_frame["path"], train_frame["target"]),
+    }
+    fingerprint = hashlib.sha1(
+        json.dumps(identity, sort_keys=True).encode()
+    ).hexdigest()[:8]
+    path = (
+        RUNS
+        / "detector"
+        / f"{profile.name}-{profile.image_size}px"
+        / f"seed{seed}-{fingerprint}"
+        / "detector.pt"
+    )
     seed_everything(seed)
-    model = lesion_detector(width=profile.width, image_size=profile.image_size, fpn_channels=64, head_convs=2)
+    model = lesion_detector(
+        width=profile.width,
+        image_size=profile.image_size,
+        fpn_channels=64,
+        head_convs=2,
+    )
     if path.is_file():
         saved = load_checkpoint(path)
         model.load_state_dict(saved["model"])
         history = pd.DataFrame(saved["history"])
     else:
-        train_loader, _ = detection_loaders(train_frame, train_frame.iloc[:0], profile.image_size, profile.batch_size)
-        history = train_detector(model, train_loader, epochs=epochs, device=device, verbose=verbose)
-        save_atomic({"model": model.state_dict(), "history": history.to_dict("list"), "identity": identity}, path)
+        train_loader, _ = detection_loaders(
+            train_frame, train_frame.iloc[:0], profile.image_size, profile.batch_size
+        )
+        history = train_detector(
+            model, train_loader, epochs=epochs, device=device, verbose=verbose
+        )
+        save_atomic(
+            {
+                "model": model.state_dict(),
+                "history": history.to_dict("list"),
+                "identity": identity,
+            },
+            path,
+        )
     history.attrs["run_dir"] = str(path.parent)
     return model.to(device).eval(), history

@@ -28,10 +28,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["attnvgg_descriptors", "similarities", "retrieve", "retrieval_metrics", "DESCRIPTORS"]
+__all__ = [
+    "attnvgg_descriptors",
+    "similarities",
+    "retrieve",
+    "retrieval_metrics",
+    "DESCRIPTORS",
+]
 
 #: The descriptors :func:`attnvgg_descriptors` returns, uniform and attention pooling side by side.
-DESCRIPTORS = ("GAP pool-3", "attention pool-3", "GAP pool-4", "attention pool-4", "GAP pool-5 (global)")
+DESCRIPTORS = (
+    "GAP pool-3",
+    "attention pool-3",
+    "GAP pool-4",
+    "attention pool-4",
+    "GAP pool-5 (global)",
+)
 
 
 @torch.no_grad()
@@ -41,12 +53,20 @@ def attnvgg_descriptors(model, loader, device=None) -> dict[str, np.ndarray]:
     ``model`` is an :class:`~course_lib.models.AttnVGG`; uniform pooling averages a feature map
     over positions, attention pooling is the gate's pooled vector (the softmax-weighted sum).
     """
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    device = (
+        torch.device(device) if device is not None else next(model.parameters()).device
+    )
     model.eval()
     parts: dict[str, list] = {name: [] for name in DESCRIPTORS}
     for batch in loader:
         f = model.forward_features(batch[0].to(device))
-        values = (f["pool3"].mean((2, 3)), f["g1"], f["pool4"].mean((2, 3)), f["g2"], f["pool5"].mean((2, 3)))
+        values = (
+            f["pool3"].mean((2, 3)),
+            f["g1"],
+            f["pool4"].mean((2, 3)),
+            f["g2"],
+            f["pool5"].mean((2, 3)),
+        )
         for name, value in zip(DESCRIPTORS, values):
             parts[name].append(value.float().cpu().numpy())
     return {name: np.concatenate(chunks) for name, chunks in parts.items()}
@@ -54,7 +74,9 @@ def attnvgg_descriptors(model, loader, device=None) -> dict[str, np.ndarray]:
 
 def similarities(descriptors) -> np.ndarray:
     """``(N, N)`` cosine similarities, with each image's similarity to itself set to -inf."""
-    d = F.normalize(torch.as_tensor(np.asarray(descriptors), dtype=torch.float64), dim=1)
+    d = F.normalize(
+        torch.as_tensor(np.asarray(descriptors), dtype=torch.float64), dim=1
+    )
     s = (d @ d.T).numpy()
     np.fill_diagonal(s, -np.inf)
     return s
@@ -73,16 +95,24 @@ def retrieval_metrics(descriptors, labels, ks=(1, 5)) -> dict[str, float]:
     """
     labels = np.asarray(labels)
     if len(labels) != len(np.asarray(descriptors)):
-        raise ValueError(f"{len(np.asarray(descriptors))} descriptors but {len(labels)} labels")
-    order = np.argsort(-similarities(descriptors), axis=1, kind="stable")[:, :-1]  # the query (-inf) is last
-    relevant = labels[order] == labels[:, None]  # (N, N-1): the ranking of each query, relevant or not
+        raise ValueError(
+            f"{len(np.asarray(descriptors))} descriptors but {len(labels)} labels"
+        )
+    # the query (-inf) is last
+    order = np.argsort(-similarities(descriptors), axis=1, kind="stable")[:, :-1]
+    # (N, N-1): the ranking of each query, relevant or not
+    relevant = labels[order] == labels[:, None]
     answerable = relevant.any(axis=1)
     if not answerable.any():
-        raise ValueError("no query has a relevant image in the collection: nothing to retrieve")
+        raise ValueError(
+            "no query has a relevant image in the collection: nothing to retrieve"
+        )
     relevant = relevant[answerable]
     ranks = np.arange(1, relevant.shape[1] + 1)
     precision_at_hits = np.cumsum(relevant, axis=1) / ranks
-    average_precision = (precision_at_hits * relevant).sum(axis=1) / relevant.sum(axis=1)
+    average_precision = (precision_at_hits * relevant).sum(axis=1) / relevant.sum(
+        axis=1
+    )
     result = {f"recall@{k}": float(relevant[:, :k].any(axis=1).mean()) for k in ks}
     result.update(mAP=float(average_precision.mean()), queries=int(answerable.sum()))
     return result

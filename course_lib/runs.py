@@ -22,12 +22,23 @@ import json
 import tempfile
 from pathlib import Path
 
+import pandas as pd
 from torch import nn
 
 from .files import write_text_atomic
 
-__all__ = ["RUN_FILES", "MANIFEST", "RunFolderError", "check_run_folder", "prepare_run_folder", "describe_run", "model_signature",
-           "check_same_run", "read_manifest", "write_manifest"]
+__all__ = [
+    "RUN_FILES",
+    "MANIFEST",
+    "RunFolderError",
+    "check_run_folder",
+    "prepare_run_folder",
+    "describe_run",
+    "model_signature",
+    "check_same_run",
+    "read_manifest",
+    "write_manifest",
+]
 
 #: The files ``fit`` writes into a run folder; ``overwrite=True`` removes these and nothing else.
 MANIFEST = "run.json"
@@ -40,32 +51,41 @@ class RunFolderError(RuntimeError):
 
 def describe_run(out: Path) -> str | None:
     """A short description of the run in ``out`` ("6 epochs done, best val_auc 0.619"), or None."""
-    present = [name for name in RUN_FILES if name != MANIFEST and (out / name).is_file()]
+    present = [
+        name for name in RUN_FILES if name != MANIFEST and (out / name).is_file()
+    ]
     if not present:
         return None
     try:
-        import pandas as pd
-
         metrics = pd.read_csv(out / "metrics.csv")
         best = metrics["val_auc"].max()
-        return (f"{len(metrics)} epoch(s) done, best val_auc {best:.3f}"
-                if len(metrics) else f"files {', '.join(present)}")
+        return (
+            f"{len(metrics)} epoch(s) done, best val_auc {best:.3f}"
+            if len(metrics)
+            else f"files {', '.join(present)}"
+        )
     except Exception:  # no metrics.csv, or one without val_auc: name the files
         return f"files {', '.join(present)}"
 
 
 def _check_writable(out: Path) -> None:
     if out.exists() and not out.is_dir():
-        raise RunFolderError(f"{out} is a file, not a folder: choose a folder for the run's checkpoints")
+        raise RunFolderError(
+            f"{out} is a file, not a folder: choose a folder for the run's checkpoints"
+        )
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
             pass
     except OSError as err:
-        raise RunFolderError(f"cannot write into {out} ({err.strerror or err}): choose another folder") from None
+        raise RunFolderError(
+            f"cannot write into {out} ({err.strerror or err}): choose another folder"
+        ) from None
 
 
-def check_run_folder(out: str | Path, resume: bool = False, overwrite: bool = False) -> Path:
+def check_run_folder(
+    out: str | Path, resume: bool = False, overwrite: bool = False
+) -> Path:
     """Check ``out`` before any work, changing nothing in it (it is created when missing).
 
     Raises :class:`RunFolderError` when ``out`` is a file or cannot be written, or when it
@@ -73,18 +93,23 @@ def check_run_folder(out: str | Path, resume: bool = False, overwrite: bool = Fa
     """
     out = Path(out)
     if resume and overwrite:
-        raise RunFolderError("resume and overwrite exclude each other: continue the run, or replace it")
+        raise RunFolderError(
+            "resume and overwrite exclude each other: continue the run, or replace it"
+        )
     _check_writable(out)
     existing = describe_run(out)
     if existing is not None and not (resume or overwrite):
         raise RunFolderError(
             f"{out} already holds a run ({existing}); nothing was changed. To continue it, resume "
             "(--resume, or fit(resume=True)); to keep it and train another, choose a new folder; "
-            "to replace it, ask for that explicitly (--overwrite, or fit(overwrite=True))")
+            "to replace it, ask for that explicitly (--overwrite, or fit(overwrite=True))"
+        )
     return out
 
 
-def prepare_run_folder(out: str | Path, resume: bool = False, overwrite: bool = False) -> Path:
+def prepare_run_folder(
+    out: str | Path, resume: bool = False, overwrite: bool = False
+) -> Path:
     """:func:`check_run_folder`, then, with ``overwrite``, remove the run ``out`` holds (its files only)."""
     out = check_run_folder(out, resume, overwrite)
     if overwrite:
@@ -97,8 +122,11 @@ def model_signature(model: nn.Module) -> dict:
     """The model's class, parameter count and a fingerprint of its tensors' names and shapes."""
     state = model.state_dict()
     shapes = ";".join(f"{name}:{tuple(t.shape)}" for name, t in state.items())
-    return {"class": type(model).__name__, "parameters": sum(p.numel() for p in model.parameters()),
-            "fingerprint": hashlib.sha1(shapes.encode()).hexdigest()[:12]}
+    return {
+        "class": type(model).__name__,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "fingerprint": hashlib.sha1(shapes.encode()).hexdigest()[:12],
+    }
 
 
 def read_manifest(out: str | Path) -> dict | None:
@@ -109,13 +137,18 @@ def read_manifest(out: str | Path) -> dict | None:
 
 
 def write_manifest(out: str | Path, manifest: dict) -> None:
-    write_text_atomic(json.dumps(manifest, indent=1, sort_keys=True, default=str) + "\n", Path(out) / MANIFEST)
+    write_text_atomic(
+        json.dumps(manifest, indent=1, sort_keys=True, default=str) + "\n",
+        Path(out) / MANIFEST,
+    )
 
 
 def _model_words(manifest: dict) -> str:
     signature, info = manifest.get("model") or {}, manifest.get("run_info") or {}
     named = ", ".join(f"{k} {info[k]}" for k in ("model", "width") if k in info)
-    return (f"{named}: " if named else "") + f"{signature.get('class')} with {signature.get('parameters', 0):,} parameters"
+    return (
+        f"{named}: " if named else ""
+    ) + f"{signature.get('class')} with {signature.get('parameters', 0):,} parameters"
 
 
 def check_same_run(saved: dict, wanted: dict, where: Path) -> None:
@@ -129,16 +162,27 @@ def check_same_run(saved: dict, wanted: dict, where: Path) -> None:
         raise RunFolderError(
             f"{where} holds a checkpoint of another model ({_model_words(saved)}) than the one being "
             f"trained ({_model_words(wanted)}): resume with the same model and options, or train into a "
-            "new folder")
+            "new folder"
+        )
     saved_info, wanted_info = saved.get("run_info") or {}, wanted.get("run_info") or {}
-    differences = [f"{key}: {saved_info.get(key)!r} then, {wanted_info.get(key)!r} now"
-                   for key in sorted(set(saved_info) | set(wanted_info))
-                   if key in saved_info and key in wanted_info and saved_info[key] != wanted_info[key]]
+    differences = [
+        f"{key}: {saved_info.get(key)!r} then, {wanted_info.get(key)!r} now"
+        for key in sorted(set(saved_info) | set(wanted_info))
+        if key in saved_info
+        and key in wanted_info
+        and saved_info[key] != wanted_info[key]
+    ]
     if saved.get("epochs") is not None and saved.get("epochs") != wanted.get("epochs"):
-        differences.insert(0, f"epochs: {saved['epochs']} then, {wanted['epochs']} now (the learning-rate "
-                              "schedule was laid out for the first number: resuming with another would "
-                              "restart or cut it)")
+        differences.insert(
+            0,
+            f"epochs: {saved['epochs']} then, {wanted['epochs']} now (the learning-rate "
+            "schedule was laid out for the first number: resuming with another would "
+            "restart or cut it)",
+        )
     if differences:
-        raise RunFolderError(f"{where} holds a run with other settings — " + "; ".join(differences)
-                             + ". Resume it with its own settings, or start a new run in another folder "
-                               "(or replace it with --overwrite)")
+        raise RunFolderError(
+            f"{where} holds a run with other settings — "
+            + "; ".join(differences)
+            + ". Resume it with its own settings, or start a new run in another folder "
+            "(or replace it with --overwrite)"
+        )

@@ -16,44 +16,67 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .gradcam import grad_cam
 from .metrics import binarized_jaccard, energy_in_mask, pointing_game, predicted_class
 
-__all__ = ["collect_maps", "baseline_maps", "localisation_table", "verdicts", "MAP_NAMES"]
+__all__ = [
+    "collect_maps",
+    "baseline_maps",
+    "localisation_table",
+    "verdicts",
+    "MAP_NAMES",
+]
 
 #: The keys under which :func:`collect_maps` returns each kind of map.
 MAP_NAMES = ("pool-3 attention", "pool-4 attention", "Grad-CAM")
 
 
-def collect_maps(model, loader, device=None, gradcam: bool = True, target: str = "predicted") -> dict:
+def collect_maps(
+    model, loader, device=None, gradcam: bool = True, target: str = "predicted"
+) -> dict:
     """Probabilities, targets, masks and maps of every image in ``loader``, as numpy arrays.
 
     Keys: ``probability`` (N,), ``target`` (N,), ``mask`` (N, H, W) and one entry per name
     in :data:`MAP_NAMES` — the attention maps at their own size (N, h, w), Grad-CAM at the
     image size (``gradcam=False`` leaves it out). ``model`` returns ``(logits, a1, a2)``.
     """
-    from .gradcam import grad_cam
-
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    device = (
+        torch.device(device) if device is not None else next(model.parameters()).device
+    )
     model.eval()
-    parts: dict[str, list] = {k: [] for k in ("probability", "target", "mask", *MAP_NAMES[: 3 if gradcam else 2])}
+    parts: dict[str, list] = {
+        k: []
+        for k in ("probability", "target", "mask", *MAP_NAMES[: 3 if gradcam else 2])
+    }
     for batch in loader:
         if len(batch) < 3:
-            raise ValueError("the loader yields no masks: build it with make_loaders(..., with_mask=True)")
+            raise ValueError(
+                "the loader yields no masks: build it with make_loaders(..., with_mask=True)"
+            )
         images, targets, masks = batch[:3]
         with torch.no_grad():
             logits, a1, a2 = model(images.to(device))
-        parts["probability"].append(torch.sigmoid(logits.float()).reshape(len(images), -1)[:, 0].cpu().numpy())
+        parts["probability"].append(
+            torch.sigmoid(logits.float()).reshape(len(images), -1)[:, 0].cpu().numpy()
+        )
         parts["target"].append(targets.numpy())
         parts["mask"].append(masks.reshape(len(masks), *masks.shape[-2:]).numpy() > 0.5)
         parts["pool-3 attention"].append(a1.float()[:, 0].cpu().numpy())
         parts["pool-4 attention"].append(a2.float()[:, 0].cpu().numpy())
-        if gradcam:  # "predicted": the classes of the logits above, not another forward pass
+        # "predicted": the classes of the logits above, not another forward pass
+        if gradcam:
             predicted = predicted_class(logits).tolist()
-            parts["Grad-CAM"].append(grad_cam(model, images, target=predicted if target == "predicted" else target))
+            parts["Grad-CAM"].append(
+                grad_cam(
+                    model, images, target=predicted if target == "predicted" else target
+                )
+            )
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
-def baseline_maps(n: int, size: tuple[int, int], kind: str = "random", seed: int = 0) -> np.ndarray:
+def baseline_maps(
+    n: int, size: tuple[int, int], kind: str = "random", seed: int = 0
+) -> np.ndarray:
     """``n`` maps of ``size`` that ignore the image: "random" (uniform noise) or "centre"
     (a Gaussian blob at the centre, standard deviation a quarter of the side)."""
     h, w = size
@@ -61,7 +84,10 @@ def baseline_maps(n: int, size: tuple[int, int], kind: str = "random", seed: int
         return np.random.default_rng(seed).random((n, h, w), dtype=np.float32)
     if kind == "centre":
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-        blob = np.exp(-(((yy - (h - 1) / 2) / (h / 4)) ** 2 + ((xx - (w - 1) / 2) / (w / 4)) ** 2) / 2)
+        blob = np.exp(
+            -(((yy - (h - 1) / 2) / (h / 4)) ** 2 + ((xx - (w - 1) / 2) / (w / 4)) ** 2)
+            / 2
+        )
         return np.broadcast_to(blob, (n, h, w)).copy()
     raise ValueError(f"kind must be 'random' or 'centre', not {kind!r}")
 
@@ -80,10 +106,14 @@ def localisation_table(maps: dict, masks, tolerance: float = 0) -> pd.DataFrame:
         m = np.asarray(m, dtype=np.float32)
         signal = np.clip(m, 0, None).reshape(len(m), -1).sum(axis=1) > 0
         kept, kept_masks = m[signal], masks[signal]
-        rows[name] = {"pointing game": float(np.mean(pointing_game(kept, kept_masks, tolerance=tolerance))),
-                      "energy in mask": float(np.mean(energy_in_mask(kept, kept_masks))),
-                      "binarised Jaccard": float(np.mean(binarized_jaccard(kept, kept_masks))),
-                      "maps without signal": int((~signal).sum())}
+        rows[name] = {
+            "pointing game": float(
+                np.mean(pointing_game(kept, kept_masks, tolerance=tolerance))
+            ),
+            "energy in mask": float(np.mean(energy_in_mask(kept, kept_masks))),
+            "binarised Jaccard": float(np.mean(binarized_jaccard(kept, kept_masks))),
+            "maps without signal": int((~signal).sum()),
+        }
     return pd.DataFrame(rows).T.astype({"maps without signal": int})
 
 
@@ -95,6 +125,13 @@ def verdicts(table: pd.DataFrame, random_row: str = "random map") -> pd.DataFram
     """
     random_energy = table.loc[random_row, "energy in mask"]
     ratio = (table["energy in mask"] / random_energy).dropna()
-    words = ratio.map(lambda r: "on the lesion" if r >= 1.5 else "avoids the lesion" if r < 2 / 3 else
-                      "no better than random")
+    words = ratio.map(
+        lambda r: (
+            "on the lesion"
+            if r >= 1.5
+            else "avoids the lesion"
+            if r < 2 / 3
+            else "no better than random"
+        )
+    )
     return pd.DataFrame({"energy / random": ratio, "verdict": words})

@@ -19,12 +19,24 @@ on high-density screens and in zoomed screenshots.
 
 from __future__ import annotations
 
+import matplotlib
+import matplotlib as mpl
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["to_display", "upsample_map", "overlay", "attention_grid", "plot_history", "use_course_style",
-           "MIN_FONT_SIZE"]
+from .data.transforms import denormalize
+
+__all__ = [
+    "to_display",
+    "upsample_map",
+    "overlay",
+    "attention_grid",
+    "plot_history",
+    "use_course_style",
+    "MIN_FONT_SIZE",
+]
 
 #: The smallest text size, in points, of any figure in the course (see the module's docstring).
 MIN_FONT_SIZE = 10
@@ -33,13 +45,22 @@ MIN_FONT_SIZE = 10
 def use_course_style() -> None:
     """Figures with legible text (at least :data:`MIN_FONT_SIZE` points), drawn at twice the
     pixel density in notebooks. Every notebook calls this once, after its imports."""
-    import matplotlib as mpl
-
-    mpl.rcParams.update({
-        "font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "xtick.labelsize": 10,
-        "ytick.labelsize": 10, "legend.fontsize": 10, "figure.titlesize": 12, "figure.dpi": 100,
-        "savefig.dpi": 200, "axes.titlelocation": "left", "axes.spines.top": False, "axes.spines.right": False,
-    })
+    mpl.rcParams.update(
+        {
+            "font.size": 11,
+            "axes.titlesize": 12,
+            "axes.labelsize": 11,
+            "xtick.labelsize": 10,
+            "ytick.labelsize": 10,
+            "legend.fontsize": 10,
+            "figure.titlesize": 12,
+            "figure.dpi": 100,
+            "savefig.dpi": 200,
+            "axes.titlelocation": "left",
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+        }
+    )
     try:  # inside Jupyter: PNGs at twice the resolution, displayed at their nominal size
         from matplotlib_inline.backend_inline import set_matplotlib_formats
 
@@ -49,7 +70,11 @@ def use_course_style() -> None:
 
 
 def _tensor(x) -> torch.Tensor:
-    return x.detach().cpu() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+    return (
+        x.detach().cpu()
+        if isinstance(x, torch.Tensor)
+        else torch.as_tensor(np.asarray(x))
+    )
 
 
 def to_display(image, normalized: bool = True) -> np.ndarray:
@@ -59,8 +84,6 @@ def to_display(image, normalized: bool = True) -> np.ndarray:
     undone when ``normalized``), a ``uint8`` ``(3, H, W)`` tensor as the Dataset's workers
     produce it, or already an ``(H, W, 3)`` array (uint8 or float in [0, 1]).
     """
-    from .data.transforms import denormalize
-
     x = _tensor(image)
     if x.dim() == 3 and x.shape[0] == 3:  # a CHW tensor from the data pipeline
         if x.dtype == torch.uint8:  # a worker's picture: nothing to undo
@@ -70,7 +93,9 @@ def to_display(image, normalized: bool = True) -> np.ndarray:
     if x.dim() == 3 and x.shape[-1] == 3:
         x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
         return x.clamp(0, 1).numpy()
-    raise ValueError(f"expected an image shaped (3, H, W) or (H, W, 3), got {tuple(x.shape)}")
+    raise ValueError(
+        f"expected an image shaped (3, H, W) or (H, W, 3), got {tuple(x.shape)}"
+    )
 
 
 def upsample_map(saliency, size: tuple[int, int]) -> np.ndarray:
@@ -82,15 +107,15 @@ def upsample_map(saliency, size: tuple[int, int]) -> np.ndarray:
     return s[0, 0].numpy()
 
 
-def overlay(image, saliency, alpha: float = 0.5, cmap: str = "jet", normalized: bool = True) -> np.ndarray:
+def overlay(
+    image, saliency, alpha: float = 0.5, cmap: str = "jet", normalized: bool = True
+) -> np.ndarray:
     """``image`` with ``saliency`` blended over it: an ``(H, W, 3)`` float array in [0, 1].
 
     The map is upsampled to the image, min-max scaled to [0, 1] (a softmax attention map
     sums to 1, so its raw values are tiny), coloured with ``cmap`` and mixed in with weight
     ``alpha``. A constant map is drawn as its colour map's lowest colour.
     """
-    import matplotlib
-
     picture = to_display(image, normalized)
     heat = upsample_map(saliency, picture.shape[:2])
     spread = heat.max() - heat.min()
@@ -99,8 +124,16 @@ def overlay(image, saliency, alpha: float = 0.5, cmap: str = "jet", normalized: 
     return (1 - alpha) * picture + alpha * coloured
 
 
-def attention_grid(images, maps: dict, masks=None, row_titles=None, normalized: bool = True,
-                   alpha: float = 0.5, size: float | None = None, mask_title: str = "lesion mask"):
+def attention_grid(
+    images,
+    maps: dict,
+    masks=None,
+    row_titles=None,
+    normalized: bool = True,
+    alpha: float = 0.5,
+    size: float | None = None,
+    mask_title: str = "lesion mask",
+):
     """A figure: one row per image; columns image | one overlay per entry of ``maps`` | mask.
 
     ``images`` is ``(N, 3, H, W)``; each value of ``maps`` holds N maps of any size (e.g.
@@ -108,19 +141,23 @@ def attention_grid(images, maps: dict, masks=None, row_titles=None, normalized: 
     ``(N, [1,] H, W)`` adds a mask column (titled ``mask_title``) and the mask's outline
     (white) on every overlay. ``row_titles`` label the rows (e.g. "melanoma, p=0.91").
     """
-    import matplotlib.pyplot as plt
-
     images = _tensor(images)
     n = len(images)
     columns = ["image", *maps] + ([mask_title] if masks is not None else [])
-    size = size or min(2.2, 10 / len(columns))  # at most 10 inches wide: legible in the book
-    fig, axes = plt.subplots(n, len(columns), figsize=(size * len(columns), size * n), squeeze=False)
+    # at most 10 inches wide: legible in the book
+    size = size or min(2.2, 10 / len(columns))
+    fig, axes = plt.subplots(
+        n, len(columns), figsize=(size * len(columns), size * n), squeeze=False
+    )
     for row in range(n):
         outline = None
         if masks is not None:
             outline = _tensor(masks[row]).float().reshape(images.shape[-2:]).numpy()
         cells = [to_display(images[row], normalized)]
-        cells += [overlay(images[row], m[row], alpha=alpha, normalized=normalized) for m in maps.values()]
+        cells += [
+            overlay(images[row], m[row], alpha=alpha, normalized=normalized)
+            for m in maps.values()
+        ]
         if outline is not None:
             cells.append(outline)
         for col, (ax, cell) in enumerate(zip(axes[row], cells)):
@@ -130,7 +167,9 @@ def attention_grid(images, maps: dict, masks=None, row_titles=None, normalized: 
             ax.set_xticks([])
             ax.set_yticks([])
             if row == 0:
-                ax.set_title(columns[col], fontsize=MIN_FONT_SIZE, loc="center", wrap=True)
+                ax.set_title(
+                    columns[col], fontsize=MIN_FONT_SIZE, loc="center", wrap=True
+                )
         if row_titles is not None:
             axes[row, 0].set_ylabel(row_titles[row], fontsize=MIN_FONT_SIZE)
     fig.tight_layout()
@@ -142,14 +181,26 @@ def plot_history(history, axes=None, label: str | None = None):
 
     Pass the ``axes`` of an earlier call and a ``label`` to draw several runs together.
     """
-    import matplotlib.pyplot as plt
-
     if axes is None:
         _, axes = plt.subplots(1, 2, figsize=(10, 3.4))
     tag = f"{label}: " if label else ""
-    line = axes[0].plot(history["epoch"], history["train_loss"], "o-", label=f"{tag}train")[0]
-    axes[0].plot(history["epoch"], history["val_loss"], "s--", color=line.get_color(), label=f"{tag}validation")
-    axes[1].plot(history["epoch"], history["val_auc"], "o-", color=line.get_color(), label=label or "validation AUC")
+    line = axes[0].plot(
+        history["epoch"], history["train_loss"], "o-", label=f"{tag}train"
+    )[0]
+    axes[0].plot(
+        history["epoch"],
+        history["val_loss"],
+        "s--",
+        color=line.get_color(),
+        label=f"{tag}validation",
+    )
+    axes[1].plot(
+        history["epoch"],
+        history["val_auc"],
+        "o-",
+        color=line.get_color(),
+        label=label or "validation AUC",
+    )
     axes[0].set(xlabel="epoch", ylabel="loss", title="loss")
     axes[1].set(xlabel="epoch", ylabel="AUC", title="validation AUC")
     for ax in axes:

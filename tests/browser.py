@@ -50,14 +50,26 @@ def browser():
 
     missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
     if missing:
-        raise RuntimeError(f"{', '.join(missing)} not found: `make test` installs Debian's chromium and "
-                           "chromium-driver (apt-get install chromium chromium-driver)")
+        raise RuntimeError(
+            f"{', '.join(missing)} not found: `make test` installs Debian's chromium and "
+            "chromium-driver (apt-get install chromium chromium-driver)"
+        )
     profile = tempfile.mkdtemp(prefix="chromium-profile-")
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", f"--user-data-dir={profile}", f"--window-size={WINDOW[0]},{WINDOW[1]}"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        f"--window-size={WINDOW[0]},{WINDOW[1]}",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     driver.set_page_load_timeout(60)
@@ -99,7 +111,9 @@ def math_problems(driver, url: str) -> list[str]:
     found = driver.execute_async_script(_MATH)
     problems = []
     if found["formulas"] and found["typeset"] == 0:
-        problems.append(f"{found['formulas']} formulas shown as raw TeX (MathJax did not typeset them)")
+        problems.append(
+            f"{found['formulas']} formulas shown as raw TeX (MathJax did not typeset them)"
+        )
     origin = url.split("/", 3)[:3]
     foreign = [src for src in found["sources"] if src.split("/", 3)[:3] != origin]
     if foreign:
@@ -107,7 +121,9 @@ def math_problems(driver, url: str) -> list[str]:
     return problems
 
 
-def page_problems(driver, url: str, notebook: str | None = None, screenshot: Path | None = None) -> list[str]:
+def page_problems(
+    driver, url: str, notebook: str | None = None, screenshot: Path | None = None
+) -> list[str]:
     """What is wrong with the page at ``url``, as a list of sentences (empty: nothing).
 
     ``notebook`` is the stem (``10_attnvgg_melanoma``) when the page renders a notebook: it
@@ -127,13 +143,20 @@ def page_problems(driver, url: str, notebook: str | None = None, screenshot: Pat
     if notebook is not None:
         if not driver.find_elements(By.CSS_SELECTOR, ".cell_output"):
             problems.append("a notebook page without any executed output")
-        links = [a.get_attribute("href") for a in driver.find_elements(By.CSS_SELECTOR, "a[href*='colab.research.google.com']")]
+        links = [
+            a.get_attribute("href")
+            for a in driver.find_elements(
+                By.CSS_SELECTOR, "a[href*='colab.research.google.com']"
+            )
+        ]
         expected = f"/blob/main/notebooks/{notebook}.ipynb"
         if not links:
             problems.append("no Colab link")
         wrong = [link for link in links if not link.endswith(expected)]
         if wrong:
-            problems.append(f"Colab links that do not end with {expected}: {', '.join(wrong)}")
+            problems.append(
+                f"Colab links that do not end with {expected}: {', '.join(wrong)}"
+            )
     if screenshot is not None:
         screenshot.parent.mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(screenshot))
@@ -146,8 +169,14 @@ def search_results(driver, base_url: str, query: str, timeout: float = 30) -> li
     from selenium.webdriver.support.ui import WebDriverWait
 
     driver.get(f"{base_url}/search.html?q={query}")
-    finished = lambda d: d.find_elements(By.CSS_SELECTOR, "#search-results ul.search li") or \
-        "did not match any" in d.find_element(By.ID, "search-results").get_attribute("innerText")  # noqa: E731
+    # noqa: E731
+    finished = lambda d: (
+        d.find_elements(By.CSS_SELECTOR, "#search-results ul.search li")
+        or "did not match any"
+        in d.find_element(By.ID, "search-results").get_attribute("innerText")
+    )
     WebDriverWait(driver, timeout).until(finished)
-    return [li.get_attribute("innerText").splitlines()[0] for li in
-            driver.find_elements(By.CSS_SELECTOR, "#search-results ul.search li")]
+    return [
+        li.get_attribute("innerText").splitlines()[0]
+        for li in driver.find_elements(By.CSS_SELECTOR, "#search-results ul.search li")
+    ]

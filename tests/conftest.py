@@ -3,8 +3,8 @@
 import shutil
 
 import pytest
-
 from book_build import ROOT, SMOKE_OUT, make_book
+
 from course_lib.data import make_synthetic_lesions
 
 

@@ -25,21 +25,29 @@ def pairing_problems(folder: Path) -> list[str]:
     scripts = {p.stem: p for p in folder.glob("[0-9][0-9]_*.py")}
     notebooks = {p.stem: p for p in folder.glob("[0-9][0-9]_*.ipynb")}
     for stem in sorted(scripts.keys() - notebooks.keys()):
-        problems.append(f"{stem}.py has no .ipynb twin (run `jupytext --sync {scripts[stem]}`)")
+        problems.append(
+            f"{stem}.py has no .ipynb twin (run `jupytext --sync {scripts[stem]}`)"
+        )
     for stem in sorted(notebooks.keys() - scripts.keys()):
-        problems.append(f"{stem}.ipynb has no .py twin (run `jupytext --set-formats ipynb,py:percent`)")
+        problems.append(
+            f"{stem}.ipynb has no .py twin (run `jupytext --set-formats ipynb,py:percent`)"
+        )
     for stem in sorted(scripts.keys() & notebooks.keys()):
         ipynb = nbformat.read(notebooks[stem], as_version=4)
         for index, cell in enumerate(ipynb.cells):
             if cell.cell_type != "code":
                 continue
             if cell.get("outputs"):
-                problems.append(f"{stem}.ipynb cell {index} carries outputs (clear them)")
+                problems.append(
+                    f"{stem}.ipynb cell {index} carries outputs (clear them)"
+                )
             if cell.get("execution_count") is not None:
                 problems.append(f"{stem}.ipynb cell {index} carries an execution count")
         a, b = _cells(jupytext.read(scripts[stem])), _cells(ipynb)
         if a != b:
-            first = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+            first = next(
+                (i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b))
+            )
             problems.append(
                 f"{stem}.py and {stem}.ipynb hold different cells ({len(a)} vs {len(b)}; "
                 f"first difference at cell {first}): edit the .py, then `jupytext --sync`"

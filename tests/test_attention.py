@@ -6,8 +6,18 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import SqueezeExcitation
 
-from course_lib.attention import (ATTENTION, CBAM, ECA, ChannelAttention, DualPooling, SEBlock, SelfAttention2d,
-                                  SpatialAttention, TripletAttention, make_attention)
+from course_lib.attention import (
+    ATTENTION,
+    CBAM,
+    ECA,
+    ChannelAttention,
+    DualPooling,
+    SEBlock,
+    SelfAttention2d,
+    SpatialAttention,
+    TripletAttention,
+    make_attention,
+)
 from course_lib.attention.eca import eca_kernel_size
 from course_lib.bench import count_parameters
 from course_lib.models import vgg16
@@ -38,7 +48,13 @@ def test_dual_pooling_shape_and_values(shape):
     x = torch.randn(shape)
     out = DualPooling()(x)
     assert out.shape == (shape[0], 2 * shape[1])
-    expected = torch.cat([F.adaptive_avg_pool2d(x, 1).flatten(1), F.adaptive_max_pool2d(x, 1).flatten(1)], 1)
+    expected = torch.cat(
+        [
+            F.adaptive_avg_pool2d(x, 1).flatten(1),
+            F.adaptive_max_pool2d(x, 1).flatten(1),
+        ],
+        1,
+    )
     torch.testing.assert_close(out, expected)
 
 
@@ -47,7 +63,10 @@ def test_parameter_formulas(channels, reduction):
     c, h = channels, channels // reduction
     assert count_parameters(SEBlock(c, reduction)) == 2 * c * h + h + c
     assert count_parameters(ChannelAttention(c, reduction)) == 2 * c * h
-    assert count_parameters(SelfAttention2d(c)) == 2 * (c * (c // 8) + c // 8) + c * c + c + 1
+    assert (
+        count_parameters(SelfAttention2d(c))
+        == 2 * (c * (c // 8) + c // 8) + c * c + c + 1
+    )
     for k in (3, 7):
         assert count_parameters(SpatialAttention(k)) == 2 * k * k
         assert count_parameters(CBAM(c, reduction, k)) == 2 * c * h + 2 * k * k
@@ -57,10 +76,17 @@ def test_parameter_formulas(channels, reduction):
 def test_reference_figures_of_the_course():
     assert count_parameters(SEBlock(512, 16)) == 33_312
     se = SEBlock(512, 16)
-    assert sum(p.numel() for n, p in se.named_parameters() if n.endswith("weight")) == 32_768
+    assert (
+        sum(p.numel() for n, p in se.named_parameters() if n.endswith("weight"))
+        == 32_768
+    )
     assert count_parameters(ChannelAttention(512, 16)) == 32_768
     assert count_parameters(CBAM(512, 16, 7)) == 32_768 + 98
-    assert count_parameters(TripletAttention(512)) == count_parameters(TripletAttention(16)) == 300
+    assert (
+        count_parameters(TripletAttention(512))
+        == count_parameters(TripletAttention(16))
+        == 300
+    )
     assert count_parameters(SelfAttention2d(512)) == 328_321
     assert count_parameters(SelfAttention2d(64)) == 5_201
 
@@ -72,7 +98,11 @@ def _gates(module, x):
         return [module.channel.gate(x), module.spatial.gate(x)]
     if isinstance(module, TripletAttention):
         p1, p2 = module.ROTATIONS
-        return [module.ch.gate(x.permute(*p1)), module.cw.gate(x.permute(*p2)), module.hw.gate(x)]
+        return [
+            module.ch.gate(x.permute(*p1)),
+            module.cw.gate(x.permute(*p2)),
+            module.hw.gate(x),
+        ]
     raise TypeError(module)
 
 
@@ -90,15 +120,20 @@ def test_gradients_reach_every_parameter(name):
     # ReLU of the excitation MLP dead, and then fc1 rightly gets no gradient
     module = FACTORIES[name](32).train()
     if isinstance(module, SelfAttention2d):
-        nn.init.constant_(module.gamma, 0.5)  # at gamma = 0 only gamma itself gets a gradient
+        # at gamma = 0 only gamma itself gets a gradient
+        nn.init.constant_(module.gamma, 0.5)
     x = torch.randn(8, 32, 6, 5, requires_grad=True)
-    (module(x) * torch.randn(8, 32, 6, 5)).sum().backward()  # a random projection: no symmetric cancellation
+    # a random projection: no symmetric cancellation
+    (module(x) * torch.randn(8, 32, 6, 5)).sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
     for pname, p in module.named_parameters():
-        assert p.grad is not None and p.grad.abs().sum() > 0, f"{name}: no gradient for {pname}"
+        assert p.grad is not None and p.grad.abs().sum() > 0, (
+            f"{name}: no gradient for {pname}"
+        )
 
 
 # ---------------------------------------------------------------- independent references
+
 
 @pytest.mark.parametrize("channels,reduction", [(64, 16), (32, 4)])
 def test_se_equals_torchvision_squeeze_excitation(channels, reduction):
@@ -118,20 +153,40 @@ def _cbam_channel_reference(module, x):
 
 def _cbam_spatial_reference(module, x):
     stacked = torch.stack([x.mean(1), x.max(1).values], dim=1)
-    return x * torch.sigmoid(F.conv2d(stacked, module.conv.weight, padding=module.conv.padding))
+    return x * torch.sigmoid(
+        F.conv2d(stacked, module.conv.weight, padding=module.conv.padding)
+    )
 
 
 def test_cbam_channel_spatial_and_composed():
     torch.manual_seed(1)
     x = torch.randn(2, 32, 10, 7)
     cbam = CBAM(32, reduction=4, kernel_size=7)
-    torch.testing.assert_close(cbam.channel(x), _cbam_channel_reference(cbam.channel, x))
-    torch.testing.assert_close(cbam.spatial(x), _cbam_spatial_reference(cbam.spatial, x))
+    torch.testing.assert_close(
+        cbam.channel(x), _cbam_channel_reference(cbam.channel, x)
+    )
+    torch.testing.assert_close(
+        cbam.spatial(x), _cbam_spatial_reference(cbam.spatial, x)
+    )
     after_channel = _cbam_channel_reference(cbam.channel, x)
-    torch.testing.assert_close(cbam(x), _cbam_spatial_reference(cbam.spatial, after_channel))
+    torch.testing.assert_close(
+        cbam(x), _cbam_spatial_reference(cbam.spatial, after_channel)
+    )
     for order, expected in (
-        ("spatial-channel", _cbam_channel_reference(cbam.channel, _cbam_spatial_reference(cbam.spatial, x))),
-        ("parallel", (_cbam_channel_reference(cbam.channel, x) + _cbam_spatial_reference(cbam.spatial, x)) / 2),
+        (
+            "spatial-channel",
+            _cbam_channel_reference(
+                cbam.channel, _cbam_spatial_reference(cbam.spatial, x)
+            ),
+        ),
+        (
+            "parallel",
+            (
+                _cbam_channel_reference(cbam.channel, x)
+                + _cbam_spatial_reference(cbam.spatial, x)
+            )
+            / 2,
+        ),
     ):
         cbam.order = order
         torch.testing.assert_close(cbam(x), expected)
@@ -145,7 +200,8 @@ def _sagan_reference(module, x, scale=1.0):
     q = module.query(x).view(n, -1, h * w).permute(0, 2, 1)  # (N, HW, C')
     k = module.key(x).view(n, -1, h * w)  # (N, C', HW)
     v = module.value(x).view(n, -1, h * w)  # (N, C, HW)
-    attention = torch.softmax(torch.bmm(q, k) * scale, dim=-1)  # (N, HW, HW): row i attends over j
+    # (N, HW, HW): row i attends over j
+    attention = torch.softmax(torch.bmm(q, k) * scale, dim=-1)
     out = torch.bmm(v, attention.permute(0, 2, 1)).view(n, c, h, w)
     return module.gamma * out + x
 
@@ -156,11 +212,15 @@ def test_self_attention_equals_bmm_reference(shape):
     module = SelfAttention2d(shape[1])
     nn.init.constant_(module.gamma, 0.7)
     x = torch.randn(shape)
-    torch.testing.assert_close(module(x), _sagan_reference(module, x), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        module(x), _sagan_reference(module, x), atol=1e-5, rtol=1e-5
+    )
     scaled = SelfAttention2d(shape[1], scale=None)
     scaled.load_state_dict(module.state_dict())
     d = module.query.out_channels
-    torch.testing.assert_close(scaled(x), _sagan_reference(module, x, scale=d ** -0.5), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        scaled(x), _sagan_reference(module, x, scale=d**-0.5), atol=1e-5, rtol=1e-5
+    )
 
 
 def test_self_attention_starts_as_identity():
@@ -172,8 +232,13 @@ def test_self_attention_starts_as_identity():
 
 def _triplet_branch_reference(branch, x, permutation):
     rotated = x.permute(*permutation) if permutation else x
-    z = torch.cat([rotated.max(dim=1, keepdim=True).values, rotated.mean(dim=1, keepdim=True)], dim=1)
-    g = torch.sigmoid(branch.bn(F.conv2d(z, branch.conv.weight, padding=branch.conv.padding)))
+    z = torch.cat(
+        [rotated.max(dim=1, keepdim=True).values, rotated.mean(dim=1, keepdim=True)],
+        dim=1,
+    )
+    g = torch.sigmoid(
+        branch.bn(F.conv2d(z, branch.conv.weight, padding=branch.conv.padding))
+    )
     out = rotated * g
     return out.permute(*permutation) if permutation else out
 
@@ -188,8 +253,10 @@ def test_triplet_branches_equal_direct_computation(shape):
         nn.init.uniform_(branch.bn.weight, 0.5, 1.5)
     x = torch.randn(shape)
     expected = [
-        _triplet_branch_reference(module.ch, x, (0, 2, 1, 3)),  # H to the front: gates the C-W plane
-        _triplet_branch_reference(module.cw, x, (0, 3, 2, 1)),  # W to the front: gates the H-C plane
+        # H to the front: gates the C-W plane
+        _triplet_branch_reference(module.ch, x, (0, 2, 1, 3)),
+        # W to the front: gates the H-C plane
+        _triplet_branch_reference(module.cw, x, (0, 3, 2, 1)),
         _triplet_branch_reference(module.hw, x, None),  # spatial
     ]
     for got, want in zip(module.branches(x), expected):
@@ -204,16 +271,29 @@ def test_triplet_has_no_query_key_value():
 
 # ---------------------------------------------------------------- placement in VGG16
 
-@pytest.mark.parametrize("kind,cls,stages", [("se", SEBlock, 5), ("cbam", CBAM, 5), ("triplet", TripletAttention, 5),
-                                             ("self", SelfAttention2d, 1)])
+
+@pytest.mark.parametrize(
+    "kind,cls,stages",
+    [
+        ("se", SEBlock, 5),
+        ("cbam", CBAM, 5),
+        ("triplet", TripletAttention, 5),
+        ("self", SelfAttention2d, 1),
+    ],
+)
 def test_vgg16_places_attention_before_each_pool(kind, cls, stages):
     model = vgg16(1, width=1 / 8, head="gap", attention=kind)
-    placed = [(i, stage) for i, stage in enumerate(model.features, 1) if isinstance(stage[-2], cls)]
+    placed = [
+        (i, stage)
+        for i, stage in enumerate(model.features, 1)
+        if isinstance(stage[-2], cls)
+    ]
     assert len(placed) == stages
     assert all(isinstance(stage[-1], nn.MaxPool2d) for _, stage in placed)
     if kind == "self":
         assert [i for i, _ in placed] == [4]
-        assert model.features[3][-2].gamma.item() == 0.0  # backbone init leaves it alone
+        # backbone init leaves it alone
+        assert model.features[3][-2].gamma.item() == 0.0
     assert model.eval()(torch.randn(2, 3, 64, 96)).shape == (2, 1)
 
 
@@ -244,12 +324,17 @@ def test_triplet_batchnorm_follows_the_authors_momentum():
     with torch.no_grad():
         pooled = module.hw.conv(module.hw.pool(x))
         module(x)
-    torch.testing.assert_close(module.hw.bn.running_mean, 0.01 * pooled.mean().reshape(1), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(
+        module.hw.bn.running_mean, 0.01 * pooled.mean().reshape(1), rtol=1e-4, atol=1e-6
+    )
 
 
 # ---------------------------------------------------------------- ECA and the registry
 
-@pytest.mark.parametrize("channels, k", [(16, 3), (64, 3), (128, 5), (256, 5), (512, 5), (2048, 7)])
+
+@pytest.mark.parametrize(
+    "channels, k", [(16, 3), (64, 3), (128, 5), (256, 5), (512, 5), (2048, 7)]
+)
 def test_eca_kernel_follows_the_paper_and_is_its_only_parameter(channels, k):
     """k = |(log2 C + 1) / 2| made odd (Wang et al. 2020, Eq. 12 with gamma = 2, b = 1)."""
     assert eca_kernel_size(channels) == k
@@ -264,14 +349,24 @@ def test_eca_equals_a_direct_sum_over_neighbouring_channels():
     averages = x.mean(dim=(2, 3))
     padded = F.pad(averages, (2, 2))
     weights = module.conv.weight.view(5)
-    scores = torch.stack([(padded[:, c:c + 5] * weights).sum(1) for c in range(64)], dim=1)
+    scores = torch.stack(
+        [(padded[:, c : c + 5] * weights).sum(1) for c in range(64)], dim=1
+    )
     torch.testing.assert_close(module(x), x * torch.sigmoid(scores)[:, :, None, None])
     with pytest.raises(ValueError, match="odd"):
         ECA(64, kernel_size=4)
 
 
-@pytest.mark.parametrize("name, cls", [("se", SEBlock), ("cbam", CBAM), ("triplet", TripletAttention),
-                                       ("self", SelfAttention2d), ("eca", ECA)])
+@pytest.mark.parametrize(
+    "name, cls",
+    [
+        ("se", SEBlock),
+        ("cbam", CBAM),
+        ("triplet", TripletAttention),
+        ("self", SelfAttention2d),
+        ("eca", ECA),
+    ],
+)
 def test_make_attention_builds_every_module_by_name_channels_first(name, cls):
     module = make_attention(name, 32)
     assert isinstance(module, cls) and ATTENTION[name].factory is cls
@@ -286,6 +381,10 @@ def test_a_registered_module_reaches_vgg16_and_the_command_line():
 
     assert {f"vgg16-{name}" for name in ATTENTION} <= set(MODEL_NAMES)
     model = build_model("vgg16-eca", width=1 / 8)
-    assert sum(isinstance(m, ECA) for m in model.modules()) == len(ATTENTION["eca"].stages) == 5
+    assert (
+        sum(isinstance(m, ECA) for m in model.modules())
+        == len(ATTENTION["eca"].stages)
+        == 5
+    )
     with pytest.raises(ValueError, match="unknown model"):
         build_model("vgg16-transformer")

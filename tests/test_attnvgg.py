@@ -14,13 +14,18 @@ from course_lib.bench import count_parameters
 from course_lib.losses import FocalLoss, focal_loss
 from course_lib.models import AttnVGG
 
-
 # ---------------------------------------------------------------- the gate
+
 
 def _gate_reference(gate, local, global_, normalize):
     """The Paperspace tutorial's gate (AttnMel's grid attention; sigmoid maps averaged), written out."""
     n, c, h, w = local.shape
-    g = F.interpolate(gate.W_g(global_), scale_factor=gate.up_factor, mode="bilinear", align_corners=False)
+    g = F.interpolate(
+        gate.W_g(global_),
+        scale_factor=gate.up_factor,
+        mode="bilinear",
+        align_corners=False,
+    )
     scores = gate.phi(F.relu(gate.W_l(local) + g))
     if normalize:
         a = F.softmax(scores.view(n, 1, -1), dim=2).view(n, 1, h, w)
@@ -34,7 +39,10 @@ def _gate_reference(gate, local, global_, normalize):
 def test_gate_matches_reference(normalize, size):
     torch.manual_seed(0)
     gate = AttentionGate(32, 64, 16, up_factor=4, normalize_attn=normalize)
-    local, global_ = torch.randn(2, 32, *size), torch.randn(2, 64, size[0] // 4, size[1] // 4)
+    local, global_ = (
+        torch.randn(2, 32, *size),
+        torch.randn(2, 64, size[0] // 4, size[1] // 4),
+    )
     a, pooled = gate(local, global_)
     ref_a, ref_pooled = _gate_reference(gate, local, global_, normalize)
     assert a.shape == (2, 1, *size) and pooled.shape == (2, 32)
@@ -48,7 +56,10 @@ def test_gate_matches_reference(normalize, size):
 
 def test_gate_parameter_formula():
     for cl, cg, att in ((256, 512, 256), (512, 512, 256), (32, 64, 16)):
-        assert count_parameters(AttentionGate(cl, cg, att, 2)) == cl * att + cg * att + att + 1
+        assert (
+            count_parameters(AttentionGate(cl, cg, att, 2))
+            == cl * att + cg * att + att + 1
+        )
 
 
 def test_gate_gradients_reach_every_parameter():
@@ -61,11 +72,15 @@ def test_gate_gradients_reach_every_parameter():
 
 # ---------------------------------------------------------------- AttnVGG
 
+
 def test_attnvgg_has_the_seed_models_parameter_count():
     model = AttnVGG(num_classes=1, width=1.0)
     assert count_parameters(model) == 15_183_683
     assert count_parameters(model.features) == 14_723_136
-    assert count_parameters(model.attn1) == 196_865 and count_parameters(model.attn2) == 262_401
+    assert (
+        count_parameters(model.attn1) == 196_865
+        and count_parameters(model.attn2) == 262_401
+    )
     assert count_parameters(model.classifier) == 1_281
 
 
@@ -76,24 +91,37 @@ def test_attnvgg_without_the_global_branch_classifies_from_the_gates_alone():
     small = AttnVGG(1, width=1 / 8, global_branch=False).eval()
     x = torch.randn(2, 3, 64, 64)
     seen = {}
-    small.classifier.register_forward_hook(lambda m, i, o: seen.__setitem__("input", i[0]))
-    gates = [small.attn1.register_forward_hook(lambda m, i, o: seen.__setitem__("g1", o[1])),
-             small.attn2.register_forward_hook(lambda m, i, o: seen.__setitem__("g2", o[1]))]
+    small.classifier.register_forward_hook(
+        lambda m, i, o: seen.__setitem__("input", i[0])
+    )
+    gates = [
+        small.attn1.register_forward_hook(lambda m, i, o: seen.__setitem__("g1", o[1])),
+        small.attn2.register_forward_hook(lambda m, i, o: seen.__setitem__("g2", o[1])),
+    ]
     with torch.no_grad():
         small(x)
     for h in gates:
         h.remove()
-    torch.testing.assert_close(seen["input"], torch.cat([seen["g1"], seen["g2"]], dim=1))
+    torch.testing.assert_close(
+        seen["input"], torch.cat([seen["g1"], seen["g2"]], dim=1)
+    )
 
 
 def test_attnvgg_maps_at_224_and_other_sizes():
     model = AttnVGG(1, width=1 / 8).eval()
     with torch.no_grad():
         logits, a1, a2 = model(torch.randn(2, 3, 224, 224))
-        assert logits.shape == (2, 1) and a1.shape == (2, 1, 28, 28) and a2.shape == (2, 1, 14, 14)
+        assert (
+            logits.shape == (2, 1)
+            and a1.shape == (2, 1, 28, 28)
+            and a2.shape == (2, 1, 14, 14)
+        )
         for size in ((64, 64), (96, 160)):
             logits, a1, a2 = model(torch.randn(1, 3, *size))
-            assert a1.shape[-2:] == (size[0] // 8, size[1] // 8) and a2.shape[-2:] == (size[0] // 16, size[1] // 16)
+            assert a1.shape[-2:] == (size[0] // 8, size[1] // 8) and a2.shape[-2:] == (
+                size[0] // 16,
+                size[1] // 16,
+            )
     with pytest.raises(ValueError, match="divisible by 32"):
         model(torch.randn(1, 3, 100, 100))
 
@@ -120,16 +148,27 @@ def test_pretrained_loads_from_the_hub_cache(tmp_path, monkeypatch):
     checkpoints.mkdir(parents=True)
     torch.manual_seed(5)
     reference = torchvision.models.vgg16_bn()
-    torch.save(reference.state_dict(), checkpoints / os.path.basename(VGG16_BN_Weights.IMAGENET1K_V1.url))
+    torch.save(
+        reference.state_dict(),
+        checkpoints / os.path.basename(VGG16_BN_Weights.IMAGENET1K_V1.url),
+    )
     model = AttnVGG(1, pretrained=True)
-    for ours, theirs in zip(model.features.state_dict().values(), reference.features.state_dict().values()):
+    for ours, theirs in zip(
+        model.features.state_dict().values(), reference.features.state_dict().values()
+    ):
         assert torch.equal(ours, theirs)
 
 
 def test_pretrained_without_weights_says_what_to_do(tmp_path):
     code = "from course_lib.models import AttnVGG\nAttnVGG(1, pretrained=True)\n"
     env = {**os.environ, "TORCH_HOME": str(tmp_path)}
-    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode != 0
     assert "could not load the ImageNet VGG16-BN weights" in run.stderr
     assert str(tmp_path) in run.stderr and "COURSE_PRETRAINED=0" in run.stderr
@@ -145,10 +184,13 @@ def test_pretrained_from_a_file_named_by_course_pretrained(tmp_path, monkeypatch
     reference = torchvision.models.vgg16_bn()
     torch.save(reference.state_dict(), tmp_path / "vgg16_bn.pth")
     monkeypatch.setenv("COURSE_PRETRAINED", str(tmp_path / "vgg16_bn.pth"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-cache"))  # nothing to find there
+    # nothing to find there
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-cache"))
     assert get_profile("cpu").pretrained
     model = AttnVGG(1, pretrained=True)
-    for ours, theirs in zip(model.features.state_dict().values(), reference.features.state_dict().values()):
+    for ours, theirs in zip(
+        model.features.state_dict().values(), reference.features.state_dict().values()
+    ):
         assert torch.equal(ours, theirs)
     monkeypatch.setenv("COURSE_PRETRAINED", str(tmp_path / "missing.pth"))
     with pytest.raises(Exception, match="neither 0 nor 1 nor an existing weights file"):
@@ -157,6 +199,7 @@ def test_pretrained_from_a_file_named_by_course_pretrained(tmp_path, monkeypatch
 
 # ---------------------------------------------------------------- focal loss
 
+
 def test_focal_loss_is_bce_at_gamma_zero():
     logits, targets = torch.randn(50), (torch.rand(50) > 0.5).float()
     bce = F.binary_cross_entropy_with_logits(logits, targets)
@@ -164,7 +207,10 @@ def test_focal_loss_is_bce_at_gamma_zero():
 
 
 def test_focal_loss_follows_the_formula():
-    logits, targets = torch.tensor([2.0, -1.0, 0.5, -3.0]), torch.tensor([1.0, 1.0, 0.0, 0.0])
+    logits, targets = (
+        torch.tensor([2.0, -1.0, 0.5, -3.0]),
+        torch.tensor([1.0, 1.0, 0.0, 0.0]),
+    )
     p = torch.sigmoid(logits)
     p_t = p * targets + (1 - p) * (1 - targets)
     alpha_t = 0.25 * targets + 0.75 * (1 - targets)
@@ -172,18 +218,33 @@ def test_focal_loss_follows_the_formula():
     torch.testing.assert_close(focal_loss(logits, targets, reduction="none"), expected)
 
 
-@pytest.mark.parametrize("alpha,gamma", [(0.25, 2.0), (0.5, 1.0), (-1, 3.0), (0.9, 0.0)])
+@pytest.mark.parametrize(
+    "alpha,gamma", [(0.25, 2.0), (0.5, 1.0), (-1, 3.0), (0.9, 0.0)]
+)
 def test_focal_loss_equals_torchvision(alpha, gamma):
     logits, targets = torch.randn(40) * 3, (torch.rand(40) > 0.3).float()
-    ours = focal_loss(logits, targets, alpha=None if alpha < 0 else alpha, gamma=gamma, reduction="sum")
-    theirs = sigmoid_focal_loss(logits, targets, alpha=alpha, gamma=gamma, reduction="sum")
+    ours = focal_loss(
+        logits,
+        targets,
+        alpha=None if alpha < 0 else alpha,
+        gamma=gamma,
+        reduction="sum",
+    )
+    theirs = sigmoid_focal_loss(
+        logits, targets, alpha=alpha, gamma=gamma, reduction="sum"
+    )
     torch.testing.assert_close(ours, theirs)
 
 
 def test_focal_loss_weights_classes_with_alpha_t():
-    positive = focal_loss(torch.tensor([0.0]), torch.tensor([1.0]), alpha=0.25, gamma=2.0)
-    negative = focal_loss(torch.tensor([0.0]), torch.tensor([0.0]), alpha=0.25, gamma=2.0)
-    torch.testing.assert_close(negative / positive, torch.tensor(3.0))  # (1 - alpha) / alpha
+    positive = focal_loss(
+        torch.tensor([0.0]), torch.tensor([1.0]), alpha=0.25, gamma=2.0
+    )
+    negative = focal_loss(
+        torch.tensor([0.0]), torch.tensor([0.0]), alpha=0.25, gamma=2.0
+    )
+    # (1 - alpha) / alpha
+    torch.testing.assert_close(negative / positive, torch.tensor(3.0))
 
 
 def test_focal_loss_is_stable_for_extreme_logits():
@@ -202,13 +263,24 @@ def test_focal_loss_trains_attnvgg_with_fit(lesion_root):
     from course_lib.data import MelanomaDataset, eval_transforms, load_melanoma
     from course_lib.train import fit
 
-    loader = DataLoader(MelanomaDataset(load_melanoma(lesion_root), eval_transforms(64)), batch_size=16)
-    history = fit(AttnVGG(1, width=1 / 16), loader, loader, epochs=1, loss_fn=FocalLoss(), device="cpu",
-                  progress=False, verbose=False)
+    loader = DataLoader(
+        MelanomaDataset(load_melanoma(lesion_root), eval_transforms(64)), batch_size=16
+    )
+    history = fit(
+        AttnVGG(1, width=1 / 16),
+        loader,
+        loader,
+        epochs=1,
+        loss_fn=FocalLoss(),
+        device="cpu",
+        progress=False,
+        verbose=False,
+    )
     assert history.train_loss.notna().all() and history.val_auc.between(0, 1).all()
 
 
 # ---------------------------------------------------------------- the lesion-mask regulariser
+
 
 def test_attention_dice_loss_known_values():
     from course_lib.losses import attention_dice_loss
@@ -224,7 +296,9 @@ def test_attention_dice_loss_known_values():
     # area averaging: a mask cell half covered by lesion counts 0.5
     masks_odd = torch.zeros(1, 1, 8, 8)
     masks_odd[:, :, :, :1] = 1
-    assert attention_dice_loss(torch.ones(1, 1, 4, 4), masks_odd).item() == pytest.approx(1 - 2 * 2 / (16 + 2))
+    assert attention_dice_loss(
+        torch.ones(1, 1, 4, 4), masks_odd
+    ).item() == pytest.approx(1 - 2 * 2 / (16 + 2))
     with pytest.raises(ValueError, match="N, 1, h, w"):
         attention_dice_loss(torch.ones(2, 4, 4), masks)
 
@@ -251,7 +325,9 @@ def test_attention_mask_loss_weights_each_map():
     masks = (torch.rand(2, 1, 32, 32) > 0.5).float()
     a1, a2 = torch.rand(2, 1, 8, 8), torch.rand(2, 1, 4, 4)
     loss = AttentionMaskLoss(weights=(0.001, 0.01))((torch.zeros(2, 1), a1, a2), masks)
-    expected = 0.001 * attention_dice_loss(a1, masks) + 0.01 * attention_dice_loss(a2, masks)
+    expected = 0.001 * attention_dice_loss(a1, masks) + 0.01 * attention_dice_loss(
+        a2, masks
+    )
     assert loss.item() == pytest.approx(expected.item())
     with pytest.raises(ValueError, match="2 weights for 1"):
         AttentionMaskLoss()((torch.zeros(2, 1), a1), masks)
@@ -277,8 +353,20 @@ def test_fit_with_the_mask_loss_pulls_attention_onto_the_lesion(lesion_root):
     torch.manual_seed(0)
     model = AttnVGG(1, width=1 / 16)
     before = energy(model)
-    history = fit(model, train, val, epochs=2, lr=3e-3, aux_loss=AttentionMaskLoss(weights=(1.0, 1.0)),
-                  device="cpu", progress=False, verbose=False)
-    assert "train_aux_loss" in history and (history.train_aux_loss < history.train_loss).all()
+    history = fit(
+        model,
+        train,
+        val,
+        epochs=2,
+        lr=3e-3,
+        aux_loss=AttentionMaskLoss(weights=(1.0, 1.0)),
+        device="cpu",
+        progress=False,
+        verbose=False,
+    )
+    assert (
+        "train_aux_loss" in history
+        and (history.train_aux_loss < history.train_loss).all()
+    )
     assert history.train_aux_loss.iloc[-1] < history.train_aux_loss.iloc[0]
     assert energy(model) > before + 0.05

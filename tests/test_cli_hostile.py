@@ -14,8 +14,21 @@ import pytest
 from course_lib.cli import main
 from course_lib.data import make_synthetic_lesions
 
-BASE = ["--model", "vgg16", "--image-size", "64", "--width", "0.0625", "--batch-size", "16", "--epochs", "2",
-        "--profile", "smoke", "--no-progress"]
+BASE = [
+    "--model",
+    "vgg16",
+    "--image-size",
+    "64",
+    "--width",
+    "0.0625",
+    "--batch-size",
+    "16",
+    "--epochs",
+    "2",
+    "--profile",
+    "smoke",
+    "--no-progress",
+]
 
 
 @pytest.fixture(scope="module")
@@ -33,13 +46,19 @@ def finished_run(data):
 
 
 def _snapshot(folder: Path) -> dict:
-    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _edited(data: Path, where: Path, edit) -> Path:
     """A copy of the data set whose marking.csv went through ``edit`` (a frame -> frame or None)."""
     shutil.copytree(data, where)
-    frame = pd.read_csv(where / "marking.csv", dtype={"image_id": str, "patient_id": str})
+    frame = pd.read_csv(
+        where / "marking.csv", dtype={"image_id": str, "patient_id": str}
+    )
     frame = edit(frame)
     if frame is not None:
         frame.to_csv(where / "marking.csv", index=False)
@@ -54,7 +73,9 @@ def _unwritable() -> Path:
     except OSError:
         return probe
     probe.rmdir()
-    pytest.fail("/sys accepts new folders on this machine: the unwritable-folder case needs another place")
+    pytest.fail(
+        "/sys accepts new folders on this machine: the unwritable-folder case needs another place"
+    )
 
 
 def _frame_cases():
@@ -84,7 +105,10 @@ def _frame_cases():
         "target 'yes'": (yes_target, "found 1 other value(s)"),
         "duplicate image ids": (duplicate, "duplicate image_id"),
         "one class only": (one_class, "one class only"),
-        "validation without melanoma": (one_melanoma_patient, "both sides need both classes"),
+        "validation without melanoma": (
+            one_melanoma_patient,
+            "both sides need both classes",
+        ),
     }
 
 
@@ -141,8 +165,11 @@ def run_cli(capsys, finished_run):
 @pytest.mark.parametrize("case", list(USAGE_CASES))
 def test_bad_arguments(case, run_cli, data, tmp_path):
     extra, expect = USAGE_CASES[case]
-    run_cli(["--data-root", data, "--out", tmp_path / "out", *BASE, *extra], expect)  # the last value counts
-    assert not (tmp_path / "out").exists(), "nothing is created when an argument is wrong"
+    # the last value counts
+    run_cli(["--data-root", data, "--out", tmp_path / "out", *BASE, *extra], expect)
+    assert not (tmp_path / "out").exists(), (
+        "nothing is created when an argument is wrong"
+    )
 
 
 @pytest.mark.parametrize("missing", ["--out", "--data-root"])
@@ -162,15 +189,26 @@ def test_bad_data_sets(case, run_cli, data, tmp_path):
 
 def test_data_root_problems(run_cli, data, tmp_path):
     (tmp_path / "file").write_text("not a folder")
-    run_cli(["--data-root", tmp_path / "file", "--out", tmp_path / "o", *BASE], "is not a folder")
-    run_cli(["--data-root", tmp_path / "missing", "--out", tmp_path / "o", *BASE], "is not a folder")
+    run_cli(
+        ["--data-root", tmp_path / "file", "--out", tmp_path / "o", *BASE],
+        "is not a folder",
+    )
+    run_cli(
+        ["--data-root", tmp_path / "missing", "--out", tmp_path / "o", *BASE],
+        "is not a folder",
+    )
     (tmp_path / "empty").mkdir()
-    run_cli(["--data-root", tmp_path / "empty", "--out", tmp_path / "o", *BASE], "no marking.csv")
+    run_cli(
+        ["--data-root", tmp_path / "empty", "--out", tmp_path / "o", *BASE],
+        "no marking.csv",
+    )
     root = _edited(data, tmp_path / "semicolons", lambda f: None)
     pd.read_csv(root / "marking.csv").to_csv(root / "marking.csv", sep=";", index=False)
     run_cli(["--data-root", root, "--out", tmp_path / "o", *BASE], "another separator")
     header_only = _edited(data, tmp_path / "header", lambda f: f.iloc[:0])
-    run_cli(["--data-root", header_only, "--out", tmp_path / "o", *BASE], "lists no images")
+    run_cli(
+        ["--data-root", header_only, "--out", tmp_path / "o", *BASE], "lists no images"
+    )
     zero = _edited(data, tmp_path / "zero", lambda f: None)
     (zero / "marking.csv").write_bytes(b"")
     run_cli(["--data-root", zero, "--out", tmp_path / "o", *BASE], "not a readable CSV")
@@ -183,24 +221,41 @@ def test_data_root_problems(run_cli, data, tmp_path):
 def test_out_problems(run_cli, data, tmp_path):
     (tmp_path / "file").write_text("x")
     run_cli(["--data-root", data, "--out", tmp_path / "file", *BASE], "is a file")
-    run_cli(["--data-root", data, "--out", tmp_path / "file" / "sub", *BASE], "cannot write into")
-    run_cli(["--data-root", data, "--out", _unwritable() / "run", *BASE], "cannot write into")
+    run_cli(
+        ["--data-root", data, "--out", tmp_path / "file" / "sub", *BASE],
+        "cannot write into",
+    )
+    run_cli(
+        ["--data-root", data, "--out", _unwritable() / "run", *BASE],
+        "cannot write into",
+    )
 
 
 def test_a_finished_run_is_never_overwritten(run_cli, data, finished_run):
-    message = run_cli(["--data-root", data, "--out", finished_run, *BASE], "already holds a run")
-    assert "2 epoch(s) done" in message and "--resume" in message and "--overwrite" in message
+    message = run_cli(
+        ["--data-root", data, "--out", finished_run, *BASE], "already holds a run"
+    )
+    assert (
+        "2 epoch(s) done" in message
+        and "--resume" in message
+        and "--overwrite" in message
+    )
 
 
-@pytest.mark.parametrize("change, expect", [
-    (["--epochs", "3"], "epochs: 2 then, 3 now"),
-    (["--model", "vgg16-se"], "another model"),
-    (["--width", "0.125"], "another model"),
-    (["--seed", "4"], "seed: 0 then, 4 now"),
-    (["--image-size", "96"], "image_size: 64 then, 96 now"),
-])
+@pytest.mark.parametrize(
+    "change, expect",
+    [
+        (["--epochs", "3"], "epochs: 2 then, 3 now"),
+        (["--model", "vgg16-se"], "another model"),
+        (["--width", "0.125"], "another model"),
+        (["--seed", "4"], "seed: 0 then, 4 now"),
+        (["--image-size", "96"], "image_size: 64 then, 96 now"),
+    ],
+)
 def test_resume_refuses_another_run(change, expect, run_cli, data, finished_run):
-    run_cli(["--data-root", data, "--out", finished_run, *BASE, *change, "--resume"], expect)
+    run_cli(
+        ["--data-root", data, "--out", finished_run, *BASE, *change, "--resume"], expect
+    )
 
 
 @pytest.mark.parametrize("damage", ["truncated", "empty", "text"])
@@ -208,37 +263,67 @@ def test_resume_from_a_broken_checkpoint(damage, run_cli, data, finished_run, tm
     out = tmp_path / "broken"
     shutil.copytree(finished_run, out)
     last = out / "last.pt"
-    content = {"truncated": last.read_bytes()[:2000], "empty": b"", "text": b"hello, not a checkpoint"}[damage]
+    content = {
+        "truncated": last.read_bytes()[:2000],
+        "empty": b"",
+        "text": b"hello, not a checkpoint",
+    }[damage]
     last.write_bytes(content)
     message = run_cli(["--data-root", data, "--out", out, *BASE, "--resume"], str(last))
-    assert "delete" in message and last.read_bytes() == content, "the message says what to do; the file stays"
+    assert "delete" in message and last.read_bytes() == content, (
+        "the message says what to do; the file stays"
+    )
 
 
 def test_corrupt_image_is_named_with_and_without_verify(run_cli, data, tmp_path):
     root = _edited(data, tmp_path / "data", lambda f: None)
     victim = sorted((root / "images").iterdir())[5]
     victim.write_bytes(victim.read_bytes()[:200])
-    message = run_cli(["--data-root", root, "--out", tmp_path / "o1", *BASE, "--verify"], victim.name)
+    message = run_cli(
+        ["--data-root", root, "--out", tmp_path / "o1", *BASE, "--verify"], victim.name
+    )
     assert "1 of" in message
-    for workers in ("0", "2"):  # found mid-epoch, in this process or in a worker process
-        run_cli(["--data-root", root, "--out", tmp_path / f"o-{workers}", *BASE, "--num-workers", workers],
-                victim.name)
+    # found mid-epoch, in this process or in a worker process
+    for workers in (
+        "0",
+        "2",
+    ):
+        run_cli(
+            [
+                "--data-root",
+                root,
+                "--out",
+                tmp_path / f"o-{workers}",
+                *BASE,
+                "--num-workers",
+                workers,
+            ],
+            victim.name,
+        )
 
 
 def test_make_synthetic_never_writes_into_a_folder_with_other_things(run_cli, tmp_path):
     folder = tmp_path / "notes"
     folder.mkdir()
     (folder / "todo.txt").write_text("my notes")
-    run_cli(["--data-root", folder, "--out", tmp_path / "o", *BASE, "--make-synthetic"], "not empty")
+    run_cli(
+        ["--data-root", folder, "--out", tmp_path / "o", *BASE, "--make-synthetic"],
+        "not empty",
+    )
     assert [p.name for p in folder.iterdir()] == ["todo.txt"]
 
 
 def test_unknown_profile_in_the_environment(run_cli, data, tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_PROFILE", "laptop")
-    run_cli(["--data-root", data, "--out", tmp_path / "o", "--model", "vgg16"], "is not a run profile")
+    run_cli(
+        ["--data-root", data, "--out", tmp_path / "o", "--model", "vgg16"],
+        "is not a run profile",
+    )
 
 
-def test_exploding_learning_rate_names_epoch_and_step_and_saves_nothing(run_cli, data, tmp_path):
+def test_exploding_learning_rate_names_epoch_and_step_and_saves_nothing(
+    run_cli, data, tmp_path
+):
     out = tmp_path / "boom"
     argv = ["--data-root", data, "--out", out, *BASE, "--lr", "1e6", "--epochs", "1"]
     argv[argv.index("vgg16")] = "attnvgg"
@@ -249,8 +334,12 @@ def test_exploding_learning_rate_names_epoch_and_step_and_saves_nothing(run_cli,
 
 def test_overwrite_replaces_the_run_and_keeps_other_files(data, tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["--data-root", str(data), "--out", str(out), *BASE, "--epochs", "1"]) == 0
+    assert (
+        main(["--data-root", str(data), "--out", str(out), *BASE, "--epochs", "1"]) == 0
+    )
     (out / "notes.txt").write_text("keep me")
-    assert main(["--data-root", str(data), "--out", str(out), *BASE, "--overwrite"]) == 0
+    assert (
+        main(["--data-root", str(data), "--out", str(out), *BASE, "--overwrite"]) == 0
+    )
     assert len(pd.read_csv(out / "metrics.csv")) == 2
     assert (out / "notes.txt").read_text() == "keep me"

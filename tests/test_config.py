@@ -10,7 +10,13 @@ import pytest
 import torch
 
 from course_lib import config
-from course_lib.config import PROFILES, ProfileError, get_device, get_profile, seed_everything
+from course_lib.config import (
+    PROFILES,
+    ProfileError,
+    get_device,
+    get_profile,
+    seed_everything,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,7 +26,14 @@ def test_profile_from_environment(monkeypatch, name):
     monkeypatch.setenv("COURSE_PROFILE", name)
     p = get_profile()
     assert p.name == name
-    for field in ("image_size", "width", "n_images", "epochs", "batch_size", "pretrained"):
+    for field in (
+        "image_size",
+        "width",
+        "n_images",
+        "epochs",
+        "batch_size",
+        "pretrained",
+    ):
         assert hasattr(p, field)
     assert p.image_size % 32 == 0
 
@@ -32,9 +45,11 @@ def test_profile_is_case_and_space_tolerant(monkeypatch):
 
 def test_profiles_scale_up():
     smoke, cpu, gpu = PROFILES["smoke"], PROFILES["cpu"], PROFILES["gpu"]
-    assert smoke.image_size < cpu.image_size < gpu.image_size == 224
+    # the cpu profile keeps smoke's 64 px and buys its accuracy with width, data and epochs
+    assert smoke.image_size <= cpu.image_size < gpu.image_size == 224
     assert smoke.width < cpu.width < gpu.width == 1.0
-    assert smoke.epochs == 1 and smoke.n_images < cpu.n_images
+    assert smoke.epochs == 1 < cpu.epochs
+    assert smoke.n_images < cpu.n_images
     assert gpu.pretrained and not cpu.pretrained and not smoke.pretrained
 
 
@@ -91,7 +106,11 @@ def test_seed_everything_repeats_every_generator():
 def _run_config_cli(value):
     env = {**os.environ, "COURSE_PROFILE": value}
     return subprocess.run(
-        [sys.executable, "-m", "course_lib.config"], env=env, capture_output=True, text=True, cwd=ROOT
+        [sys.executable, "-m", "course_lib.config"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
 
 
@@ -108,7 +127,11 @@ def test_make_rejects_unknown_profile_before_setup():
     """`COURSE_PROFILE=nonsense make test` stops at the first step, with the readable error."""
     env = {**os.environ, "COURSE_PROFILE": "nonsense"}
     run = subprocess.run(
-        ["make", "--no-print-directory", "--dry-run", "test"], env=env, capture_output=True, text=True, cwd=ROOT
+        ["make", "--no-print-directory", "--dry-run", "test"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     # a dry run lists the recipe: the profile check comes before any install step
     lines = [line for line in run.stdout.splitlines() if line.strip()]
@@ -126,12 +149,18 @@ def test_fast_mixed_precision_follows_the_device(monkeypatch):
     from course_lib.config import fast_mixed_precision
 
     monkeypatch.delenv("COURSE_AMP", raising=False)
-    assert fast_mixed_precision("cuda") is True  # every CUDA GPU: bf16 or fp16 with a scaler
+    # every CUDA GPU: bf16 or fp16 with a scaler
+    assert fast_mixed_precision("cuda") is True
     assert fast_mixed_precision("mps") is False
-    assert fast_mixed_precision("cpu") == bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    assert fast_mixed_precision("cpu") == bool(
+        torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    )
 
 
-@pytest.mark.parametrize("cuda, mps, expected", [(True, True, "cuda"), (False, True, "mps"), (False, False, "cpu")])
+@pytest.mark.parametrize(
+    "cuda, mps, expected",
+    [(True, True, "cuda"), (False, True, "mps"), (False, False, "cpu")],
+)
 def test_device_order_cuda_then_mps_then_cpu(monkeypatch, cuda, mps, expected):
     """The device choice on a Mac (mps) is logic only here: no MPS device can run on this machine."""
     monkeypatch.delenv("COURSE_DEVICE", raising=False)
@@ -143,7 +172,8 @@ def test_device_order_cuda_then_mps_then_cpu(monkeypatch, cuda, mps, expected):
 def test_course_device_overrides_the_choice_and_names_what_is_there(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
-    monkeypatch.setenv("COURSE_DEVICE", "cpu")  # a Mac reader whose GPU lacks an operation
+    # a Mac reader whose GPU lacks an operation
+    monkeypatch.setenv("COURSE_DEVICE", "cpu")
     assert get_device().type == "cpu"
     monkeypatch.setenv("COURSE_DEVICE", "cuda")
     with pytest.raises(config.ProfileError, match="no cuda device .it has: mps, cpu."):
@@ -167,8 +197,11 @@ def test_course_amp_switches_mixed_precision(monkeypatch):
 
 def test_course_pretrained_turns_imagenet_weights_off_or_on(monkeypatch):
     monkeypatch.setenv("COURSE_PRETRAINED", "0")
-    assert get_profile("gpu").pretrained is False  # an offline GPU machine trains from scratch
+    # an offline GPU machine trains from scratch
+    assert get_profile("gpu").pretrained is False
     monkeypatch.setenv("COURSE_PRETRAINED", "1")
     assert get_profile("cpu").pretrained is True
     monkeypatch.delenv("COURSE_PRETRAINED")
-    assert get_profile("gpu").pretrained is True and get_profile("cpu").pretrained is False
+    assert (
+        get_profile("gpu").pretrained is True and get_profile("cpu").pretrained is False
+    )

@@ -1,5 +1,7 @@
 """course_lib.data: generator, loader validation, patient splits, Dataset, samplers."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -7,18 +9,34 @@ import torch
 from PIL import Image
 
 from course_lib.data import (
-    DataError, MelanomaDataset, balanced_sampler, eval_transforms, load_melanoma,
-    make_synthetic_lesions, split_by_patient, train_transforms, undersample,
+    DataError,
+    MelanomaDataset,
+    balanced_sampler,
+    eval_transforms,
+    load_melanoma,
+    make_synthetic_lesions,
+    split_by_patient,
+    train_transforms,
+    undersample,
 )
 
-
 # ------------------------------------------------------------------ synthetic generator
+
 
 def test_generator_writes_the_simple_layout(lesion_root):
     frame = load_melanoma(lesion_root)
     assert len(frame) == 96
-    for column in ("image_id", "patient_id", "sex", "age_approx", "anatom_site_general_challenge",
-                   "source", "target", "path", "mask_path"):
+    for column in (
+        "image_id",
+        "patient_id",
+        "sex",
+        "age_approx",
+        "anatom_site_general_challenge",
+        "source",
+        "target",
+        "path",
+        "mask_path",
+    ):
         assert column in frame.columns
     assert (frame["source"] == "SYNTH").all()
     assert frame["patient_id"].value_counts().max() > 1, "patients have several images"
@@ -35,33 +53,47 @@ def test_generator_is_deterministic(tmp_path):
     c = make_synthetic_lesions(tmp_path / "c", 12, 64, seed=6)
     pd.testing.assert_frame_equal(a, b)
     for image_id in a["image_id"]:
-        assert (tmp_path / "a/images" / f"{image_id}.jpg").read_bytes() == \
-               (tmp_path / "b/images" / f"{image_id}.jpg").read_bytes()
-    assert not a["image_id"].equals(c["image_id"]) or not a["target"].equals(c["target"])
+        assert (tmp_path / "a/images" / f"{image_id}.jpg").read_bytes() == (
+            tmp_path / "b/images" / f"{image_id}.jpg"
+        ).read_bytes()
+    assert not a["image_id"].equals(c["image_id"]) or not a["target"].equals(
+        c["target"]
+    )
 
 
 def test_malignant_lesions_follow_the_abcd_rule(tmp_path):
     frame = make_synthetic_lesions(tmp_path, 300, 64, seed=1)
-    means = frame.groupby("target")[["diameter", "asymmetry", "border", "colours"]].mean()
+    means = frame.groupby("target")[
+        ["diameter", "asymmetry", "border", "colours"]
+    ].mean()
     assert (means.loc[1] > means.loc[0]).all(), means
     # overlapping classes: some benign lesions are larger than some malignant ones
-    assert frame.loc[frame.target == 0, "diameter"].max() > frame.loc[frame.target == 1, "diameter"].min()
+    assert (
+        frame.loc[frame.target == 0, "diameter"].max()
+        > frame.loc[frame.target == 1, "diameter"].min()
+    )
 
 
 def test_spurious_cue_goes_with_the_label(tmp_path):
-    frame = make_synthetic_lesions(tmp_path, 200, 64, seed=2, spurious_cue="ruler", cue_rates=(0.1, 0.9))
+    frame = make_synthetic_lesions(
+        tmp_path, 200, 64, seed=2, spurious_cue="ruler", cue_rates=(0.1, 0.9)
+    )
     rate = frame.groupby("target")["cue"].mean()
     assert rate[1] > 0.7 and rate[0] < 0.3
     cued = frame[frame.cue == 1].image_id.iloc[0]
     assert (np.asarray(Image.open(tmp_path / "cues" / f"{cued}.png")) > 0).any()
     with pytest.raises(ValueError, match="spurious_cue"):
-        make_synthetic_lesions(tmp_path / "x", 10, 64, spurious_cue="sticker", cue_rates=(1.0, 1.0))
+        make_synthetic_lesions(
+            tmp_path / "x", 10, 64, spurious_cue="sticker", cue_rates=(1.0, 1.0)
+        )
 
 
 # ------------------------------------------------------------------ loader validation
 
+
 def _copy_simple(src, dst, frame_edit=None):
     import shutil
+
     shutil.copytree(src, dst)
     if frame_edit is not None:
         frame = pd.read_csv(dst / "marking.csv")
@@ -75,7 +107,9 @@ def test_missing_csv_is_named(tmp_path):
 
 
 def test_missing_columns_are_named(lesion_root, tmp_path):
-    root = _copy_simple(lesion_root, tmp_path / "d", lambda f: f.drop(columns=["patient_id", "target"]))
+    root = _copy_simple(
+        lesion_root, tmp_path / "d", lambda f: f.drop(columns=["patient_id", "target"])
+    )
     with pytest.raises(DataError, match="lacks the column\\(s\\) patient_id, target"):
         load_melanoma(root)
 
@@ -84,6 +118,7 @@ def test_bad_targets_are_named(lesion_root, tmp_path):
     def edit(f):
         f.loc[0, "target"] = 2
         return f
+
     with pytest.raises(DataError, match="target must be 0 or 1.*: 2"):
         load_melanoma(_copy_simple(lesion_root, tmp_path / "d", edit))
 
@@ -92,6 +127,7 @@ def test_duplicate_ids_are_named(lesion_root, tmp_path):
     def edit(f):
         f.loc[1, "image_id"] = f.loc[0, "image_id"]
         return f
+
     with pytest.raises(DataError, match="duplicate image_id"):
         load_melanoma(_copy_simple(lesion_root, tmp_path / "d", edit))
 
@@ -110,6 +146,7 @@ def test_missing_images_are_counted_and_named(lesion_root, tmp_path):
 
 def test_kaggle_layout_is_detected(lesion_root, tmp_path):
     import shutil
+
     root = tmp_path / "kaggle"
     images = root / "512x512-dataset-melanoma" / "512x512-dataset-melanoma"
     shutil.copytree(lesion_root / "images", images)
@@ -123,6 +160,7 @@ def test_kaggle_layout_is_detected(lesion_root, tmp_path):
 
 
 # ------------------------------------------------------------------ splits and sampling
+
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_split_by_patient_never_leaks(lesion_root, seed):
@@ -151,18 +189,28 @@ def test_balanced_sampler_draws_classes_equally(lesion_root):
 
 # ------------------------------------------------------------------ Dataset
 
+
 def test_dataset_items_and_joint_augmentation(lesion_root):
     frame = load_melanoma(lesion_root)
     ds = MelanomaDataset(frame, train_transforms(64), with_mask=True)
     torch.manual_seed(0)
     image, target, mask = ds[0]
-    assert image.shape == (3, 64, 64) and image.dtype == torch.float32 and image.device.type == "cpu"
+    assert (
+        image.shape == (3, 64, 64)
+        and image.dtype == torch.float32
+        and image.device.type == "cpu"
+    )
     assert mask.shape == (1, 64, 64) and set(mask.unique().tolist()) <= {0.0, 1.0}
     assert target.dtype == torch.float32
     # the mask moves with the image: a horizontal flip only, on both, then compare
     from torchvision.transforms import v2
-    flip = v2.Compose([v2.RandomHorizontalFlip(p=1.0), v2.ToDtype(torch.float32, scale=True)])
-    plain = MelanomaDataset(frame, v2.ToDtype(torch.float32, scale=True), with_mask=True)[0]
+
+    flip = v2.Compose(
+        [v2.RandomHorizontalFlip(p=1.0), v2.ToDtype(torch.float32, scale=True)]
+    )
+    plain = MelanomaDataset(
+        frame, v2.ToDtype(torch.float32, scale=True), with_mask=True
+    )[0]
     flipped = MelanomaDataset(frame, flip, with_mask=True)[0]
     assert torch.equal(flipped[2], plain[2].flip(-1))
     assert torch.allclose(flipped[0], plain[0].flip(-1))
@@ -172,7 +220,9 @@ def test_dataset_items_and_joint_augmentation(lesion_root):
 def test_dataset_converts_any_mode_to_rgb(tmp_path, mode):
     path = tmp_path / f"x.{'jpg' if mode in ('L', 'CMYK') else 'png'}"
     Image.new("RGB", (64, 64), (200, 100, 50)).convert(mode).save(path)
-    ds = MelanomaDataset(pd.DataFrame({"path": [str(path)], "target": [1]}), eval_transforms(64))
+    ds = MelanomaDataset(
+        pd.DataFrame({"path": [str(path)], "target": [1]}), eval_transforms(64)
+    )
     image, _ = ds[0]
     assert image.shape == (3, 64, 64)
 
@@ -180,14 +230,18 @@ def test_dataset_converts_any_mode_to_rgb(tmp_path, mode):
 def test_corrupt_and_truncated_images_are_named(lesion_root, tmp_path):
     good = load_melanoma(lesion_root)["path"][0]
     truncated = tmp_path / "truncated.jpg"
-    truncated.write_bytes(open(good, "rb").read()[:300])
+    truncated.write_bytes(Path(good).read_bytes()[:300])
     garbage = tmp_path / "garbage.jpg"
     garbage.write_bytes(b"not an image at all")
     for path in (truncated, garbage):
-        ds = MelanomaDataset(pd.DataFrame({"path": [str(path)], "target": [0]}), eval_transforms(64))
+        ds = MelanomaDataset(
+            pd.DataFrame({"path": [str(path)], "target": [0]}), eval_transforms(64)
+        )
         with pytest.raises(DataError, match=str(path)):
             ds[0]
-    ds = MelanomaDataset(pd.DataFrame({"path": [str(tmp_path / "gone.jpg")], "target": [0]}))
+    ds = MelanomaDataset(
+        pd.DataFrame({"path": [str(tmp_path / "gone.jpg")], "target": [0]})
+    )
     with pytest.raises(DataError, match="gone.jpg"):
         ds[0]
 
@@ -216,24 +270,49 @@ def test_make_loaders_batches_and_keeps_masks(lesion_root):
     from course_lib.data import make_loaders
 
     train, val = split_by_patient(load_melanoma(lesion_root), 0.25, seed=0)
-    train_loader, val_loader = make_loaders(train, val, image_size=64, batch_size=8, with_mask=True)
+    train_loader, val_loader = make_loaders(
+        train, val, image_size=64, batch_size=8, with_mask=True
+    )
     images, targets, masks = next(iter(train_loader))
-    assert images.shape == (8, 3, 64, 64) and targets.shape == (8,) and masks.shape == (8, 1, 64, 64)
+    assert (
+        images.shape == (8, 3, 64, 64)
+        and targets.shape == (8,)
+        and masks.shape == (8, 1, 64, 64)
+    )
     assert len(train_loader) == len(train) // 8  # the incomplete last batch is dropped
-    assert sum(len(b[0]) for b in val_loader) == len(val)  # validation keeps every image
+    # validation keeps every image
+    assert sum(len(b[0]) for b in val_loader) == len(val)
 
 
 def test_a_cue_set_is_the_cue_free_set_plus_cues(tmp_path):
     """Same seed with and without a cue: same patients, labels, lesions; pixels differ only near cues."""
     plain = make_synthetic_lesions(tmp_path / "plain", 60, 64, seed=4)
-    cued = make_synthetic_lesions(tmp_path / "cued", 60, 64, seed=4, spurious_cue="ruler", cue_rates=(0.3, 0.9))
-    columns = ["image_id", "patient_id", "target", "diameter", "asymmetry", "border", "colours"]
+    cued = make_synthetic_lesions(
+        tmp_path / "cued", 60, 64, seed=4, spurious_cue="ruler", cue_rates=(0.3, 0.9)
+    )
+    columns = [
+        "image_id",
+        "patient_id",
+        "target",
+        "diameter",
+        "asymmetry",
+        "border",
+        "colours",
+    ]
     pd.testing.assert_frame_equal(plain[columns], cued[columns])
     assert 0 < cued.cue.sum() < len(cued) and plain.cue.sum() == 0
     for image_id, has_cue in zip(cued.image_id, cued.cue):
-        lesion = [np.asarray(Image.open(tmp_path / d / "masks" / f"{image_id}.png")) for d in ("plain", "cued")]
+        lesion = [
+            np.asarray(Image.open(tmp_path / d / "masks" / f"{image_id}.png"))
+            for d in ("plain", "cued")
+        ]
         np.testing.assert_array_equal(*lesion)
-        a, b = (np.asarray(Image.open(tmp_path / d / "images" / f"{image_id}.jpg"), dtype=int) for d in ("plain", "cued"))
+        a, b = (
+            np.asarray(
+                Image.open(tmp_path / d / "images" / f"{image_id}.jpg"), dtype=int
+            )
+            for d in ("plain", "cued")
+        )
         if not has_cue:
             np.testing.assert_array_equal(a, b)
             continue
@@ -241,28 +320,44 @@ def test_a_cue_set_is_the_cue_free_set_plus_cues(tmp_path):
         # JPEG codes 16x16 blocks (4:2:0 chroma): blocks that hold a cue pixel are re-coded
         near = np.zeros_like(cue)
         for y, x in zip(*np.nonzero(cue)):
-            near[y // 16 * 16:y // 16 * 16 + 16, x // 16 * 16:x // 16 * 16 + 16] = True
+            near[y // 16 * 16 : y // 16 * 16 + 16, x // 16 * 16 : x // 16 * 16 + 16] = (
+                True
+            )
         difference = np.abs(a - b).max(axis=-1)
-        if (~near).any():  # chroma upsampling at decode blurs block edges by a few levels at most
-            assert difference[~near].max() <= 4 and (difference[~near] == 0).mean() > 0.95
+        # chroma upsampling at decode blurs block edges by a few levels at most
+        if (~near).any():
+            assert (
+                difference[~near].max() <= 4 and (difference[~near] == 0).mean() > 0.95
+            )
         assert difference[cue].mean() > 20, "on the cue they differ"
 
 
-def test_parallel_generation_is_byte_identical_and_safe_in_an_unguarded_script(tmp_path):
+def test_parallel_generation_is_byte_identical_and_safe_in_an_unguarded_script(
+    tmp_path,
+):
     """Any number of worker processes writes the same files, also from a plain script whose top
     level calls the generator (no ``if __name__ == "__main__":``), as a course reader writes one."""
     import subprocess
     import sys
 
     script = tmp_path / "make_data.py"
-    script.write_text("from course_lib.data import make_synthetic_lesions\nimport sys\n"
-                      "make_synthetic_lesions(sys.argv[1], 80, 64, seed=9, spurious_cue='ink', "
-                      "num_workers=int(sys.argv[2]))\nprint('done')\n")
+    script.write_text(
+        "from course_lib.data import make_synthetic_lesions\nimport sys\n"
+        "make_synthetic_lesions(sys.argv[1], 80, 64, seed=9, spurious_cue='ink', "
+        "num_workers=int(sys.argv[2]))\nprint('done')\n"
+    )
     for workers in (1, 3):
-        run = subprocess.run([sys.executable, str(script), str(tmp_path / f"w{workers}"), str(workers)],
-                             capture_output=True, text=True, timeout=300)
+        run = subprocess.run(
+            [sys.executable, str(script), str(tmp_path / f"w{workers}"), str(workers)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert run.returncode == 0 and run.stdout.count("done") == 1, run.stderr[-2000:]
     one, three = tmp_path / "w1", tmp_path / "w3"
     files = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file())
-    assert files == sorted(p.relative_to(three) for p in three.rglob("*") if p.is_file()) and len(files) > 160
+    assert (
+        files == sorted(p.relative_to(three) for p in three.rglob("*") if p.is_file())
+        and len(files) > 160
+    )
     assert all((one / f).read_bytes() == (three / f).read_bytes() for f in files)

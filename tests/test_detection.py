@@ -2,21 +2,31 @@
 against a hand-written computation."""
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
 
 from course_lib.data import load_melanoma
-from course_lib.detection import (LESION, LesionBoxes, boxes_from_masks, default_detection_layer, detect,
-                                  detection_grad_cam, detection_map, lesion_detector)
+from course_lib.detection import (
+    LESION,
+    LesionBoxes,
+    boxes_from_masks,
+    default_detection_layer,
+    detect,
+    detection_grad_cam,
+    detection_map,
+    lesion_detector,
+)
 
 
 def test_boxes_enclose_the_mask_to_its_pixel_edges():
     masks = torch.zeros(2, 1, 10, 12)
     masks[0, 0, 2:5, 3:9] = 1  # rows 2-4, columns 3-8
     masks[1, 0, 0, 0] = 1
-    torch.testing.assert_close(boxes_from_masks(masks), torch.tensor([[3.0, 2.0, 9.0, 5.0], [0.0, 0.0, 1.0, 1.0]]))
+    torch.testing.assert_close(
+        boxes_from_masks(masks),
+        torch.tensor([[3.0, 2.0, 9.0, 5.0], [0.0, 0.0, 1.0, 1.0]]),
+    )
     with pytest.raises(ValueError, match=r"mask\(s\) \[1\] are empty"):
         boxes_from_masks(torch.stack([masks[0], torch.zeros(1, 10, 12)]))
 
@@ -30,7 +40,7 @@ def test_a_flip_moves_the_box_with_the_lesion(lesion_root):
     seen = set()
     for i in range(12):
         (image, target), (original, truth) = flipped[i], plain[i]
-        assert image.dtype == torch.float32 and 0 <= image.min() and image.max() <= 1
+        assert image.dtype == torch.float32 and image.min() >= 0 and image.max() <= 1
         assert target["labels"].tolist() == [LESION]
         x0, y0, x1, y1 = truth["boxes"][0].tolist()
         for h in (False, True):
@@ -38,18 +48,37 @@ def test_a_flip_moves_the_box_with_the_lesion(lesion_root):
                 moved = original.flip(-1) if h else original
                 moved = moved.flip(-2) if v else moved
                 if torch.equal(moved, image):
-                    box = [64 - x1 if h else x0, 64 - y1 if v else y0, 64 - x0 if h else x1, 64 - y0 if v else y1]
+                    box = [
+                        64 - x1 if h else x0,
+                        64 - y1 if v else y0,
+                        64 - x0 if h else x1,
+                        64 - y0 if v else y1,
+                    ]
                     torch.testing.assert_close(target["boxes"][0], torch.tensor(box))
                     seen.add((h, v))
     assert len(seen) >= 3, "the flips were drawn at random"
 
 
 def test_map_of_the_truth_is_one_and_of_a_miss_is_zero(monkeypatch):
-    target = {"boxes": torch.tensor([[10.0, 10.0, 30.0, 30.0]]), "labels": torch.tensor([LESION])}
+    target = {
+        "boxes": torch.tensor([[10.0, 10.0, 30.0, 30.0]]),
+        "labels": torch.tensor([LESION]),
+    }
     loader = [([torch.zeros(3, 64, 64)], [target])]
-    perfect = [{"boxes": target["boxes"], "scores": torch.tensor([0.9]), "labels": target["labels"]}]
-    miss = [{"boxes": torch.tensor([[40.0, 40.0, 60.0, 60.0]]), "scores": torch.tensor([0.9]),
-             "labels": target["labels"]}]
+    perfect = [
+        {
+            "boxes": target["boxes"],
+            "scores": torch.tensor([0.9]),
+            "labels": target["labels"],
+        }
+    ]
+    miss = [
+        {
+            "boxes": torch.tensor([[40.0, 40.0, 60.0, 60.0]]),
+            "scores": torch.tensor([0.9]),
+            "labels": target["labels"],
+        }
+    ]
     import course_lib.detection as detection
 
     dummy = torch.nn.Linear(1, 1)
@@ -67,10 +96,14 @@ def test_the_detector_trains_and_finds_boxes_of_the_right_shape(lesion_root):
     torch.manual_seed(0)
     model = lesion_detector(width=1 / 16, image_size=64, fpn_channels=64)
     history = train_detector(model, train, epochs=1, device="cpu", verbose=False)
-    assert {"classification", "bbox_regression", "bbox_ctrness", "loss"} <= set(history.columns)
+    assert {"classification", "bbox_regression", "bbox_ctrness", "loss"} <= set(
+        history.columns
+    )
     model.score_thresh = 0.0
     (found,) = detect(model, [next(iter(val))[0][0]])
-    assert found["boxes"].shape[1] == 4 and len(found["boxes"]) == len(found["scores"]) > 0
+    assert (
+        found["boxes"].shape[1] == 4 and len(found["boxes"]) == len(found["scores"]) > 0
+    )
 
 
 def _hand_written_grad_cam(model, image, box, label):
@@ -110,7 +143,9 @@ def test_detection_grad_cam_equals_the_hand_written_computation(lesion_root):
     model.score_thresh = 0.0  # an untrained detector scores low; keep its boxes anyway
     image = LesionBoxes(frame, 64)[0][0]
     cam, box, score = detection_grad_cam(model, image, box_index=0)
-    assert cam.shape == (64, 64) and 0 <= cam.min() and cam.max() <= 1 and 0 <= score <= 1
+    assert (
+        cam.shape == (64, 64) and cam.min() >= 0 and cam.max() <= 1 and 0 <= score <= 1
+    )
     label = int(detect(model, [image])[0]["labels"][0])
     expected = _hand_written_grad_cam(model, image, box, label)
     np.testing.assert_allclose(cam, expected, atol=2e-3)

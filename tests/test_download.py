@@ -21,12 +21,18 @@ from course_lib.data.melanoma import KAGGLE_IMAGE_DIR
 @pytest.fixture(scope="module")
 def kaggle_zip(lesion_root, tmp_path_factory):
     """A zip laid out like the Kaggle archive, made from the synthetic set."""
-    path = tmp_path_factory.mktemp("kaggle-server") / "melanoma-merged-external-data-512x512-jpeg.zip"
+    path = (
+        tmp_path_factory.mktemp("kaggle-server")
+        / "melanoma-merged-external-data-512x512-jpeg.zip"
+    )
     frame = pd.read_csv(lesion_root / "marking.csv")
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("marking.csv", frame.drop(columns=["cue"]).to_csv(index=False))
         for image_id in frame.image_id:
-            zf.write(lesion_root / "images" / f"{image_id}.jpg", f"{KAGGLE_IMAGE_DIR}/{image_id}.jpg")
+            zf.write(
+                lesion_root / "images" / f"{image_id}.jpg",
+                f"{KAGGLE_IMAGE_DIR}/{image_id}.jpg",
+            )
     return path
 
 
@@ -57,7 +63,9 @@ def test_download_unpacks_validates_and_is_idempotent(kaggle_zip, tmp_path):
     assert server.calls == 1
     download_melanoma(dest, api=server)  # complete: nothing to do
     assert server.calls == 1
-    assert [p.name for p in tmp_path.iterdir()] == ["melanoma"], "no staging folder left behind"
+    assert [p.name for p in tmp_path.iterdir()] == ["melanoma"], (
+        "no staging folder left behind"
+    )
 
 
 def test_interrupted_download_leaves_nothing_that_looks_whole(kaggle_zip, tmp_path):
@@ -93,9 +101,17 @@ def _download_in_subprocess(tmp_path, **env_extra):
     home = tmp_path / "home"  # no ~/.kaggle of the machine's user can leak in
     home.mkdir()
     env.update(HOME=str(home), KAGGLE_CONFIG_DIR=str(home / ".kaggle"), **env_extra)
-    code = ("from course_lib.data import download_melanoma\n"
-            f"download_melanoma({str(tmp_path / 'melanoma')!r})\n")
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    code = (
+        "from course_lib.data import download_melanoma\n"
+        f"download_melanoma({str(tmp_path / 'melanoma')!r})\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_missing_credentials_say_how_to_provide_them(tmp_path):
@@ -109,7 +125,9 @@ def test_missing_credentials_say_how_to_provide_them(tmp_path):
 
 def test_a_failed_download_never_prints_the_key(tmp_path):
     secret = "s3cr3t-kaggle-key-0123456789"
-    run = _download_in_subprocess(tmp_path, KAGGLE_USERNAME="course-test", KAGGLE_KEY=secret)
+    run = _download_in_subprocess(
+        tmp_path, KAGGLE_USERNAME="course-test", KAGGLE_KEY=secret
+    )
     assert run.returncode != 0  # no network here: the download itself fails
     assert "downloading" in run.stderr or "Kaggle" in run.stderr, run.stderr[-2000:]
     assert secret not in run.stdout + run.stderr

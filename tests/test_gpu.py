@@ -12,13 +12,17 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from course_lib.data import BatchAugment, make_loaders, split_by_patient, load_melanoma
+from course_lib.data import BatchAugment, load_melanoma, make_loaders, split_by_patient
 from course_lib.models import AttnVGG
 from course_lib.train import fit
 
-pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(not torch.cuda.is_available(),
-                                 reason="needs a CUDA GPU: run `pytest -m gpu` on a GPU machine")]
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(
+        not torch.cuda.is_available(),
+        reason="needs a CUDA GPU: run `pytest -m gpu` on a GPU machine",
+    ),
+]
 
 
 def _toy_loader(n=64, seed=0):
@@ -30,16 +34,42 @@ def _toy_loader(n=64, seed=0):
 
 def _toy_model():
     torch.manual_seed(1)  # no BatchNorm: CUDA and CPU kernels then agree to rounding
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                         nn.Linear(8, 1))
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 1),
+    )
 
 
 def test_fit_on_cuda_equals_the_cpu_within_rounding():
     loader = _toy_loader()
-    cpu = fit(_toy_model(), loader, loader, epochs=2, device="cpu", progress=False, verbose=False)
-    gpu = fit(_toy_model(), loader, loader, epochs=2, device="cuda", progress=False, verbose=False)
-    pd.testing.assert_frame_equal(cpu.drop(columns="seconds"), gpu.drop(columns="seconds"),
-                                  check_exact=False, rtol=1e-3, atol=1e-4)
+    cpu = fit(
+        _toy_model(),
+        loader,
+        loader,
+        epochs=2,
+        device="cpu",
+        progress=False,
+        verbose=False,
+    )
+    gpu = fit(
+        _toy_model(),
+        loader,
+        loader,
+        epochs=2,
+        device="cuda",
+        progress=False,
+        verbose=False,
+    )
+    pd.testing.assert_frame_equal(
+        cpu.drop(columns="seconds"),
+        gpu.drop(columns="seconds"),
+        check_exact=False,
+        rtol=1e-3,
+        atol=1e-4,
+    )
 
 
 @pytest.mark.parametrize("amp", ["fp16", "bf16"])
@@ -48,19 +78,48 @@ def test_mixed_precision_trains_attnvgg_without_nan(amp, lesion_root):
         pytest.skip("this GPU has no bf16")
     train, val = split_by_patient(load_melanoma(lesion_root), 0.25, seed=0)
     loaders = make_loaders(train, val, 64, 16, device="cuda")
-    history = fit(AttnVGG(1, width=0.25), *loaders, epochs=2, device="cuda", amp=amp, progress=False,
-                  verbose=False)  # fp16 goes through torch.amp.GradScaler
+    # fp16 goes through torch.amp.GradScaler
+    history = fit(
+        AttnVGG(1, width=0.25),
+        *loaders,
+        epochs=2,
+        device="cuda",
+        amp=amp,
+        progress=False,
+        verbose=False,
+    )
     assert history[["train_loss", "val_loss", "val_auc"]].notna().all().all()
 
 
 @pytest.mark.parametrize("switch", ["channels_last", "compile"])
 def test_speed_switches_on_cuda_change_speed_not_results(switch):
     loader = _toy_loader()
-    plain = fit(_toy_model(), loader, loader, epochs=2, device="cuda", progress=False, verbose=False)
-    fast = fit(_toy_model(), loader, loader, epochs=2, device="cuda", progress=False, verbose=False,
-               **{switch: True})
-    pd.testing.assert_frame_equal(plain.drop(columns="seconds"), fast.drop(columns="seconds"),
-                                  check_exact=False, rtol=1e-3, atol=1e-4)
+    plain = fit(
+        _toy_model(),
+        loader,
+        loader,
+        epochs=2,
+        device="cuda",
+        progress=False,
+        verbose=False,
+    )
+    fast = fit(
+        _toy_model(),
+        loader,
+        loader,
+        epochs=2,
+        device="cuda",
+        progress=False,
+        verbose=False,
+        **{switch: True},
+    )
+    pd.testing.assert_frame_equal(
+        plain.drop(columns="seconds"),
+        fast.drop(columns="seconds"),
+        check_exact=False,
+        rtol=1e-3,
+        atol=1e-4,
+    )
 
 
 def test_batch_augmentation_on_cuda_equals_the_cpu_for_the_same_parameters():
@@ -72,13 +131,22 @@ def test_batch_augmentation_on_cuda_equals_the_cpu_for_the_same_parameters():
     on_cpu, cpu_masks = augment.apply(images, params, masks)
     on_gpu, gpu_masks = augment.apply(images.cuda(), params, masks.cuda())
     torch.testing.assert_close(on_gpu.cpu(), on_cpu, atol=2e-4, rtol=0)
-    assert (gpu_masks.cpu() != cpu_masks).float().mean() < 0.002  # nearest sampling: ties may round apart
+    assert (
+        gpu_masks.cpu() != cpu_masks
+    ).float().mean() < 0.002  # nearest sampling: ties may round apart
 
 
 def test_device_loader_delivers_augmented_batches_on_cuda(lesion_root):
     train, val = split_by_patient(load_melanoma(lesion_root), 0.25, seed=0)
-    train_loader, val_loader = make_loaders(train, val, 64, 16, num_workers=2, with_mask=True, device="cuda")
+    train_loader, val_loader = make_loaders(
+        train, val, 64, 16, num_workers=2, with_mask=True, device="cuda"
+    )
     assert train_loader.pin_memory
     images, targets, masks = next(iter(train_loader))
-    assert images.is_cuda and targets.is_cuda and masks.is_cuda and images.dtype == torch.float32
+    assert (
+        images.is_cuda
+        and targets.is_cuda
+        and masks.is_cuda
+        and images.dtype == torch.float32
+    )
     assert set(masks.unique().tolist()) <= {0.0, 1.0}

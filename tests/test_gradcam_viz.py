@@ -14,7 +14,13 @@ from torch import nn  # noqa: E402
 from course_lib.data import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from course_lib.gradcam import LogitsOnly, default_target_layer, grad_cam  # noqa: E402
 from course_lib.models import AttnVGG, vgg16  # noqa: E402
-from course_lib.viz import attention_grid, overlay, plot_history, to_display, upsample_map  # noqa: E402
+from course_lib.viz import (  # noqa: E402
+    attention_grid,
+    overlay,
+    plot_history,
+    to_display,
+    upsample_map,
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +40,9 @@ def _grad_cam_by_hand(model, images, layer, sign):
     relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
     for m in relus:
         m.inplace = False
-    handle = layer.register_forward_hook(lambda mod, inp, out: store.__setitem__("a", out))
+    handle = layer.register_forward_hook(
+        lambda mod, inp, out: store.__setitem__("a", out)
+    )
     try:
         logits = model(images)[0][:, 0]
         (grads,) = torch.autograd.grad((logits * sign).sum(), store["a"])
@@ -44,7 +52,9 @@ def _grad_cam_by_hand(model, images, layer, sign):
             m.inplace = True
     weights = grads.mean(dim=(2, 3), keepdim=True)
     cam = F.relu((weights * store["a"]).sum(dim=1, keepdim=True))
-    cam = F.interpolate(cam, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    cam = F.interpolate(
+        cam, size=images.shape[-2:], mode="bilinear", align_corners=False
+    )[:, 0]
     low = cam.flatten(1).amin(1)[:, None, None]
     high = cam.flatten(1).amax(1)[:, None, None]
     return ((cam - low) / (high - low + 1e-7)).detach().numpy()
@@ -67,9 +77,14 @@ def test_predicted_target_explains_each_images_own_class(attnvgg):
     with torch.no_grad():
         positive = attnvgg(images)[0][:, 0] >= 0
     predicted = grad_cam(attnvgg, images, target="predicted")
-    melanoma, benign = grad_cam(attnvgg, images, target="melanoma"), grad_cam(attnvgg, images, target="benign")
+    melanoma, benign = (
+        grad_cam(attnvgg, images, target="melanoma"),
+        grad_cam(attnvgg, images, target="benign"),
+    )
     for i, pos in enumerate(positive.tolist()):
-        np.testing.assert_allclose(predicted[i], (melanoma if pos else benign)[i], atol=1e-5)
+        np.testing.assert_allclose(
+            predicted[i], (melanoma if pos else benign)[i], atol=1e-5
+        )
     by_class = grad_cam(attnvgg, images, target=positive.long().tolist())
     np.testing.assert_allclose(by_class, predicted, atol=1e-5)
     with pytest.raises(ValueError, match="target"):
@@ -91,7 +106,10 @@ def test_grad_cam_restores_in_place_relus_and_works_on_vgg(attnvgg):
 
 def test_to_display_undoes_the_normalisation():
     picture = torch.rand(3, 8, 8)
-    mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
+    mean, std = (
+        torch.tensor(IMAGENET_MEAN)[:, None, None],
+        torch.tensor(IMAGENET_STD)[:, None, None],
+    )
     shown = to_display((picture - mean) / std)
     np.testing.assert_allclose(shown, picture.permute(1, 2, 0).numpy(), atol=1e-6)
     np.testing.assert_allclose(to_display(np.full((4, 4, 3), 255, np.uint8)), 1.0)
@@ -101,12 +119,17 @@ def test_to_display_undoes_the_normalisation():
 
 def test_overlay_upsamples_scales_and_blends():
     image = torch.zeros(3, 16, 16)
-    coarse = torch.tensor([[0.0, 0.0], [0.0, 0.002]])  # softmax-sized values: scaled before colouring
+    # softmax-sized values: scaled before colouring
+    coarse = torch.tensor([[0.0, 0.0], [0.0, 0.002]])
     assert upsample_map(coarse, (16, 16)).shape == (16, 16)
     blended = overlay(image, coarse, alpha=1.0, cmap="gray", normalized=False)
     assert blended.shape == (16, 16, 3)
-    assert blended[-1, -1].min() == pytest.approx(1.0) and blended[0, 0].max() == pytest.approx(0.0)
-    half = overlay(torch.ones(3, 16, 16), coarse, alpha=0.5, cmap="gray", normalized=False)
+    assert blended[-1, -1].min() == pytest.approx(1.0) and blended[
+        0, 0
+    ].max() == pytest.approx(0.0)
+    half = overlay(
+        torch.ones(3, 16, 16), coarse, alpha=0.5, cmap="gray", normalized=False
+    )
     assert half[0, 0, 0] == pytest.approx(0.5) and half[-1, -1, 0] == pytest.approx(1.0)
     flat = overlay(image, torch.ones(4, 4), alpha=1.0, cmap="gray", normalized=False)
     assert flat.max() == pytest.approx(0.0)  # a constant map has nothing to show
@@ -116,10 +139,20 @@ def test_attention_grid_lays_out_rows_and_columns():
     images = torch.randn(3, 3, 32, 32)
     masks = torch.zeros(3, 1, 32, 32)
     masks[:, :, 8:24, 8:24] = 1
-    maps = {"pool-3": torch.rand(3, 1, 4, 4), "pool-4": torch.rand(3, 1, 2, 2), "Grad-CAM": np.random.rand(3, 32, 32)}
+    maps = {
+        "pool-3": torch.rand(3, 1, 4, 4),
+        "pool-4": torch.rand(3, 1, 2, 2),
+        "Grad-CAM": np.random.rand(3, 32, 32),
+    }
     fig = attention_grid(images, maps, masks=masks, row_titles=["a", "b", "c"])
     axes = np.array(fig.axes).reshape(3, 5)
-    assert [ax.get_title() for ax in axes[0]] == ["image", "pool-3", "pool-4", "Grad-CAM", "lesion mask"]
+    assert [ax.get_title() for ax in axes[0]] == [
+        "image",
+        "pool-3",
+        "pool-4",
+        "Grad-CAM",
+        "lesion mask",
+    ]
     assert axes[2, 0].get_ylabel() == "c"
     assert len(axes[1, 1].collections) == 1  # the lesion outline on each overlay
     fig = attention_grid(images[:2], {"pool-3": torch.rand(2, 4, 4)})
@@ -127,7 +160,14 @@ def test_attention_grid_lays_out_rows_and_columns():
 
 
 def test_plot_history_draws_several_runs_on_one_pair_of_axes():
-    history = pd.DataFrame({"epoch": [1, 2], "train_loss": [0.6, 0.5], "val_loss": [0.7, 0.6], "val_auc": [0.7, 0.8]})
+    history = pd.DataFrame(
+        {
+            "epoch": [1, 2],
+            "train_loss": [0.6, 0.5],
+            "val_loss": [0.7, 0.6],
+            "val_auc": [0.7, 0.8],
+        }
+    )
     axes = plot_history(history, label="softmax")
     plot_history(history, axes=axes, label="sigmoid")
     assert len(axes[0].lines) == 4 and len(axes[1].lines) == 2

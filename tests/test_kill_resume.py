@@ -26,55 +26,123 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _command(data, out, workers, *extra):
-    return [sys.executable, "-m", "course_lib.train", "--data-root", str(data), "--out", str(out),
-            "--model", "vgg16", "--image-size", "64", "--width", "0.0625", "--batch-size", "8",
-            "--num-workers", str(workers), "--epochs", "3", "--profile", "smoke", "--seed", "5", "--no-progress",
-            *extra]
+    return [
+        sys.executable,
+        "-m",
+        "course_lib.train",
+        "--data-root",
+        str(data),
+        "--out",
+        str(out),
+        "--model",
+        "vgg16",
+        "--image-size",
+        "64",
+        "--width",
+        "0.0625",
+        "--batch-size",
+        "8",
+        "--num-workers",
+        str(workers),
+        "--epochs",
+        "3",
+        "--profile",
+        "smoke",
+        "--seed",
+        "5",
+        "--no-progress",
+        *extra,
+    ]
 
 
 def _rows(path):
     return len(pd.read_csv(path)) if path.is_file() else 0
 
 
-@pytest.mark.parametrize("workers, device", [
-    (0, "cpu"), (2, "cpu"),
-    pytest.param(2, "cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
-        not torch.cuda.is_available(), reason="needs a CUDA GPU: run `pytest -m gpu` on a GPU machine")]),
-])
-def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path, workers, device):
+@pytest.mark.parametrize(
+    "workers, device",
+    [
+        (0, "cpu"),
+        (2, "cpu"),
+        pytest.param(
+            2,
+            "cuda",
+            marks=[
+                pytest.mark.gpu,
+                pytest.mark.skipif(
+                    not torch.cuda.is_available(),
+                    reason="needs a CUDA GPU: run `pytest -m gpu` on a GPU machine",
+                ),
+            ],
+        ),
+    ],
+)
+def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(
+    tmp_path, workers, device
+):
     data = tmp_path / "data"
     make_synthetic_lesions(data, n_images=320, image_size=64, seed=11)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     if device == "cpu":
-        env["CUDA_VISIBLE_DEVICES"] = ""  # exact equality is a CPU promise; CUDA kernels may differ in rounding
+        env["CUDA_VISIBLE_DEVICES"] = (
+            ""  # exact equality is a CPU promise; CUDA kernels may differ in rounding
+        )
     reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
-    subprocess.run(_command(data, reference, workers), check=True, env=env, timeout=300, capture_output=True)
+    subprocess.run(
+        _command(data, reference, workers),
+        check=True,
+        env=env,
+        timeout=300,
+        capture_output=True,
+    )
     expected = pd.read_csv(reference / "metrics.csv")
 
-    run = subprocess.Popen(_command(data, interrupted, workers), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = subprocess.Popen(
+        _command(data, interrupted, workers),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 240
         while _rows(interrupted / "metrics.csv") < 1:  # epoch 1 done and saved
-            assert run.poll() is None and time.monotonic() < deadline, "the run ended before epoch 1 was saved"
+            assert run.poll() is None and time.monotonic() < deadline, (
+                "the run ended before epoch 1 was saved"
+            )
             time.sleep(0.05)
-        time.sleep(0.4 * expected["seconds"].iloc[1])  # well inside epoch 2's training steps
+        # well inside epoch 2's training steps
+        time.sleep(0.4 * expected["seconds"].iloc[1])
         assert run.poll() is None, "the run finished before it could be killed"
         run.send_signal(signal.SIGKILL)
     finally:
         run.kill()
         run.wait()
     assert run.returncode == -signal.SIGKILL
-    assert load_checkpoint(interrupted / "last.pt")["epoch"] == 1, "killed mid-epoch 2: epoch 1 is the last saved"
-    assert not list(interrupted.glob("*.tmp")), "no half-written checkpoint is left behind"
+    assert load_checkpoint(interrupted / "last.pt")["epoch"] == 1, (
+        "killed mid-epoch 2: epoch 1 is the last saved"
+    )
+    assert not list(interrupted.glob("*.tmp")), (
+        "no half-written checkpoint is left behind"
+    )
 
-    resumed = subprocess.run(_command(data, interrupted, workers, "--resume"), env=env, timeout=300,
-                             capture_output=True, text=True)
+    resumed = subprocess.run(
+        _command(data, interrupted, workers, "--resume"),
+        env=env,
+        timeout=300,
+        capture_output=True,
+        text=True,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert "continuing at epoch 2" in resumed.stdout
     got = pd.read_csv(interrupted / "metrics.csv")
-    exact = device == "cpu"  # on CUDA, atomics in some kernels round differently from run to run
-    pd.testing.assert_frame_equal(got.drop(columns="seconds"), expected.drop(columns="seconds"),
-                                  check_exact=exact, **({} if exact else {"rtol": 1e-3, "atol": 1e-3}))
+    # on CUDA, atomics in some kernels round differently from run to run
+    exact = device == "cpu"
+    pd.testing.assert_frame_equal(
+        got.drop(columns="seconds"),
+        expected.drop(columns="seconds"),
+        check_exact=exact,
+        **({} if exact else {"rtol": 1e-3, "atol": 1e-3}),
+    )
 
 
 @pytest.mark.parametrize("how", ["Ctrl-C to the process group", "SIGTERM"])
@@ -82,12 +150,20 @@ def test_an_interrupted_run_says_what_is_saved_and_how_to_resume(tmp_path, how):
     data, out = tmp_path / "data", tmp_path / "run"
     make_synthetic_lesions(data, n_images=320, image_size=64, seed=11)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    run = subprocess.Popen(_command(data, out, 2), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                           text=True, start_new_session=True)
+    run = subprocess.Popen(
+        _command(data, out, 2),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 240
         while _rows(out / "metrics.csv") < 1:
-            assert run.poll() is None and time.monotonic() < deadline, "the run ended before epoch 1 was saved"
+            assert run.poll() is None and time.monotonic() < deadline, (
+                "the run ended before epoch 1 was saved"
+            )
             time.sleep(0.05)
         time.sleep(0.5)
         if how == "SIGTERM":
@@ -100,5 +176,7 @@ def test_an_interrupted_run_says_what_is_saved_and_how_to_resume(tmp_path, how):
     lines = [line for line in err.splitlines() if line.strip()]
     assert run.returncode == 130, err[-3000:]
     assert len(lines) == 1 and "Traceback" not in err, err[-3000:]
-    assert lines[0].startswith("interrupted: epoch 1 is the last one saved") and lines[0].endswith("--resume")
+    assert lines[0].startswith("interrupted: epoch 1 is the last one saved") and lines[
+        0
+    ].endswith("--resume")
     assert load_checkpoint(out / "last.pt")["epoch"] == 1

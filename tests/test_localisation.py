@@ -48,7 +48,9 @@ def test_energy_in_mask_known_values():
     inside = (mask > 0).astype(np.float32)
     assert energy_in_mask(inside, mask) == pytest.approx(1.0)
     assert energy_in_mask(1 - inside, mask) == pytest.approx(0.0)
-    assert energy_in_mask(inside * 3 + (1 - inside), mask) == pytest.approx(12 / (12 + 60))
+    assert energy_in_mask(inside * 3 + (1 - inside), mask) == pytest.approx(
+        12 / (12 + 60)
+    )
     # negative values are clipped: only the positive mass counts
     assert energy_in_mask(inside - 5 * (1 - inside), mask) == pytest.approx(1.0)
 
@@ -91,13 +93,17 @@ def test_batched_inputs_any_layout_and_any_map_size():
     maps = np.stack([_peak_at(2, 2), _peak_at(7, 7), (mask > 0).astype(np.float32)])
     masks = np.stack([mask] * 3)
     np.testing.assert_array_equal(pointing_game(maps, masks), [1.0, 0.0, 1.0])
-    as_tensors = pointing_game(torch.from_numpy(maps)[:, None], torch.from_numpy(masks)[:, None] > 0)
+    as_tensors = pointing_game(
+        torch.from_numpy(maps)[:, None], torch.from_numpy(masks)[:, None] > 0
+    )
     np.testing.assert_array_equal(as_tensors, [1.0, 0.0, 1.0])
     # a coarse map is upsampled bilinearly to the mask's size, as an attention map would be
     coarse = torch.rand(3, 1, 4, 4)
     fine = F.interpolate(coarse, size=(8, 8), mode="bilinear", align_corners=False)
     for metric in (pointing_game, energy_in_mask, binarized_jaccard):
-        np.testing.assert_allclose(metric(coarse, masks), metric(fine, masks), rtol=1e-6)
+        np.testing.assert_allclose(
+            metric(coarse, masks), metric(fine, masks), rtol=1e-6
+        )
     assert isinstance(energy_in_mask(maps[2], mask), float)
     assert energy_in_mask(maps, masks).shape == (3,)
 

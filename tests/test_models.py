@@ -9,13 +9,17 @@ from course_lib.models import build_model, vgg16
 
 
 def test_full_width_matches_torchvision_exactly():
-    for batch_norm, expected, reference in ((False, 138_357_544, torchvision.models.vgg16),
-                                            (True, 138_365_992, torchvision.models.vgg16_bn)):
+    for batch_norm, expected, reference in (
+        (False, 138_357_544, torchvision.models.vgg16),
+        (True, 138_365_992, torchvision.models.vgg16_bn),
+    ):
         ours = vgg16(1000, batch_norm=batch_norm, head="fc")
         theirs = reference(weights=None)
         assert count_parameters(ours) == expected == count_parameters(theirs)
         # same tensors in the same order: torchvision's ImageNet weights can be copied in order
-        assert [t.shape for t in ours.state_dict().values()] == [t.shape for t in theirs.state_dict().values()]
+        assert [t.shape for t in ours.state_dict().values()] == [
+            t.shape for t in theirs.state_dict().values()
+        ]
 
 
 def test_gap_head_is_one_linear_layer():
@@ -39,7 +43,21 @@ def test_size_not_divisible_by_32_is_refused():
 def test_width_scales_every_stage():
     model = vgg16(1, width=0.25, head="gap")
     convs = [m for m in model.features.modules() if isinstance(m, torch.nn.Conv2d)]
-    assert [c.out_channels for c in convs] == [16, 16, 32, 32, 64, 64, 64, 128, 128, 128, 128, 128, 128]
+    assert [c.out_channels for c in convs] == [
+        16,
+        16,
+        32,
+        32,
+        64,
+        64,
+        64,
+        128,
+        128,
+        128,
+        128,
+        128,
+        128,
+    ]
     stage_out = torch.randn(1, 3, 64, 64)
     for stage, side in zip(model.features, (32, 16, 8, 4, 2)):
         stage_out = stage(stage_out)
@@ -48,7 +66,9 @@ def test_width_scales_every_stage():
 
 def test_flops_of_vgg16_at_224():
     flops = count_flops(vgg16(1000, batch_norm=False), (1, 3, 224, 224))
-    assert abs(flops / 2 - 15.47e9) / 15.47e9 < 0.005  # 15.47 GMACs (COURSE.md §8)
+    assert (
+        abs(flops / 2 - 15.47e9) / 15.47e9 < 0.005
+    )  # 15.47 GMACs, the published figure
 
 
 def test_build_model_names():
@@ -63,9 +83,17 @@ def test_peak_memory_counts_the_attention_matrix():
 
     hw = 48 * 48
     q, k, v = torch.randn(1, hw, 8), torch.randn(1, hw, 8), torch.randn(1, hw, 64)
-    naive = peak_memory_bytes(lambda: torch.bmm(torch.softmax(torch.bmm(q, k.transpose(1, 2)), -1), v))
+    naive = peak_memory_bytes(
+        lambda: torch.bmm(torch.softmax(torch.bmm(q, k.transpose(1, 2)), -1), v)
+    )
     matrix = hw * hw * 4
-    assert matrix <= naive <= 3 * matrix  # the scores and the softmax, each (HW)^2 floats
+    # the scores and the softmax, each (HW)^2 floats
+    assert matrix <= naive <= 3 * matrix
     small = peak_memory_bytes(lambda: torch.ones(1000))
     assert 4000 <= small < 10_000
-    assert latency_ms(torch.mm, torch.randn(64, 64), torch.randn(64, 64), min_run_time=0.05) > 0
+    assert (
+        latency_ms(
+            torch.mm, torch.randn(64, 64), torch.randn(64, 64), min_run_time=0.05
+        )
+        > 0
+    )

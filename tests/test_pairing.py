@@ -4,7 +4,6 @@ import shutil
 from pathlib import Path
 
 import nbformat
-
 from pairing import pairing_problems
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -19,7 +18,9 @@ def test_every_notebook_has_the_same_setup_cell():
     cells = {}
     for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
         nb = nbformat.read(path, as_version=4)
-        tagged = [c.source for c in nb.cells if "course-setup" in c.metadata.get("tags", [])]
+        tagged = [
+            c.source for c in nb.cells if "course-setup" in c.metadata.get("tags", [])
+        ]
         assert len(tagged) == 1, f"{path.name}: expected one cell tagged course-setup"
         cells[path.name] = tagged[0]
     assert len(set(cells.values())) == 1, "the setup cells differ between notebooks"

@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib.retrieval import DESCRIPTORS, attnvgg_descriptors, retrieval_metrics, retrieve
+from course_lib.retrieval import (
+    DESCRIPTORS,
+    attnvgg_descriptors,
+    retrieval_metrics,
+    retrieve,
+)
 
 
 def test_two_clean_clusters_are_retrieved_perfectly():
@@ -15,7 +20,8 @@ def test_two_clean_clusters_are_retrieved_perfectly():
 
 def test_known_average_precision_and_recall():
     """Query 0 ranks its three neighbours relevant, irrelevant, relevant: AP = (1/1 + 2/3) / 2."""
-    d = np.array([[1.0, 0.0], [0.99, 0.14], [0.95, 0.31], [0.8, 0.6]])  # angles 0°, 8°, 18°, 37°
+    # angles 0°, 8°, 18°, 37°
+    d = np.array([[1.0, 0.0], [0.99, 0.14], [0.95, 0.31], [0.8, 0.6]])
     labels = [0, 0, 1, 0]
     assert retrieve(d, 0, k=3).tolist() == [1, 2, 3]
     ap = {}
@@ -23,12 +29,13 @@ def test_known_average_precision_and_recall():
         order = retrieve(d, q, k=3)
         rel = np.array([labels[i] == labels[q] for i in order])
         if rel.any():
-            ap[q] = np.mean([rel[:i + 1].mean() for i in np.flatnonzero(rel)])
+            ap[q] = np.mean([rel[: i + 1].mean() for i in np.flatnonzero(rel)])
     assert ap[0] == pytest.approx((1 + 2 / 3) / 2)
     m = retrieval_metrics(d, labels, ks=(1, 3))
     assert m["queries"] == 3, "the only image of class 1 has nothing to find"
     assert m["mAP"] == pytest.approx(np.mean(list(ap.values())))
-    assert m["recall@3"] == 1.0 and m["recall@1"] == pytest.approx(2 / 3)  # query 3's nearest is of class 1
+    # query 3's nearest is of class 1
+    assert m["recall@3"] == 1.0 and m["recall@1"] == pytest.approx(2 / 3)
 
 
 def test_the_query_never_retrieves_itself_and_scale_does_not_matter():
@@ -36,7 +43,9 @@ def test_the_query_never_retrieves_itself_and_scale_does_not_matter():
     for q in range(10):
         assert q not in retrieve(d, q, k=9)
     labels = np.arange(10) % 3
-    assert retrieval_metrics(d, labels) == retrieval_metrics(d * 7.5, labels), "cosine similarity"
+    assert retrieval_metrics(d, labels) == retrieval_metrics(d * 7.5, labels), (
+        "cosine similarity"
+    )
 
 
 def test_errors_are_named():
@@ -56,7 +65,15 @@ def test_attnvgg_descriptors_pool_the_same_maps_two_ways():
     d = attnvgg_descriptors(model, loader, device="cpu")
     assert tuple(d) == DESCRIPTORS and all(len(v) == 5 for v in d.values())
     f = model.forward_features(images)
-    torch.testing.assert_close(torch.from_numpy(d["GAP pool-3"]), f["pool3"].mean((2, 3)))
+    torch.testing.assert_close(
+        torch.from_numpy(d["GAP pool-3"]), f["pool3"].mean((2, 3))
+    )
     torch.testing.assert_close(torch.from_numpy(d["attention pool-4"]), f["g2"])
-    uniform = (f["pool4"] * torch.full_like(f["a2"], 1 / f["a2"][0].numel())).flatten(2).sum(2)
-    torch.testing.assert_close(torch.from_numpy(d["GAP pool-4"]), uniform, rtol=1e-5, atol=1e-6)
+    uniform = (
+        (f["pool4"] * torch.full_like(f["a2"], 1 / f["a2"][0].numel()))
+        .flatten(2)
+        .sum(2)
+    )
+    torch.testing.assert_close(
+        torch.from_numpy(d["GAP pool-4"]), uniform, rtol=1e-5, atol=1e-6
+    )

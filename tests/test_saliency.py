@@ -6,7 +6,13 @@ import torch
 
 from course_lib.data import load_melanoma, make_loaders
 from course_lib.models import AttnVGG
-from course_lib.saliency import MAP_NAMES, baseline_maps, collect_maps, localisation_table, verdicts
+from course_lib.saliency import (
+    MAP_NAMES,
+    baseline_maps,
+    collect_maps,
+    localisation_table,
+    verdicts,
+)
 
 
 def test_collect_maps_keeps_every_image_and_map(lesion_root):
@@ -15,11 +21,21 @@ def test_collect_maps_keeps_every_image_and_map(lesion_root):
     torch.manual_seed(0)
     model = AttnVGG(1, width=1 / 16)
     maps = collect_maps(model, loader)
-    assert maps["probability"].shape == (20,) and ((maps["probability"] >= 0) & (maps["probability"] <= 1)).all()
+    assert (
+        maps["probability"].shape == (20,)
+        and ((maps["probability"] >= 0) & (maps["probability"] <= 1)).all()
+    )
     np.testing.assert_array_equal(maps["target"], frame.target.to_numpy())
-    assert maps["mask"].shape == (20, 64, 64) and maps["mask"].dtype == bool and maps["mask"].any(axis=(1, 2)).all()
-    assert maps["pool-3 attention"].shape == (20, 8, 8) and maps["pool-4 attention"].shape == (20, 4, 4)
-    np.testing.assert_allclose(maps["pool-3 attention"].sum(axis=(1, 2)), 1, rtol=1e-4)  # softmax maps
+    assert (
+        maps["mask"].shape == (20, 64, 64)
+        and maps["mask"].dtype == bool
+        and maps["mask"].any(axis=(1, 2)).all()
+    )
+    assert maps["pool-3 attention"].shape == (20, 8, 8) and maps[
+        "pool-4 attention"
+    ].shape == (20, 4, 4)
+    # softmax maps
+    np.testing.assert_allclose(maps["pool-3 attention"].sum(axis=(1, 2)), 1, rtol=1e-4)
     assert maps["Grad-CAM"].shape == (20, 64, 64)
     assert "Grad-CAM" not in collect_maps(model, loader, gradcam=False)
     plain, _ = make_loaders(frame, frame, 64, 8)
@@ -32,7 +48,10 @@ def test_baselines():
     assert random.shape == (3, 8, 10)
     np.testing.assert_array_equal(random, baseline_maps(3, (8, 10), "random", seed=1))
     centre = baseline_maps(2, (9, 9), "centre")
-    assert np.unravel_index(centre[0].argmax(), (9, 9)) == (4, 4) and (centre[0] == centre[1]).all()
+    assert (
+        np.unravel_index(centre[0].argmax(), (9, 9)) == (4, 4)
+        and (centre[0] == centre[1]).all()
+    )
     with pytest.raises(ValueError, match="random"):
         baseline_maps(1, (4, 4), "corner")
 
@@ -40,10 +59,20 @@ def test_baselines():
 def test_localisation_table_scores_each_kind_of_map():
     masks = np.zeros((4, 16, 16), bool)
     masks[:, 4:12, 4:12] = True
-    table = localisation_table({"the mask itself": masks.astype(np.float32),
-                                "centre": baseline_maps(4, (16, 16), "centre"),
-                                "outside": (~masks).astype(np.float32)}, masks)
-    assert list(table.columns) == ["pointing game", "energy in mask", "binarised Jaccard", "maps without signal"]
+    table = localisation_table(
+        {
+            "the mask itself": masks.astype(np.float32),
+            "centre": baseline_maps(4, (16, 16), "centre"),
+            "outside": (~masks).astype(np.float32),
+        },
+        masks,
+    )
+    assert list(table.columns) == [
+        "pointing game",
+        "energy in mask",
+        "binarised Jaccard",
+        "maps without signal",
+    ]
     scores = table.drop(columns="maps without signal")
     assert scores.loc["the mask itself"].tolist() == pytest.approx([1.0, 1.0, 1.0])
     assert scores.loc["outside"].tolist() == pytest.approx([0.0, 0.0, 0.0])
@@ -55,12 +84,19 @@ def test_localisation_table_scores_each_kind_of_map():
 def test_verdicts_read_energy_against_the_random_map():
     import pandas as pd
 
-    table = pd.DataFrame({"energy in mask": [0.06, 0.5, 0.07, 0.01, float("nan")]},
-                         index=["random map", "on", "same", "away", "(area)"])
+    table = pd.DataFrame(
+        {"energy in mask": [0.06, 0.5, 0.07, 0.01, float("nan")]},
+        index=["random map", "on", "same", "away", "(area)"],
+    )
     v = verdicts(table)
     assert list(v.index) == ["random map", "on", "same", "away"]
     assert v.loc["on", "energy / random"] == pytest.approx(0.5 / 0.06)
-    assert list(v.verdict) == ["no better than random", "on the lesion", "no better than random", "avoids the lesion"]
+    assert list(v.verdict) == [
+        "no better than random",
+        "on the lesion",
+        "no better than random",
+        "avoids the lesion",
+    ]
 
 
 def test_maps_without_signal_are_left_out_and_counted():
@@ -70,4 +106,5 @@ def test_maps_without_signal_are_left_out_and_counted():
     cams[1] = 0.0  # Grad-CAM can be zero everywhere
     table = localisation_table({"Grad-CAM": cams}, masks)
     assert table.loc["Grad-CAM", "maps without signal"] == 1
-    assert table.loc["Grad-CAM", "energy in mask"] == pytest.approx(1.0)  # the two scored maps
+    # the two scored maps
+    assert table.loc["Grad-CAM", "energy in mask"] == pytest.approx(1.0)

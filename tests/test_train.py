@@ -10,18 +10,29 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from course_lib.checkpoint import load_checkpoint, save_atomic
-from course_lib.data import MelanomaDataset, eval_transforms, load_melanoma, split_by_patient, train_transforms
+from course_lib.cli import main
+from course_lib.data import (
+    MelanomaDataset,
+    eval_transforms,
+    load_melanoma,
+    split_by_patient,
+    train_transforms,
+)
 from course_lib.metrics import classification_metrics
 from course_lib.models import vgg16
-from course_lib.cli import main
 from course_lib.train import evaluate, fit
 
 
 @pytest.fixture(scope="module")
 def loaders(lesion_root):
     train, val = split_by_patient(load_melanoma(lesion_root), 0.25, seed=0)
-    make = lambda frame, tf, shuffle: DataLoader(MelanomaDataset(frame, tf), batch_size=16, shuffle=shuffle)  # noqa: E731
-    return make(train, train_transforms(64), True), make(val, eval_transforms(64), False)
+    # noqa: E731
+    make = lambda frame, tf, shuffle: DataLoader(
+        MelanomaDataset(frame, tf), batch_size=16, shuffle=shuffle
+    )
+    return make(train, train_transforms(64), True), make(
+        val, eval_transforms(64), False
+    )
 
 
 def _model(seed=0):
@@ -30,12 +41,31 @@ def _model(seed=0):
 
 
 def test_fit_records_history_and_checkpoints(loaders, tmp_path):
-    history = fit(_model(), *loaders, epochs=2, device="cpu", out_dir=tmp_path, progress=False, verbose=False)
+    history = fit(
+        _model(),
+        *loaders,
+        epochs=2,
+        device="cpu",
+        out_dir=tmp_path,
+        progress=False,
+        verbose=False,
+    )
     assert list(history["epoch"]) == [1, 2]
-    for column in ("train_loss", "val_loss", "val_auc", "val_accuracy", "val_sensitivity",
-                   "val_specificity", "val_balanced_accuracy", "lr", "seconds"):
+    for column in (
+        "train_loss",
+        "val_loss",
+        "val_auc",
+        "val_accuracy",
+        "val_sensitivity",
+        "val_specificity",
+        "val_balanced_accuracy",
+        "lr",
+        "seconds",
+    ):
         assert column in history.columns
-    assert history["train_loss"].notna().all() and history["val_auc"].between(0, 1).all()
+    assert (
+        history["train_loss"].notna().all() and history["val_auc"].between(0, 1).all()
+    )
     on_disk = pd.read_csv(tmp_path / "metrics.csv")
     pd.testing.assert_frame_equal(on_disk, history, check_dtype=False)
     last = load_checkpoint(tmp_path / "last.pt")  # weights_only=True
@@ -46,8 +76,24 @@ def test_fit_records_history_and_checkpoints(loaders, tmp_path):
 
 
 def test_fit_is_deterministic_on_cpu(loaders):
-    a = fit(_model(), *loaders, epochs=2, device="cpu", seed=3, progress=False, verbose=False)
-    b = fit(_model(), *loaders, epochs=2, device="cpu", seed=3, progress=False, verbose=False)
+    a = fit(
+        _model(),
+        *loaders,
+        epochs=2,
+        device="cpu",
+        seed=3,
+        progress=False,
+        verbose=False,
+    )
+    b = fit(
+        _model(),
+        *loaders,
+        epochs=2,
+        device="cpu",
+        seed=3,
+        progress=False,
+        verbose=False,
+    )
     pd.testing.assert_frame_equal(a.drop(columns="seconds"), b.drop(columns="seconds"))
 
 
@@ -69,16 +115,46 @@ class _StopAtEpoch:
 
 def test_resume_continues_where_it_stopped(loaders, tmp_path):
     train, val = loaders
-    reference = fit(_model(), train, val, epochs=3, device="cpu", seed=1, progress=False, verbose=False)
+    reference = fit(
+        _model(),
+        train,
+        val,
+        epochs=3,
+        device="cpu",
+        seed=1,
+        progress=False,
+        verbose=False,
+    )
     with pytest.raises(KeyboardInterrupt):
-        fit(_model(), _StopAtEpoch(train, stop=3), val, epochs=3, device="cpu", seed=1,
-            out_dir=tmp_path, progress=False, verbose=False)
+        fit(
+            _model(),
+            _StopAtEpoch(train, stop=3),
+            val,
+            epochs=3,
+            device="cpu",
+            seed=1,
+            out_dir=tmp_path,
+            progress=False,
+            verbose=False,
+        )
     assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 2
     counted = _StopAtEpoch(train, stop=0)
-    resumed = fit(_model(seed=99), counted, val, epochs=3, device="cpu", seed=1, out_dir=tmp_path,
-                  resume=True, progress=False, verbose=False)
+    resumed = fit(
+        _model(seed=99),
+        counted,
+        val,
+        epochs=3,
+        device="cpu",
+        seed=1,
+        out_dir=tmp_path,
+        resume=True,
+        progress=False,
+        verbose=False,
+    )
     assert counted.passes == 1, "only the missing epoch was trained"
-    pd.testing.assert_frame_equal(resumed.drop(columns="seconds"), reference.drop(columns="seconds"))
+    pd.testing.assert_frame_equal(
+        resumed.drop(columns="seconds"), reference.drop(columns="seconds")
+    )
 
 
 def test_tuple_outputs_and_multiclass():
@@ -91,10 +167,19 @@ def test_tuple_outputs_and_multiclass():
             self.linear = nn.Linear(4, 3)
 
         def forward(self, inputs):
-            return self.linear(inputs), torch.zeros(len(inputs), 1, 2, 2)  # logits + a "map"
+            # logits + a "map"
+            return self.linear(inputs), torch.zeros(len(inputs), 1, 2, 2)
 
     loader = DataLoader(TensorDataset(x, y), batch_size=20)
-    history = fit(TupleModel(), loader, loader, epochs=2, device="cpu", progress=False, verbose=False)
+    history = fit(
+        TupleModel(),
+        loader,
+        loader,
+        epochs=2,
+        device="cpu",
+        progress=False,
+        verbose=False,
+    )
     assert len(history) == 2 and 0 <= history["val_auc"].iloc[-1] <= 1
     result = evaluate(TupleModel(), loader, device="cpu", return_predictions=True)
     assert result["scores"].shape == (60, 3) and result["n"] == 60
@@ -111,13 +196,25 @@ def test_non_finite_loss_names_epoch_and_step():
 
     loader = DataLoader(TensorDataset(torch.randn(8, 2), torch.ones(8)), batch_size=4)
     with pytest.raises(FloatingPointError, match="epoch 1, step 0"):
-        fit(Exploding(), loader, loader, epochs=1, device="cpu", progress=False, verbose=False)
+        fit(
+            Exploding(),
+            loader,
+            loader,
+            epochs=1,
+            device="cpu",
+            progress=False,
+            verbose=False,
+        )
 
 
 def test_metrics_on_known_predictions():
     m = classification_metrics([0, 0, 1, 1], [0.1, 0.6, 0.4, 0.9])
     assert m["auc"] == 0.75 and m["accuracy"] == 0.5
-    assert m["sensitivity"] == 0.5 and m["specificity"] == 0.5 and m["balanced_accuracy"] == 0.5
+    assert (
+        m["sensitivity"] == 0.5
+        and m["specificity"] == 0.5
+        and m["balanced_accuracy"] == 0.5
+    )
     assert math.isnan(classification_metrics([1, 1], [0.2, 0.9])["auc"])
 
 
@@ -138,8 +235,24 @@ def test_command_line_trains_is_interrupted_and_resumes(tmp_path, capsys, monkey
     import course_lib.train as training
 
     data, out = tmp_path / "data", tmp_path / "run"
-    args = ["--data-root", str(data), "--model", "vgg16", "--image-size", "64", "--width", "0.0625",
-            "--out", str(out), "--profile", "smoke", "--make-synthetic", "--no-progress", "--epochs", "2"]
+    args = [
+        "--data-root",
+        str(data),
+        "--model",
+        "vgg16",
+        "--image-size",
+        "64",
+        "--width",
+        "0.0625",
+        "--out",
+        str(out),
+        "--profile",
+        "smoke",
+        "--make-synthetic",
+        "--no-progress",
+        "--epochs",
+        "2",
+    ]
     real_epoch = training.train_one_epoch
 
     def stop_in_epoch_2(*a, epoch, **kw):
@@ -158,19 +271,45 @@ def test_command_line_trains_is_interrupted_and_resumes(tmp_path, capsys, monkey
     printed = capsys.readouterr().out
     assert "resuming from" in printed and "continuing at epoch 2" in printed
     metrics = pd.read_csv(out / "metrics.csv")
-    assert list(metrics["epoch"]) == [1, 2] and {"train_loss", "val_loss", "val_auc"} <= set(metrics.columns)
+    assert list(metrics["epoch"]) == [1, 2] and {
+        "train_loss",
+        "val_loss",
+        "val_auc",
+    } <= set(metrics.columns)
 
 
 def test_command_line_reports_bad_data_readably(tmp_path, capsys):
-    code = main(["--data-root", str(tmp_path / "nothing"), "--model", "vgg16", "--out", str(tmp_path / "o"),
-                 "--profile", "smoke"])
+    code = main(
+        [
+            "--data-root",
+            str(tmp_path / "nothing"),
+            "--model",
+            "vgg16",
+            "--out",
+            str(tmp_path / "o"),
+            "--profile",
+            "smoke",
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert "is not a folder" in err and len(err.strip().splitlines()) == 1
-    assert not (tmp_path / "o").exists(), "nothing is created before the input is known to be good"
+    assert not (tmp_path / "o").exists(), (
+        "nothing is created before the input is known to be good"
+    )
     (tmp_path / "empty").mkdir()
-    code = main(["--data-root", str(tmp_path / "empty"), "--model", "vgg16", "--out", str(tmp_path / "o"),
-                 "--profile", "smoke"])
+    code = main(
+        [
+            "--data-root",
+            str(tmp_path / "empty"),
+            "--model",
+            "vgg16",
+            "--out",
+            str(tmp_path / "o"),
+            "--profile",
+            "smoke",
+        ]
+    )
     assert code == 2 and "no marking.csv" in capsys.readouterr().err
 
 
@@ -179,18 +318,42 @@ def test_speed_switches_change_speed_not_results(switch, tmp_path):
     """channels_last and torch.compile reorder memory and fuse kernels; the numbers stay (to rounding)."""
     torch.manual_seed(0)
     x = torch.randn(64, 3, 16, 16)
-    loader = DataLoader(TensorDataset(x, (x[:, 0].mean((1, 2)) > 0).long()), batch_size=16)
+    loader = DataLoader(
+        TensorDataset(x, (x[:, 0].mean((1, 2)) > 0).long()), batch_size=16
+    )
 
     def model():  # no conv bias before BN: its gradient is rounding noise, which Adam would amplify
         torch.manual_seed(1)
-        return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU(),
-                             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 1))
+        return nn.Sequential(
+            nn.Conv2d(3, 4, 3, padding=1, bias=False),
+            nn.BatchNorm2d(4),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(4, 1),
+        )
 
-    plain = fit(model(), loader, loader, epochs=2, device="cpu", progress=False, verbose=False)
-    fast = fit(model(), loader, loader, epochs=2, device="cpu", out_dir=tmp_path, progress=False, verbose=False,
-               **{switch: True})
-    pd.testing.assert_frame_equal(plain.drop(columns="seconds"), fast.drop(columns="seconds"),
-                                  check_exact=False, rtol=1e-4, atol=1e-5)
+    plain = fit(
+        model(), loader, loader, epochs=2, device="cpu", progress=False, verbose=False
+    )
+    fast = fit(
+        model(),
+        loader,
+        loader,
+        epochs=2,
+        device="cpu",
+        out_dir=tmp_path,
+        progress=False,
+        verbose=False,
+        **{switch: True},
+    )
+    pd.testing.assert_frame_equal(
+        plain.drop(columns="seconds"),
+        fast.drop(columns="seconds"),
+        check_exact=False,
+        rtol=1e-4,
+        atol=1e-5,
+    )
     state = load_checkpoint(tmp_path / "last.pt")["model"]
     model().load_state_dict(state)  # plain keys: loads into an unwrapped model
 
@@ -206,7 +369,11 @@ def test_metric_conventions_at_the_edges():
     assert tie["sensitivity"] == 1.0 and tie["specificity"] == 1.0
     assert predicted_class(torch.tensor([[0.0], [-1e-6], [3.0]])).tolist() == [1, 0, 1]
     only_melanoma = classification_metrics([1, 1, 1], [0.9, 0.4, 0.7])
-    assert only_melanoma["sensitivity"] == pytest.approx(2 / 3) and math.isnan(only_melanoma["specificity"])
-    assert math.isnan(only_melanoma["auc"]) and math.isnan(only_melanoma["balanced_accuracy"])
+    assert only_melanoma["sensitivity"] == pytest.approx(2 / 3) and math.isnan(
+        only_melanoma["specificity"]
+    )
+    assert math.isnan(only_melanoma["auc"]) and math.isnan(
+        only_melanoma["balanced_accuracy"]
+    )
     only_benign = classification_metrics([0, 0], [0.1, 0.8])
     assert only_benign["specificity"] == 0.5 and math.isnan(only_benign["sensitivity"])

@@ -22,10 +22,15 @@ def renumber(app, env) -> list[str]:
         if not exercises:
             continue
         in_order = sorted(exercises, key=lambda node_id: exercises[node_id])
-        numbers["exercise"] = {node_id: (*_chapter(docname), k) for k, node_id in enumerate(in_order, start=1)}
+        numbers["exercise"] = {
+            node_id: (*_chapter(docname), k)
+            for k, node_id in enumerate(in_order, start=1)
+        }
     return []
 
 
 def setup(app):
-    app.connect("env-get-updated", renumber, priority=900)  # after Sphinx assigns the book-wide numbers
+    app.connect(
+        "env-get-updated", renumber, priority=900
+    )  # after Sphinx assigns the book-wide numbers
     return {"parallel_read_safe": True, "parallel_write_safe": True}

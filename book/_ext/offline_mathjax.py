@@ -18,10 +18,16 @@ RELATIVE = "mathjax/tex-svg.js"  # mathjax_path, relative to _static
 
 def mathjax_source() -> Path:
     try:
-        path = Path(distribution("django-static-mathjax").locate_file("mathjax/static/mathjax/es5/tex-svg.js"))
+        path = Path(
+            distribution("django-static-mathjax").locate_file(
+                "mathjax/static/mathjax/es5/tex-svg.js"
+            )
+        )
     except PackageNotFoundError as err:
-        raise RuntimeError("MathJax for the offline book is missing: pip install django-static-mathjax "
-                           "(part of the course's `book` extra)") from err
+        raise RuntimeError(
+            "MathJax for the offline book is missing: pip install django-static-mathjax "
+            "(part of the course's `book` extra)"
+        ) from err
     if not path.is_file():
         raise RuntimeError(f"the MathJax package has no {path}")
     return path
@@ -38,7 +44,9 @@ def _copy(app, exception) -> None:
 def _check(app, config) -> None:
     mathjax_source()  # fail early, before hours of notebook execution, if the file is missing
     if config.mathjax_path != RELATIVE:
-        raise RuntimeError(f"set `sphinx: config: mathjax_path: {RELATIVE}` in _config.yml")
+        raise RuntimeError(
+            f"set `sphinx: config: mathjax_path: {RELATIVE}` in _config.yml"
+        )
 
 
 def setup(app):

@@ -15,6 +15,19 @@ from .se import SEBlock
 from .self_attention import SelfAttention2d
 from .triplet import TripletAttention, ZPool
 
-__all__ = ["SEBlock", "ChannelAttention", "SpatialAttention", "CBAM", "DualPooling", "SelfAttention2d",
-           "TripletAttention", "ZPool", "AttentionGate", "ECA", "ATTENTION", "make_attention", "attention_names",
-           "is_attention"]
+__all__ = [
+    "SEBlock",
+    "ChannelAttention",
+    "SpatialAttention",
+    "CBAM",
+    "DualPooling",
+    "SelfAttention2d",
+    "TripletAttention",
+    "ZPool",
+    "AttentionGate",
+    "ECA",
+    "ATTENTION",
+    "make_attention",
+    "attention_names",
+    "is_attention",
+]

@@ -29,6 +29,17 @@ __all__ = ["ChannelAttention", "SpatialAttention", "CBAM"]
 
 
 class ChannelAttention(nn.Module):
+    """CBAM's channel attention: average- and max-pooled summaries through one shared MLP.
+
+    Args:
+        channels: C, the number of input channels.
+        reduction: r; the bottleneck has ``max(1, C // r)`` units.
+
+    Shapes: ``(N, C, H, W) → (N, C, H, W)``; :meth:`gate` is ``(N, C, 1, 1)``.
+    Parameters: ``2·C·C/r`` (no biases, the paper's Eq. 2) — 32,768 at C = 512, r = 16.
+    Introduced in notebook ``05_cbam``.
+    """
+
     def __init__(self, channels: int, reduction: int = 16):
         super().__init__()
         hidden = max(1, channels // reduction)
@@ -49,6 +60,16 @@ class ChannelAttention(nn.Module):
 
 
 class SpatialAttention(nn.Module):
+    """CBAM's spatial attention: a k×k convolution of the channel mean and max, then a sigmoid.
+
+    Args:
+        kernel_size: k, odd so that the map keeps its size (7 in the paper).
+
+    Shapes: ``(N, C, H, W) → (N, C, H, W)``; :meth:`gate` is ``(N, 1, H, W)``.
+    Parameters: ``2·k²`` (no bias) — 98 for k = 7, whatever C is.
+    Introduced in notebook ``05_cbam``.
+    """
+
     def __init__(self, kernel_size: int = 7):
         super().__init__()
         if kernel_size % 2 == 0:
@@ -57,7 +78,9 @@ class SpatialAttention(nn.Module):
 
     def gate(self, x: torch.Tensor) -> torch.Tensor:
         """The spatial gate, ``(N, 1, H, W)`` in (0, 1)."""
-        pooled = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
+        pooled = torch.cat(
+            [x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1
+        )
         return torch.sigmoid(self.conv(pooled))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -65,14 +88,35 @@ class SpatialAttention(nn.Module):
 
 
 class CBAM(nn.Module):
-    """``order``: "channel-spatial" (the paper's), "spatial-channel", or "parallel" (mean of both)."""
+    """Convolutional Block Attention Module: channel attention, then spatial attention.
+
+    Args:
+        channels: C, the number of input channels.
+        reduction: r of the channel MLP.
+        kernel_size: k of the spatial convolution.
+        order: "channel-spatial" (the paper's), "spatial-channel", or "parallel" (the mean
+            of both gated maps).
+
+    Shapes: ``(N, C, H, W) → (N, C, H, W)``.
+    Parameters: ``2·C·C/r + 2·k²`` — 32,866 at C = 512, r = 16, k = 7.
+    Introduced in notebook ``05_cbam``; the module docstring lists where the authors' code
+    differs.
+    """
 
     ORDERS = ("channel-spatial", "spatial-channel", "parallel")
 
-    def __init__(self, channels: int, reduction: int = 16, kernel_size: int = 7, order: str = "channel-spatial"):
+    def __init__(
+        self,
+        channels: int,
+        reduction: int = 16,
+        kernel_size: int = 7,
+        order: str = "channel-spatial",
+    ):
         super().__init__()
         if order not in self.ORDERS:
-            raise ValueError(f"order must be one of {', '.join(self.ORDERS)}, not {order!r}")
+            raise ValueError(
+                f"order must be one of {', '.join(self.ORDERS)}, not {order!r}"
+            )
         self.channel = ChannelAttention(channels, reduction)
         self.spatial = SpatialAttention(kernel_size)
         self.order = order

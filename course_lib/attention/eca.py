@@ -30,16 +30,25 @@ class ECA(nn.Module):
     33,312. As the authors' code (``BangguWu/ECANet``, ``models/eca_module.py``).
     """
 
-    def __init__(self, channels: int, kernel_size: int | None = None, gamma: float = 2, b: float = 1):
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: int | None = None,
+        gamma: float = 2,
+        b: float = 1,
+    ):
         super().__init__()
         self.k = kernel_size or eca_kernel_size(channels, gamma, b)
         if self.k % 2 == 0:
-            raise ValueError(f"kernel_size must be odd, so that every channel keeps its place, got {self.k}")
+            raise ValueError(
+                f"kernel_size must be odd, so that every channel keeps its place, got {self.k}"
+            )
         self.conv = nn.Conv1d(1, 1, self.k, padding=self.k // 2, bias=False)
 
     def gate(self, x: torch.Tensor) -> torch.Tensor:
         """The channel gates, ``(N, C, 1, 1)`` in (0, 1)."""
-        averages = x.mean(dim=(2, 3))[:, None, :]  # (N, 1, C): the channels as a sequence
+        # (N, 1, C): the channels as a sequence
+        averages = x.mean(dim=(2, 3))[:, None, :]
         return torch.sigmoid(self.conv(averages))[:, 0, :, None, None]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -32,8 +32,29 @@ __all__ = ["AttentionGate"]
 
 
 class AttentionGate(nn.Module):
-    def __init__(self, local_channels: int, global_channels: int, attn_channels: int, up_factor: int,
-                 normalize_attn: bool = True):
+    """Additive attention gate: score each local position against the global map, then pool.
+
+    Args:
+        local_channels: C_l of the local map (pool-3 or pool-4).
+        global_channels: C_g of the global map (pool-5).
+        attn_channels: A, the width of the 1×1 projections ``W_l`` and ``W_g``.
+        up_factor: how much smaller the global map is (informative: the sizes decide).
+        normalize_attn: softmax over positions and a weighted sum (True), or a sigmoid per
+            position and an average (False).
+
+    ``forward(local, global_)`` returns ``(a, pooled)``: ``a`` is ``(N, 1, H, W)``,
+    ``pooled`` is ``(N, C_l)``; :meth:`scores` gives the unnormalised scores.
+    Parameters: ``C_l·A + C_g·A + A + 1``. Introduced in notebook ``10_attnvgg_melanoma``.
+    """
+
+    def __init__(
+        self,
+        local_channels: int,
+        global_channels: int,
+        attn_channels: int,
+        up_factor: int,
+        normalize_attn: bool = True,
+    ):
         super().__init__()
         self.up_factor = up_factor
         self.normalize_attn = normalize_attn
@@ -46,7 +67,9 @@ class AttentionGate(nn.Module):
         g = self.W_g(global_)
         if g.shape[-2:] != local.shape[-2:]:
             # the size, not up_factor, decides: any input side divisible by 32 works
-            g = F.interpolate(g, size=local.shape[-2:], mode="bilinear", align_corners=False)
+            g = F.interpolate(
+                g, size=local.shape[-2:], mode="bilinear", align_corners=False
+            )
         return self.phi(F.relu(self.W_l(local) + g))
 
     def forward(self, local: torch.Tensor, global_: torch.Tensor):

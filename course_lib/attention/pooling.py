@@ -14,5 +14,11 @@ __all__ = ["DualPooling"]
 
 
 class DualPooling(nn.Module):
+    """Global average and global max pooling, concatenated: two summaries of each channel.
+
+    Shapes: ``(N, C, H, W) → (N, 2C)``, the C averages first, then the C maxima.
+    No parameters. Introduced in notebook ``06_dual_pooling``.
+    """
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))], dim=1)

@@ -11,8 +11,8 @@ the command line's model names (``vgg16-<name>``) and chapter 09 all read this t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from torch import nn
 
@@ -22,7 +22,13 @@ from .se import SEBlock
 from .self_attention import SelfAttention2d
 from .triplet import TripletAttention
 
-__all__ = ["AttentionSpec", "ATTENTION", "make_attention", "attention_names", "is_attention"]
+__all__ = [
+    "AttentionSpec",
+    "ATTENTION",
+    "make_attention",
+    "attention_names",
+    "is_attention",
+]
 
 EVERY_STAGE = (1, 2, 3, 4, 5)
 
@@ -32,7 +38,8 @@ class AttentionSpec:
     """How to build one kind of attention module and where VGG16 puts it by default."""
 
     factory: Callable[..., nn.Module]  # called as factory(channels, **options)
-    stages: tuple[int, ...]  # the VGG16 stages (1–5) that get one, at the end of the stage
+    # the VGG16 stages (1–5) that get one, at the end of the stage
+    stages: tuple[int, ...]
     label: str  # how tables and plots name it
 
 
@@ -55,10 +62,19 @@ def make_attention(name: str, channels: int, **options) -> nn.Module:
     try:
         spec = ATTENTION[name]
     except KeyError:
-        raise ValueError(f"unknown attention {name!r}; choose one of {', '.join(ATTENTION)}") from None
+        raise ValueError(
+            f"unknown attention {name!r}; choose one of {', '.join(ATTENTION)}"
+        ) from None
     return spec.factory(channels, **options)
 
 
 def is_attention(module: nn.Module) -> bool:
     """Whether ``module`` is one of the registered attention modules."""
-    return isinstance(module, tuple(spec.factory for spec in ATTENTION.values() if isinstance(spec.factory, type)))
+    return isinstance(
+        module,
+        tuple(
+            spec.factory
+            for spec in ATTENTION.values()
+            if isinstance(spec.factory, type)
+        ),
+    )

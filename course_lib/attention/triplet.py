@@ -30,7 +30,9 @@ class ZPool(nn.Module):
     """``(N, D, A, B) → (N, 2, A, B)``: max and mean over dimension 1."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([x.amax(dim=1, keepdim=True), x.mean(dim=1, keepdim=True)], dim=1)
+        return torch.cat(
+            [x.amax(dim=1, keepdim=True), x.mean(dim=1, keepdim=True)], dim=1
+        )
 
 
 #: BatchNorm momentum of the authors' code (``landskape-ai/triplet-attention``,
@@ -57,16 +59,31 @@ class AttentionGateBranch(nn.Module):
 
 
 class TripletAttention(nn.Module):
+    """Triplet attention: three Z-pool gates on the (C, W), (H, C) and (H, W) planes, averaged.
+
+    Args:
+        channels: accepted and ignored, like every registered module's first argument; the
+            gates pool over one axis, so the module is the same for any C.
+        kernel_size: k of each branch's convolution, odd (7 in the paper).
+
+    Shapes: ``(N, C, H, W) → (N, C, H, W)``; :meth:`branches` gives the three branch outputs.
+    Parameters: ``3·(2·k² + 2)`` (a k×k conv 2→1 and a BatchNorm per branch) — 300 for k = 7.
+    Introduced in notebook ``08_triplet_attention``.
+    """
+
     # (permutation into the branch, which is its own inverse)
     ROTATIONS = ((0, 2, 1, 3), (0, 3, 2, 1))
 
     def __init__(self, channels: int | None = None, kernel_size: int = 7):
         super().__init__()  # channels: accepted, like every registered module's, and not needed
         if kernel_size % 2 == 0:
-            raise ValueError("kernel_size must be odd, so that the maps keep their size")
+            raise ValueError(
+                "kernel_size must be odd, so that the maps keep their size"
+            )
         self.ch = AttentionGateBranch(kernel_size)  # C-W plane (H rotated to the front)
         self.cw = AttentionGateBranch(kernel_size)  # H-C plane (W rotated to the front)
-        self.hw = AttentionGateBranch(kernel_size)  # H-W plane (plain spatial attention)
+        # H-W plane (plain spatial attention)
+        self.hw = AttentionGateBranch(kernel_size)
 
     def branches(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The three branch outputs, each ``(N, C, H, W)``."""

@@ -13,22 +13,45 @@ import sys
 from pathlib import Path
 
 from ..cli import USAGE_ERROR, _number, _one_line, _Parser
-from . import DataError, default_data_dir, download_melanoma, load_melanoma, make_synthetic_lesions
+from . import (
+    DataError,
+    default_data_dir,
+    download_melanoma,
+    load_melanoma,
+    make_synthetic_lesions,
+)
 
 
 def _parser() -> _Parser:
-    p = _Parser(prog="python -m course_lib.data", description="Download, check or generate a melanoma data set.")
+    p = _Parser(
+        prog="python -m course_lib.data",
+        description="Download, check or generate a melanoma data set.",
+    )
     commands = p.add_subparsers(dest="command", required=True)
-    download = commands.add_parser("download", help="download and unpack the Kaggle data, checking every image")
+    download = commands.add_parser(
+        "download", help="download and unpack the Kaggle data, checking every image"
+    )
     download.add_argument("dest", nargs="?", type=Path, default=None)
-    verify = commands.add_parser("verify", help="decode every image and mask of a data set once")
+    verify = commands.add_parser(
+        "verify", help="decode every image and mask of a data set once"
+    )
     verify.add_argument("root", type=Path)
-    synthetic = commands.add_parser("synthetic", help="generate synthetic lesions into a new folder")
+    synthetic = commands.add_parser(
+        "synthetic", help="generate synthetic lesions into a new folder"
+    )
     synthetic.add_argument("root", type=Path)
-    synthetic.add_argument("--n-images", required=True, type=_number(int, 1, what="a positive number"))
-    synthetic.add_argument("--image-size", required=True, type=_number(int, 32, what="at least 32"))
-    synthetic.add_argument("--seed", type=_number(int, 0, what="a seed >= 0"), default=0)
-    synthetic.add_argument("--workers", type=_number(int, 1, what="a positive number"), default=None)
+    synthetic.add_argument(
+        "--n-images", required=True, type=_number(int, 1, what="a positive number")
+    )
+    synthetic.add_argument(
+        "--image-size", required=True, type=_number(int, 32, what="at least 32")
+    )
+    synthetic.add_argument(
+        "--seed", type=_number(int, 0, what="a seed >= 0"), default=0
+    )
+    synthetic.add_argument(
+        "--workers", type=_number(int, 1, what="a positive number"), default=None
+    )
     for sub in (download, verify, synthetic):
         sub.error = p.error  # one-line errors in every sub-command
     return p
@@ -41,20 +64,30 @@ def main(argv: list[str] | None = None) -> int:
         return int(stop.code or 0)
     try:
         if args.command == "download":
-            dest = download_melanoma(args.dest or default_data_dir() / "kaggle-melanoma")
+            dest = download_melanoma(
+                args.dest or default_data_dir() / "kaggle-melanoma"
+            )
             print(f"complete: {dest}")
         elif args.command == "verify":
             frame = load_melanoma(args.root, verify=True)
             print(f"{len(frame)} images in {args.root}: every file reads")
         else:
-            frame = make_synthetic_lesions(args.root, args.n_images, args.image_size, seed=args.seed,
-                                           num_workers=args.workers)
+            frame = make_synthetic_lesions(
+                args.root,
+                args.n_images,
+                args.image_size,
+                seed=args.seed,
+                num_workers=args.workers,
+            )
             print(f"{len(frame)} synthetic lesions written to {args.root}")
     except (DataError, ValueError) as err:
         print(f"error: {_one_line(err)}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:
-        print("interrupted: nothing half-done was left behind; run the command again", file=sys.stderr)
+        print(
+            "interrupted: nothing half-done was left behind; run the command again",
+            file=sys.stderr,
+        )
         return 130
     return 0
 

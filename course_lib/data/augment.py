@@ -65,7 +65,7 @@ class AugmentParams:
     saturation: torch.Tensor
 
     @classmethod
-    def identity(cls, n: int) -> "AugmentParams":
+    def identity(cls, n: int) -> AugmentParams:
         """Parameters that leave ``n`` images unchanged (useful to test one operation at a time)."""
         one, zero = torch.ones(n), torch.zeros(n)
         return cls(one, one, zero, zero, one, one, zero, one, one, one)
@@ -73,7 +73,7 @@ class AugmentParams:
     def __len__(self) -> int:
         return len(self.angle)
 
-    def slice(self, start: int, stop: int) -> "AugmentParams":
+    def slice(self, start: int, stop: int) -> AugmentParams:
         return AugmentParams(*(getattr(self, f.name)[start:stop] for f in fields(self)))
 
 
@@ -88,10 +88,15 @@ def affine_matrices(p: AugmentParams) -> torch.Tensor:
     a = p.angle * (math.pi / 180)
     cos, sin = torch.cos(a), torch.sin(a)
     # R(-angle) in a y-down frame: [[cos, -sin], [sin, cos]]
-    rotation = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
-    scale = torch.stack([p.crop_w * p.flip_x, p.crop_h * p.flip_y], -1)  # D · F, a diagonal
+    rotation = torch.stack(
+        [torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2
+    )
+    # D · F, a diagonal
+    scale = torch.stack([p.crop_w * p.flip_x, p.crop_h * p.flip_y], -1)
     linear = scale[:, :, None] * rotation
-    return torch.cat([linear, torch.stack([p.centre_x, p.centre_y], -1)[:, :, None]], dim=2)
+    return torch.cat(
+        [linear, torch.stack([p.centre_x, p.centre_y], -1)[:, :, None]], dim=2
+    )
 
 
 def colour_matrices(p: AugmentParams, gray_mean: torch.Tensor):
@@ -105,7 +110,8 @@ def colour_matrices(p: AugmentParams, gray_mean: torch.Tensor):
     w = torch.tensor(GRAY_WEIGHTS, dtype=gray_mean.dtype, device=gray_mean.device)
     s = p.saturation.to(gray_mean)[:, None, None]
     eye = torch.eye(3, dtype=gray_mean.dtype, device=gray_mean.device)
-    saturate = s * eye + (1 - s) * w.expand(3, 3)  # rows: every output channel mixes in gray
+    # rows: every output channel mixes in gray
+    saturate = s * eye + (1 - s) * w.expand(3, 3)
     b, k = p.brightness.to(gray_mean), p.contrast.to(gray_mean)
     matrix = (k * b)[:, None, None] * saturate
     offset = ((1 - k) * b * gray_mean)[:, None].expand(-1, 3)
@@ -130,47 +136,99 @@ class BatchAugment:
     network (and float masks in {0, 1}), on the same device, at the same size.
     """
 
-    def __init__(self, scale=(0.7, 1.0), ratio=(0.9, 1.1), degrees: float = 20.0, flip_p: float = 0.5,
-                 brightness: float = 0.1, contrast: float = 0.1, saturation: float = 0.05,
-                 mean=IMAGENET_MEAN, std=IMAGENET_STD, cpu_chunk: int = 8):
-        self.scale, self.ratio, self.degrees, self.flip_p = scale, ratio, degrees, flip_p
-        self.brightness, self.contrast, self.saturation = brightness, contrast, saturation
+    def __init__(
+        self,
+        scale=(0.7, 1.0),
+        ratio=(0.9, 1.1),
+        degrees: float = 20.0,
+        flip_p: float = 0.5,
+        brightness: float = 0.1,
+        contrast: float = 0.1,
+        saturation: float = 0.05,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        cpu_chunk: int = 8,
+    ):
+        self.scale, self.ratio, self.degrees, self.flip_p = (
+            scale,
+            ratio,
+            degrees,
+            flip_p,
+        )
+        self.brightness, self.contrast, self.saturation = (
+            brightness,
+            contrast,
+            saturation,
+        )
         self.mean, self.std = mean, std
-        self.cpu_chunk = cpu_chunk  # on a CPU, small groups of images stay in cache (2x faster)
+        self.cpu_chunk = (
+            cpu_chunk  # on a CPU, small groups of images stay in cache (2x faster)
+        )
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> AugmentParams:
         """Draw the parameters of ``n`` images (on the CPU, from ``generator``)."""
+
         def uniform(low, high):
             return low + (high - low) * torch.rand(n, generator=generator)
 
         area = uniform(*self.scale)
         aspect = torch.exp(uniform(math.log(self.ratio[0]), math.log(self.ratio[1])))
-        crop_w, crop_h = (area * aspect).sqrt().clamp(max=1), (area / aspect).sqrt().clamp(max=1)
+        crop_w, crop_h = (
+            (area * aspect).sqrt().clamp(max=1),
+            (area / aspect).sqrt().clamp(max=1),
+        )
         # the crop lies inside the image: its centre may move by what the crop leaves free
-        centre_x, centre_y = uniform(-1, 1) * (1 - crop_w), uniform(-1, 1) * (1 - crop_h)
+        centre_x, centre_y = (
+            uniform(-1, 1) * (1 - crop_w),
+            uniform(-1, 1) * (1 - crop_h),
+        )
 
         def flips():
-            return torch.where(torch.rand(n, generator=generator) < self.flip_p, -1.0, 1.0)
+            return torch.where(
+                torch.rand(n, generator=generator) < self.flip_p, -1.0, 1.0
+            )
 
         flip_x, flip_y = flips(), flips()
         angle = uniform(-self.degrees, self.degrees)
-        return AugmentParams(crop_w, crop_h, centre_x, centre_y, flip_x, flip_y, angle,
-                             uniform(1 - self.brightness, 1 + self.brightness),
-                             uniform(1 - self.contrast, 1 + self.contrast),
-                             uniform(1 - self.saturation, 1 + self.saturation))
+        return AugmentParams(
+            crop_w,
+            crop_h,
+            centre_x,
+            centre_y,
+            flip_x,
+            flip_y,
+            angle,
+            uniform(1 - self.brightness, 1 + self.brightness),
+            uniform(1 - self.contrast, 1 + self.contrast),
+            uniform(1 - self.saturation, 1 + self.saturation),
+        )
 
-    def apply(self, images: torch.Tensor, params: AugmentParams, masks: torch.Tensor | None = None):
+    def apply(
+        self,
+        images: torch.Tensor,
+        params: AugmentParams,
+        masks: torch.Tensor | None = None,
+    ):
         """The augmentation with given parameters (deterministic): ``(images, masks)``."""
         if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError(f"expected uint8 images shaped (N, 3, H, W), got {images.dtype} {tuple(images.shape)}")
+            raise ValueError(
+                f"expected uint8 images shaped (N, 3, H, W), got {images.dtype} {tuple(images.shape)}"
+            )
         if len(params) != len(images):
             raise ValueError(f"{len(params)} parameter sets for {len(images)} images")
-        step = self.cpu_chunk if images.device.type == "cpu" and self.cpu_chunk else len(images)
+        step = (
+            self.cpu_chunk
+            if images.device.type == "cpu" and self.cpu_chunk
+            else len(images)
+        )
         outputs, warped_masks = [], []
         for start in range(0, len(images), max(step, 1)):
             part = slice(start, start + step)
-            out, mask = self._apply(images[part], params.slice(start, start + step),
-                                    None if masks is None else masks[part])
+            out, mask = self._apply(
+                images[part],
+                params.slice(start, start + step),
+                None if masks is None else masks[part],
+            )
             outputs.append(out)
             warped_masks.append(mask)
         images = torch.cat(outputs)
@@ -180,24 +238,42 @@ class BatchAugment:
         x = images.float().div_(255)
         theta = affine_matrices(p).to(x)
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        x = F.grid_sample(
+            x, grid, mode="bilinear", padding_mode="zeros", align_corners=False
+        )
         gray = torch.tensor(GRAY_WEIGHTS, dtype=x.dtype, device=x.device)
         gray_mean = torch.einsum("nchw,c->n", x, gray) / (x.shape[-1] * x.shape[-2])
         matrix, offset = colour_matrices(p, gray_mean)
-        x = torch.baddbmm(offset[:, :, None], matrix, x.flatten(2)).view_as(x).clamp_(0, 1)
+        x = (
+            torch.baddbmm(offset[:, :, None], matrix, x.flatten(2))
+            .view_as(x)
+            .clamp_(0, 1)
+        )
         x = _normalise_(x, self.mean, self.std)
         if masks is not None:
-            masks = F.grid_sample(masks.float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)
+            masks = F.grid_sample(
+                masks.float(),
+                grid,
+                mode="nearest",
+                padding_mode="zeros",
+                align_corners=False,
+            )
         return x, masks
 
-    def __call__(self, images: torch.Tensor, masks: torch.Tensor | None = None,
-                 generator: torch.Generator | None = None):
+    def __call__(
+        self,
+        images: torch.Tensor,
+        masks: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ):
         return self.apply(images, self.sample(len(images), generator), masks)
 
     def __repr__(self) -> str:
-        return (f"BatchAugment(scale={self.scale}, ratio={self.ratio}, degrees={self.degrees}, "
-                f"flip_p={self.flip_p}, brightness={self.brightness}, contrast={self.contrast}, "
-                f"saturation={self.saturation})")
+        return (
+            f"BatchAugment(scale={self.scale}, ratio={self.ratio}, degrees={self.degrees}, "
+            f"flip_p={self.flip_p}, brightness={self.brightness}, contrast={self.contrast}, "
+            f"saturation={self.saturation})"
+        )
 
 
 class BatchNormalize:
@@ -206,8 +282,12 @@ class BatchNormalize:
     def __init__(self, mean=IMAGENET_MEAN, std=IMAGENET_STD):
         self.mean, self.std = mean, std
 
-    def __call__(self, images: torch.Tensor, masks: torch.Tensor | None = None,
-                 generator: torch.Generator | None = None):
+    def __call__(
+        self,
+        images: torch.Tensor,
+        masks: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ):
         x = _normalise_(images.float().div_(255), self.mean, self.std)
         return x, (None if masks is None else masks.float())
 

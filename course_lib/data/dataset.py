@@ -41,13 +41,27 @@ class MelanomaDataset(Dataset):
       float tensors in {0, 1}.
     """
 
-    def __init__(self, frame: pd.DataFrame, transform=None, with_mask: bool = False, draft_size: int | None = None,
-                 image_size: int | None = None):
-        missing = [c for c in ("path", "target") + (("mask_path",) if with_mask else ()) if c not in frame.columns]
+    def __init__(
+        self,
+        frame: pd.DataFrame,
+        transform=None,
+        with_mask: bool = False,
+        draft_size: int | None = None,
+        image_size: int | None = None,
+    ):
+        missing = [
+            c
+            for c in ("path", "target") + (("mask_path",) if with_mask else ())
+            if c not in frame.columns
+        ]
         if missing:
-            raise DataError(f"the frame lacks column(s) {', '.join(missing)}: build it with load_melanoma()")
+            raise DataError(
+                f"the frame lacks column(s) {', '.join(missing)}: build it with load_melanoma()"
+            )
         if with_mask and frame["mask_path"].isna().any():
-            raise DataError(f"{int(frame['mask_path'].isna().sum())} image(s) have no mask; with_mask needs one each")
+            raise DataError(
+                f"{int(frame['mask_path'].isna().sum())} image(s) have no mask; with_mask needs one each"
+            )
         if image_size is not None and image_size < 1:
             raise ValueError(f"image_size must be positive, got {image_size}")
         self.paths = frame["path"].tolist()
@@ -62,24 +76,38 @@ class MelanomaDataset(Dataset):
         return len(self.paths)
 
     def _resized(self, tensor: torch.Tensor, nearest: bool = False) -> torch.Tensor:
-        if self.image_size is None or tuple(tensor.shape[-2:]) == (self.image_size, self.image_size):
+        if self.image_size is None or tuple(tensor.shape[-2:]) == (
+            self.image_size,
+            self.image_size,
+        ):
             return tensor
         mode = InterpolationMode.NEAREST if nearest else InterpolationMode.BILINEAR
-        return F.resize(tensor, [self.image_size, self.image_size], interpolation=mode, antialias=not nearest)
+        return F.resize(
+            tensor,
+            [self.image_size, self.image_size],
+            interpolation=mode,
+            antialias=not nearest,
+        )
 
     def __getitem__(self, index: int):
-        image = self._resized(F.pil_to_tensor(read_rgb(self.paths[index], self.draft_size)))
+        image = self._resized(
+            F.pil_to_tensor(read_rgb(self.paths[index], self.draft_size))
+        )
         target = self.targets[index]
         mask = None
         if self.with_mask:
             path = self.mask_paths[index]
             mask = torch.from_numpy(read_mask(path)).to(torch.uint8)[None]
             if self.image_size is None and mask.shape[-2:] != image.shape[-2:]:
-                raise DataError(f"mask {path} is {tuple(mask.shape[-2:])}, its image {tuple(image.shape[-2:])}")
+                raise DataError(
+                    f"mask {path} is {tuple(mask.shape[-2:])}, its image {tuple(image.shape[-2:])}"
+                )
             mask = self._resized(mask, nearest=True)
         if self.transform is None:
             return (image, target) if mask is None else (image, target, mask)
         if mask is None:
             return self.transform(tv_tensors.Image(image)), target
-        image, mask = self.transform(tv_tensors.Image(image), tv_tensors.Mask(mask.bool()))
+        image, mask = self.transform(
+            tv_tensors.Image(image), tv_tensors.Mask(mask.bool())
+        )
         return image, target, mask.to(torch.float32)

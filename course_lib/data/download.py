@@ -28,7 +28,13 @@ from ..files import staged_folder
 from .errors import DataError
 from .melanoma import load_melanoma
 
-__all__ = ["KAGGLE_DATASET", "KaggleCredentialsError", "download_melanoma", "COMPLETE_MARKER", "scrub"]
+__all__ = [
+    "KAGGLE_DATASET",
+    "KaggleCredentialsError",
+    "download_melanoma",
+    "COMPLETE_MARKER",
+    "scrub",
+]
 
 KAGGLE_DATASET = "shonenkov/melanoma-merged-external-data-512x512-jpeg"
 COMPLETE_MARKER = ".download-complete"
@@ -51,11 +57,12 @@ class KaggleCredentialsError(DataError):
 def _secrets() -> list[str]:
     """The credential values this process could hand to Kaggle (never to be printed)."""
     values = [os.environ.get(name, "") for name in ("KAGGLE_KEY", "KAGGLE_API_TOKEN")]
-    for path in (Path.home() / ".kaggle" / "access_token", Path.home() / ".kaggle" / "access_token.txt"):
-        try:
+    for path in (
+        Path.home() / ".kaggle" / "access_token",
+        Path.home() / ".kaggle" / "access_token.txt",
+    ):
+        with contextlib.suppress(OSError, UnicodeDecodeError):
             values.append(path.read_text().strip())
-        except (OSError, UnicodeDecodeError):
-            pass
     return [v for v in values if len(v) >= 4]
 
 
@@ -75,23 +82,35 @@ def _kaggle_api():
     Authenticating again ourselves, with its printout captured, turns every variant into one
     clear error that never shows a key.
     """
-    chatter = io.StringIO()  # kaggle's own help text (it holds no secret); ours replaces it
+    # kaggle's own help text (it holds no secret); ours replaces it
+    chatter = io.StringIO()
     try:
         with contextlib.redirect_stdout(chatter):
+            # imported here: authentication happens on import, and kaggle is an optional extra
             import kaggle
 
             kaggle.api.authenticate()
     except SystemExit:
         raise KaggleCredentialsError(_HOW_TO) from None
     except ImportError as err:
-        raise DataError(f"the kaggle package is not installed ({err}): pip install kaggle") from None
-    except Exception as err:  # a token that cannot be checked (no network), an unreadable file, ...
+        raise DataError(
+            f"the kaggle package is not installed ({err}): pip install kaggle"
+        ) from None
+    except (
+        Exception
+    ) as err:  # a token that cannot be checked (no network), an unreadable file, ...
         text = scrub(str(err).strip().splitlines()[0] if str(err).strip() else "")
-        if isinstance(err, OSError) and ("kaggle.json" in text or "credentials" in text.lower()):
-            raise KaggleCredentialsError(_HOW_TO) from None  # old versions: OSError for a missing kaggle.json
-        raise DataError(f"Kaggle did not accept or could not check the credentials ({type(err).__name__}: {text}). "
-                        "Check the network connection, then the token: KAGGLE_API_TOKEN, ~/.kaggle/access_token "
-                        "or ~/.kaggle/kaggle.json (a token can expire: create a new one under Settings -> API)") from None
+        if isinstance(err, OSError) and (
+            "kaggle.json" in text or "credentials" in text.lower()
+        ):
+            raise KaggleCredentialsError(
+                _HOW_TO
+            ) from None  # old versions: OSError for a missing kaggle.json
+        raise DataError(
+            f"Kaggle did not accept or could not check the credentials ({type(err).__name__}: {text}). "
+            "Check the network connection, then the token: KAGGLE_API_TOKEN, ~/.kaggle/access_token "
+            "or ~/.kaggle/kaggle.json (a token can expire: create a new one under Settings -> API)"
+        ) from None
     return kaggle.api
 
 
@@ -103,14 +122,20 @@ def _check_destination(dest: Path) -> None:
     """Fail before downloading 3 GB when ``dest``'s folder cannot be written."""
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=f".{dest.name}.write-test-", dir=dest.parent):
+        with tempfile.TemporaryDirectory(
+            prefix=f".{dest.name}.write-test-", dir=dest.parent
+        ):
             pass
     except OSError as err:
-        raise DataError(f"cannot write into {dest.parent} ({err.strerror or err}): choose another destination "
-                        "(download_melanoma(dest=...), or set COURSE_DATA_DIR to a writable folder)") from None
+        raise DataError(
+            f"cannot write into {dest.parent} ({err.strerror or err}): choose another destination "
+            "(download_melanoma(dest=...), or set COURSE_DATA_DIR to a writable folder)"
+        ) from None
 
 
-def download_melanoma(dest: str | Path, dataset: str = KAGGLE_DATASET, api=None) -> Path:
+def download_melanoma(
+    dest: str | Path, dataset: str = KAGGLE_DATASET, api=None
+) -> Path:
     """Download and unpack the Kaggle melanoma data into ``dest``; return ``dest``.
 
     ``api`` is an object with kaggle's ``dataset_download_files(dataset, path, unzip, quiet)``
@@ -121,36 +146,57 @@ def download_melanoma(dest: str | Path, dataset: str = KAGGLE_DATASET, api=None)
     if _is_complete(dest):
         return dest
     if dest.exists() and not dest.is_dir():
-        raise DataError(f"{dest} is a file: choose a folder to download the data set into")
+        raise DataError(
+            f"{dest} is a file: choose a folder to download the data set into"
+        )
     if dest.exists() and any(dest.iterdir()):
         try:  # a data set unpacked by hand is accepted once every file in it reads
             load_melanoma(dest, verify=True)
         except DataError as err:
-            raise DataError(f"{dest} exists but is not a complete data set ({err}); "
-                            "remove it and download again") from err
+            raise DataError(
+                f"{dest} exists but is not a complete data set ({err}); "
+                "remove it and download again"
+            ) from err
         (dest / COMPLETE_MARKER).write_text("validated in place\n")
         return dest
     _check_destination(dest)
     if api is None:
         api = _kaggle_api()
     # the archive goes to a folder of its own, deleted afterwards; only the unpacked data is published
-    with tempfile.TemporaryDirectory(prefix=f".{dest.name}.archive-", dir=dest.parent) as archive_dir, \
-            staged_folder(dest) as unpacked:
+    with (
+        tempfile.TemporaryDirectory(
+            prefix=f".{dest.name}.archive-", dir=dest.parent
+        ) as archive_dir,
+        staged_folder(dest) as unpacked,
+    ):
         try:
-            api.dataset_download_files(dataset, path=archive_dir, unzip=False, quiet=False)
-        except Exception as err:  # network, quota, disk, unknown data set: name it, never the key
-            raise DataError(f"downloading {dataset} failed: {type(err).__name__}: {scrub(str(err))}") from None
+            api.dataset_download_files(
+                dataset, path=archive_dir, unzip=False, quiet=False
+            )
+        except (
+            Exception
+        ) as err:  # network, quota, disk, unknown data set: name it, never the key
+            raise DataError(
+                f"downloading {dataset} failed: {type(err).__name__}: {scrub(str(err))}"
+            ) from None
         archives = sorted(Path(archive_dir).glob("*.zip"))
         if len(archives) != 1:
-            raise DataError(f"expected one zip archive from the download, found {len(archives)}")
+            raise DataError(
+                f"expected one zip archive from the download, found {len(archives)}"
+            )
         try:
             with zipfile.ZipFile(archives[0]) as zf:
                 broken = zf.testzip()
                 if broken is not None:
-                    raise DataError(f"the downloaded archive is corrupt (first bad member: {broken})")
+                    raise DataError(
+                        f"the downloaded archive is corrupt (first bad member: {broken})"
+                    )
                 zf.extractall(unpacked)
         except zipfile.BadZipFile as err:
-            raise DataError(f"the downloaded archive {archives[0].name} is not a valid zip: {err}") from err
-        frame = load_melanoma(unpacked, verify=True)  # the csv, its columns, and every image decoded once
+            raise DataError(
+                f"the downloaded archive {archives[0].name} is not a valid zip: {err}"
+            ) from err
+        # the csv, its columns, and every image decoded once
+        frame = load_melanoma(unpacked, verify=True)
         (unpacked / COMPLETE_MARKER).write_text(f"{dataset}\n{len(frame)} images\n")
     return dest

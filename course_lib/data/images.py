@@ -51,7 +51,9 @@ def read_rgb(path: str, draft_size: int | None = None) -> Image.Image:
     except FileNotFoundError as err:
         raise DataError(f"image file not found: {path}") from err
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise DataError(f"cannot decode image {path}: {err} (the file is corrupt or truncated)") from err
+        raise DataError(
+            f"cannot decode image {path}: {err} (the file is corrupt or truncated)"
+        ) from err
 
 
 def read_mask(path: str) -> np.ndarray:
@@ -63,7 +65,9 @@ def read_mask(path: str) -> np.ndarray:
     except FileNotFoundError as err:
         raise DataError(f"mask file not found: {path}") from err
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise DataError(f"cannot read mask {path}: {err} (the file is corrupt or truncated)") from err
+        raise DataError(
+            f"cannot read mask {path}: {err} (the file is corrupt or truncated)"
+        ) from err
 
 
 def _problem(path: str, reader) -> str | None:
@@ -81,7 +85,9 @@ def verify_images(paths, masks=(), workers: int = 8) -> None:
     (the first ten in full, then a count). Decoding releases Python's lock, so threads run
     in parallel on all cores.
     """
-    jobs = [(p, read_rgb) for p in paths] + [(p, read_mask) for p in masks if isinstance(p, str)]
+    jobs = [(p, read_rgb) for p in paths] + [
+        (p, read_mask) for p in masks if isinstance(p, str)
+    ]
     if not jobs:
         return
     with ThreadPoolExecutor(max(1, min(workers, len(jobs)))) as pool:
@@ -89,4 +95,6 @@ def verify_images(paths, masks=(), workers: int = 8) -> None:
     if problems:
         shown = "\n  ".join(problems[:10])
         more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
-        raise DataError(f"{len(problems)} of {len(jobs)} file(s) cannot be read:\n  {shown}{more}")
+        raise DataError(
+            f"{len(problems)} of {len(jobs)} file(s) cannot be read:\n  {shown}{more}"
+        )

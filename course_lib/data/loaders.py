@@ -17,10 +17,12 @@ draws in epoch 3, whatever ``num_workers`` (``fit`` calls :meth:`DeviceLoader.se
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader, RandomSampler
 
+from ..config import get_device
 from .augment import BatchAugment, BatchNormalize
 from .dataset import MelanomaDataset
 
@@ -29,10 +31,12 @@ __all__ = ["DeviceLoader", "make_loaders", "mix_seed"]
 
 def mix_seed(*numbers: int) -> int:
     """One 63-bit seed from several integers (a seed, an epoch, a step), via NumPy's SeedSequence."""
-    import numpy as np
-
-    return int(np.random.SeedSequence([int(n) for n in numbers]).generate_state(2, np.uint32).view(np.uint64)[0]
-               >> np.uint64(1))
+    return int(
+        np.random.SeedSequence([int(n) for n in numbers])
+        .generate_state(2, np.uint32)
+        .view(np.uint64)[0]
+        >> np.uint64(1)
+    )
 
 
 class DeviceLoader(DataLoader):
@@ -46,14 +50,31 @@ class DeviceLoader(DataLoader):
     DataLoader's.
     """
 
-    def __init__(self, dataset, *, batch_transform=None, device=None, seed: int = 0, shuffle: bool = False,
-                 sampler=None, generator: torch.Generator | None = None, **options):
+    def __init__(
+        self,
+        dataset,
+        *,
+        batch_transform=None,
+        device=None,
+        seed: int = 0,
+        shuffle: bool = False,
+        sampler=None,
+        generator: torch.Generator | None = None,
+        **options,
+    ):
         if shuffle and sampler is None:
             sampler = RandomSampler(dataset, generator=torch.Generator())
         # the workers' base seeds come from a generator of their own, never from the global stream
-        super().__init__(dataset, sampler=sampler, generator=generator or torch.Generator(), **options)
+        super().__init__(
+            dataset,
+            sampler=sampler,
+            generator=generator or torch.Generator(),
+            **options,
+        )
         self.batch_transform = batch_transform
-        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.device = (
+            torch.device(device) if device is not None else torch.device("cpu")
+        )
         self.seed = seed
         self.epoch = 0
         self._epoch_given = False
@@ -80,21 +101,38 @@ class DeviceLoader(DataLoader):
         self._epoch_given = False
         generator = torch.Generator()
         for step, batch in enumerate(super().__iter__()):
-            yield self._to_device(batch, generator.manual_seed(mix_seed(epoch_seed, step)))
+            yield self._to_device(
+                batch, generator.manual_seed(mix_seed(epoch_seed, step))
+            )
 
     def _to_device(self, batch, generator: torch.Generator):
-        batch = [item.to(self.device, non_blocking=True) if isinstance(item, torch.Tensor) else item
-                 for item in batch]
+        batch = [
+            item.to(self.device, non_blocking=True)
+            if isinstance(item, torch.Tensor)
+            else item
+            for item in batch
+        ]
         if self.batch_transform is None:
             return tuple(batch)
         images, target, *rest = batch
-        images, masks = self.batch_transform(images, rest[0] if rest else None, generator=generator)
+        images, masks = self.batch_transform(
+            images, rest[0] if rest else None, generator=generator
+        )
         return (images, target) + ((masks, *rest[1:]) if rest else ())
 
 
-def make_loaders(train_frame: pd.DataFrame, val_frame: pd.DataFrame, image_size: int, batch_size: int,
-                 num_workers: int = 0, with_mask: bool = False, sampler=None, device=None, seed: int = 0,
-                 augment: BatchAugment | None = None):
+def make_loaders(
+    train_frame: pd.DataFrame,
+    val_frame: pd.DataFrame,
+    image_size: int,
+    batch_size: int,
+    num_workers: int = 0,
+    with_mask: bool = False,
+    sampler=None,
+    device=None,
+    seed: int = 0,
+    augment: BatchAugment | None = None,
+):
     """Training and validation :class:`DeviceLoader` s with the course's pipeline.
 
     Workers (``num_workers`` processes, kept alive between epochs) decode each image and
@@ -103,13 +141,23 @@ def make_loaders(train_frame: pd.DataFrame, val_frame: pd.DataFrame, image_size:
     :class:`BatchAugment`). Training shuffles (or uses ``sampler``) and drops its last
     incomplete batch, so BatchNorm never sees a batch of one; validation keeps every image.
     """
-    from ..config import get_device
-
     device = torch.device(device) if device is not None else get_device()
-    common = dict(batch_size=batch_size, num_workers=num_workers, persistent_workers=num_workers > 0,
-                  pin_memory=device.type == "cuda", device=device, seed=seed)
+    common = dict(
+        batch_size=batch_size,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        pin_memory=device.type == "cuda",
+        device=device,
+        seed=seed,
+    )
     train = MelanomaDataset(train_frame, with_mask=with_mask, image_size=image_size)
     val = MelanomaDataset(val_frame, with_mask=with_mask, image_size=image_size)
-    train_loader = DeviceLoader(train, shuffle=sampler is None, sampler=sampler, drop_last=len(train) > batch_size,
-                                batch_transform=augment or BatchAugment(), **common)
+    train_loader = DeviceLoader(
+        train,
+        shuffle=sampler is None,
+        sampler=sampler,
+        drop_last=len(train) > batch_size,
+        batch_transform=augment or BatchAugment(),
+        **common,
+    )
     return train_loader, DeviceLoader(val, batch_transform=BatchNormalize(), **common)

@@ -29,9 +29,11 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import multiprocessing
 import os
 import sys
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,17 +44,26 @@ from PIL import Image, ImageDraw, ImageFilter
 from ..files import staged_folder
 from .errors import DataError
 
-__all__ = ["make_synthetic_lesions", "ensure_synthetic_lesions", "default_data_dir", "read_stamp",
-           "available_cores", "SEPARATION", "GENERATOR_VERSION"]
+__all__ = [
+    "make_synthetic_lesions",
+    "ensure_synthetic_lesions",
+    "default_data_dir",
+    "read_stamp",
+    "available_cores",
+    "SEPARATION",
+    "GENERATOR_VERSION",
+]
 
 #: Distance between the class means of the latent severity, in standard deviations.
 #: Together with the per-trait noise it sets how hard the task is (see notebook 01).
 SEPARATION = 2.4
 
 _SITES = ("torso", "lower extremity", "upper extremity", "head/neck", "palms/soles")
+# dark brown, black, blue-grey, red, light brown
 _MALIGNANT_COLOURS = np.array(
-    [[60, 35, 25], [25, 18, 20], [95, 105, 135], [150, 60, 55], [115, 75, 50]], dtype=np.float32
-)  # dark brown, black, blue-grey, red, light brown
+    [[60, 35, 25], [25, 18, 20], [95, 105, 135], [150, 60, 55], [115, 75, 50]],
+    dtype=np.float32,
+)
 
 
 @dataclass(frozen=True)
@@ -79,7 +90,9 @@ def _make_patients(rng, n_patients, risky_fraction, prefix) -> list[_Patient]:
     patients = []
     for k in range(n_patients):
         lightness = rng.uniform(0.35, 1.0)  # from dark to light skin
-        skin = np.array([235, 190, 160], np.float32) * lightness + np.array([40, 25, 15]) * (1 - lightness)
+        skin = np.array([235, 190, 160], np.float32) * lightness + np.array(
+            [40, 25, 15]
+        ) * (1 - lightness)
         patients.append(
             _Patient(
                 patient_id=f"{prefix}_P{k:05d}",
@@ -110,13 +123,23 @@ def _lesion_traits(rng, target: int, separation: float):
     }
 
 
-def _radius(theta: np.ndarray, rng, base: float, asymmetry: float, border: float) -> np.ndarray:
+def _radius(
+    theta: np.ndarray, rng, base: float, asymmetry: float, border: float
+) -> np.ndarray:
     """Lesion outline in polar form: smooth low harmonics (A) plus ragged high harmonics (B)."""
     r = np.ones_like(theta)
     for k in (1, 2, 3):
-        r += asymmetry / k * rng.normal() * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
+        r += (
+            asymmetry / k * rng.normal() * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
+        )
     for k in range(4, 13):
-        r += border * rng.normal() * 4 / k * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
+        r += (
+            border
+            * rng.normal()
+            * 4
+            / k
+            * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
+        )
     return base * np.clip(r, 0.35, None)
 
 
@@ -132,7 +155,11 @@ def _draw_cue(size: int, rng, kind: str) -> Image.Image:
             length = band if i % 4 == 0 else band // 2
             xy = [(t, 0), (t, length)] if edge % 2 == 0 else [(0, t), (length, t)]
             draw.line(xy, fill=255, width=max(1, size // 64))
-        draw.line([(0, 1), (size, 1)] if edge % 2 == 0 else [(1, 0), (1, size)], fill=255, width=max(1, size // 48))
+        draw.line(
+            [(0, 1), (size, 1)] if edge % 2 == 0 else [(1, 0), (1, size)],
+            fill=255,
+            width=max(1, size // 48),
+        )
     elif kind == "ink":
         for _ in range(rng.integers(2, 5)):
             cx, cy = rng.uniform(0.05, 0.3) * size, rng.uniform(0.1, 0.9) * size
@@ -143,15 +170,21 @@ def _draw_cue(size: int, rng, kind: str) -> Image.Image:
     else:
         raise ValueError(f"spurious_cue must be 'ruler', 'ink' or None, not {kind!r}")
     if edge >= 2:  # mirror to the opposite edge
-        cue = cue.transpose(Image.FLIP_TOP_BOTTOM if edge == 2 else Image.FLIP_LEFT_RIGHT)
+        cue = cue.transpose(
+            Image.FLIP_TOP_BOTTOM if edge == 2 else Image.FLIP_LEFT_RIGHT
+        )
     return cue
 
 
-def _render(rng, size: int, patient: _Patient, traits: dict, cue_kind: str | None, cue_rng=None):
+def _render(
+    rng, size: int, patient: _Patient, traits: dict, cue_kind: str | None, cue_rng=None
+):
     """One image, its lesion mask and its cue mask (None without a cue); the cue is drawn with ``cue_rng``."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     # skin: base tone, low-frequency texture, fine grain, camera cast
-    tex = _smooth_noise(rng, size, 6) * patient.texture + _smooth_noise(rng, size, 24) * 3
+    tex = (
+        _smooth_noise(rng, size, 6) * patient.texture + _smooth_noise(rng, size, 24) * 3
+    )
     img = patient.skin[None, None, :] + tex[..., None]
     # lesion outline, placed off-centre
     base = traits["diameter"] * size / 2
@@ -164,9 +197,15 @@ def _render(rng, size: int, patient: _Patient, traits: dict, cue_kind: str | Non
     brown = np.array([120, 78, 52], np.float32) * (1.25 - traits["darkness"])
     pigment = np.broadcast_to(brown, img.shape).copy()
     if traits["colours"] > 1:
-        chosen = _MALIGNANT_COLOURS[rng.choice(len(_MALIGNANT_COLOURS), traits["colours"], replace=False)]
+        chosen = _MALIGNANT_COLOURS[
+            rng.choice(len(_MALIGNANT_COLOURS), traits["colours"], replace=False)
+        ]
         field = _smooth_noise(rng, size, 5)
-        bins = np.quantile(field[mask], np.linspace(0, 1, traits["colours"] + 1)[1:-1]) if mask.any() else []
+        bins = (
+            np.quantile(field[mask], np.linspace(0, 1, traits["colours"] + 1)[1:-1])
+            if mask.any()
+            else []
+        )
         pigment = chosen[np.digitize(field, bins)]
     # soft edge: opacity falls off over a couple of pixels at the border
     edge = np.clip((radius - dist) / max(1.0, size / 48) + 0.5, 0, 1)
@@ -180,14 +219,23 @@ def _render(rng, size: int, patient: _Patient, traits: dict, cue_kind: str | Non
         x0, y0 = rng.uniform(0, size, 2)
         angle, length = rng.uniform(0, 2 * np.pi), rng.uniform(0.3, 0.9) * size
         bend = rng.normal(0, 0.3)
-        pts = [(x0 + t * length * math.cos(angle + bend * t), y0 + t * length * math.sin(angle + bend * t))
-               for t in np.linspace(0, 1, 8)]
+        pts = [
+            (
+                x0 + t * length * math.cos(angle + bend * t),
+                y0 + t * length * math.sin(angle + bend * t),
+            )
+            for t in np.linspace(0, 1, 8)
+        ]
         draw.line(pts, fill=(40, 28, 22), width=1)
     cue = None
     if cue_kind is not None:
         cue = _draw_cue(size, cue_rng, cue_kind)
-        colour = (20, 20, 30) if cue_kind == "ruler" else (70, 40, 140)  # black ticks, violet ink
-        image.paste(Image.new("RGB", image.size, colour), mask=cue.filter(ImageFilter.GaussianBlur(0.4)))
+        # black ticks, violet ink
+        colour = (20, 20, 30) if cue_kind == "ruler" else (70, 40, 140)
+        image.paste(
+            Image.new("RGB", image.size, colour),
+            mask=cue.filter(ImageFilter.GaussianBlur(0.4)),
+        )
     return image, Image.fromarray((mask * 255).astype(np.uint8)), cue
 
 
@@ -207,26 +255,50 @@ def _image_streams(seed: int, index: int):
     whichever process draws it and in whatever order; the cue's stream is separate, so a
     set with a cue holds exactly the lesions of the set without one.
     """
-    return np.random.default_rng([seed, 0, index]), np.random.default_rng([seed, 1, index])
+    return np.random.default_rng([seed, 0, index]), np.random.default_rng(
+        [seed, 1, index]
+    )
 
 
-def _write_images(folder: str, seed: int, image_size: int, separation: float, spurious_cue, cue_rates,
-                  jpeg_quality: int, jobs) -> list[dict]:
+def _write_images(
+    folder: str,
+    seed: int,
+    image_size: int,
+    separation: float,
+    spurious_cue,
+    cue_rates,
+    jpeg_quality: int,
+    jobs,
+) -> list[dict]:
     """Render and save the images ``jobs`` = [(index, image_id, patient, target), ...]; their rows."""
     folder = Path(folder)
     rows = []
     for index, image_id, patient, target in jobs:
         rng, cue_rng = _image_streams(seed, index)
         traits = _lesion_traits(rng, target, separation)
-        cue_kind = spurious_cue if spurious_cue and cue_rng.random() < cue_rates[target] else None
+        cue_kind = (
+            spurious_cue
+            if spurious_cue and cue_rng.random() < cue_rates[target]
+            else None
+        )
         image, mask, cue = _render(rng, image_size, patient, traits, cue_kind, cue_rng)
         image.save(folder / "images" / f"{image_id}.jpg", quality=jpeg_quality)
         mask.save(folder / "masks" / f"{image_id}.png")
         if cue is not None:
             cue.save(folder / "cues" / f"{image_id}.png")
-        rows.append(dict(image_id=image_id, patient_id=patient.patient_id, sex=patient.sex,
-                         age_approx=patient.age, anatom_site_general_challenge=patient.site,
-                         source="SYNTH", target=target, cue=int(cue is not None), **traits))
+        rows.append(
+            dict(
+                image_id=image_id,
+                patient_id=patient.patient_id,
+                sex=patient.sex,
+                age_approx=patient.age,
+                anatom_site_general_challenge=patient.site,
+                source="SYNTH",
+                target=target,
+                cue=int(cue is not None),
+                **traits,
+            )
+        )
     return rows
 
 
@@ -238,28 +310,34 @@ def available_cores() -> int:
 
 
 def _can_fork() -> bool:
-    import multiprocessing
 
-    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
+    return (
+        sys.platform.startswith("linux")
+        and "fork" in multiprocessing.get_all_start_methods()
+    )
 
 
 def _pool(workers: int):
     """A process pool. On Linux its processes are forked, as PyTorch's DataLoader workers are:
     they only run NumPy and Pillow, and, unlike spawned ones, they never re-run the calling
     script (a script without ``if __name__ == "__main__":`` works)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork" if _can_fork() else "spawn"))
+    return ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context("fork" if _can_fork() else "spawn"),
+    )
 
 
 def _check_writable_target(root: Path) -> None:
     if root.exists() and not root.is_dir():
-        raise DataError(f"{root} is a file, not a folder: choose a new folder for the synthetic lesions")
+        raise DataError(
+            f"{root} is a file, not a folder: choose a new folder for the synthetic lesions"
+        )
     if root.is_dir() and any(root.iterdir()):
-        raise DataError(f"{root} is not empty: make_synthetic_lesions writes only into a new or empty folder, "
-                        "so that it never overwrites data (use ensure_synthetic_lesions to reuse or refresh "
-                        "a set it generated)")
+        raise DataError(
+            f"{root} is not empty: make_synthetic_lesions writes only into a new or empty folder, "
+            "so that it never overwrites data (use ensure_synthetic_lesions to reuse or refresh "
+            "a set it generated)"
+        )
 
 
 def make_synthetic_lesions(
@@ -296,25 +374,43 @@ def make_synthetic_lesions(
     if image_size < 32:
         raise ValueError(f"image_size must be at least 32 pixels, got {image_size}")
     if spurious_cue not in (None, "ruler", "ink"):
-        raise ValueError(f"spurious_cue must be 'ruler', 'ink' or None, not {spurious_cue!r}")
+        raise ValueError(
+            f"spurious_cue must be 'ruler', 'ink' or None, not {spurious_cue!r}"
+        )
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
     root = Path(root)
     _check_writable_target(root)
-    return _publish(root, n_images, image_size, seed, num_workers, malignant_fraction=malignant_fraction,
-                    images_per_patient=images_per_patient, separation=separation, spurious_cue=spurious_cue,
-                    cue_rates=cue_rates, jpeg_quality=jpeg_quality)
+    return _publish(
+        root,
+        n_images,
+        image_size,
+        seed,
+        num_workers,
+        malignant_fraction=malignant_fraction,
+        images_per_patient=images_per_patient,
+        separation=separation,
+        spurious_cue=spurious_cue,
+        cue_rates=cue_rates,
+        jpeg_quality=jpeg_quality,
+    )
 
 
 def _parameters(n_images: int, image_size: int, seed: int, **options) -> dict:
     """Every parameter of a set, defaults filled in, as JSON would store them (unknown names: TypeError)."""
-    bound = inspect.signature(make_synthetic_lesions).bind(None, n_images, image_size, seed, **options)
+    bound = inspect.signature(make_synthetic_lesions).bind(
+        None, n_images, image_size, seed, **options
+    )
     bound.apply_defaults()
-    params = {k: v for k, v in bound.arguments.items() if k not in ("root", "num_workers")}
+    params = {
+        k: v for k, v in bound.arguments.items() if k not in ("root", "num_workers")
+    }
     return json.loads(json.dumps(params))
 
 
-def _publish(root: Path, n_images: int, image_size: int, seed: int, num_workers, **options) -> pd.DataFrame:
+def _publish(
+    root: Path, n_images: int, image_size: int, seed: int, num_workers, **options
+) -> pd.DataFrame:
     """Generate into a staging folder beside ``root``, stamp it, and rename it to ``root``."""
     params = _parameters(n_images, image_size, seed, **options)
     with staged_folder(root) as staging:
@@ -324,8 +420,20 @@ def _publish(root: Path, n_images: int, image_size: int, seed: int, num_workers,
     return frame
 
 
-def _generate(folder: Path, *, n_images, image_size, seed, num_workers, malignant_fraction, images_per_patient,
-              separation, spurious_cue, cue_rates, jpeg_quality) -> pd.DataFrame:
+def _generate(
+    folder: Path,
+    *,
+    n_images,
+    image_size,
+    seed,
+    num_workers,
+    malignant_fraction,
+    images_per_patient,
+    separation,
+    spurious_cue,
+    cue_rates,
+    jpeg_quality,
+) -> pd.DataFrame:
     for sub in ("images", "masks") + (("cues",) if spurious_cue else ()):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     # who and which label: a few draws per image from one stream, cheap and sequential
@@ -334,8 +442,13 @@ def _generate(folder: Path, *, n_images, image_size, seed, num_workers, malignan
     # p(malignant | risky) = 0.8 and p(malignant | not risky) = 0.05 give the requested overall rate
     risky_fraction = float(np.clip((malignant_fraction - 0.05) / 0.75, 0, 1))
     patients = _make_patients(rng, n_patients, risky_fraction, prefix=f"SYN{seed}")
-    owners = np.concatenate([np.arange(n_patients), rng.integers(0, n_patients, n_images - n_patients)]) \
-        if n_images >= n_patients else rng.permutation(n_patients)[:n_images]
+    owners = (
+        np.concatenate(
+            [np.arange(n_patients), rng.integers(0, n_patients, n_images - n_patients)]
+        )
+        if n_images >= n_patients
+        else rng.permutation(n_patients)[:n_images]
+    )
     jobs = []
     for i, owner in enumerate(np.sort(owners)):
         patient = patients[owner]
@@ -347,17 +460,32 @@ def _generate(folder: Path, *, n_images, image_size, seed, num_workers, malignan
     default = min(available_cores(), n_images // 256) if _can_fork() else 1
     workers = num_workers if num_workers is not None else default
     workers = max(1, min(workers, n_images))
-    common = (str(folder), seed, image_size, separation, spurious_cue, tuple(cue_rates), jpeg_quality)
+    common = (
+        str(folder),
+        seed,
+        image_size,
+        separation,
+        spurious_cue,
+        tuple(cue_rates),
+        jpeg_quality,
+    )
     if workers == 1:
         rows = _write_images(*common, jobs)
     else:
-        chunks = [jobs[k::workers * 4] for k in range(workers * 4)]  # interleaved: equal work per chunk
+        # interleaved: equal work per chunk
+        chunks = [jobs[k :: workers * 4] for k in range(workers * 4)]
         with warnings.catch_warnings(), _pool(workers) as pool:
             # Python 3.12+ warns that forking a multi-threaded process (torch's thread pool) may
             # deadlock a child that uses those threads' locks; these children never touch torch
-            warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
-            parts = list(pool.map(_write_images, *zip(*[(*common, chunk) for chunk in chunks])))
-        rows = sorted((row for part in parts for row in part), key=lambda r: r["image_id"])
+            warnings.filterwarnings(
+                "ignore", message=".*fork.*", category=DeprecationWarning
+            )
+            parts = list(
+                pool.map(_write_images, *zip(*[(*common, chunk) for chunk in chunks]))
+            )
+        rows = sorted(
+            (row for part in parts for row in part), key=lambda r: r["image_id"]
+        )
     frame = pd.DataFrame(rows)
     frame.to_csv(folder / "marking.csv", index=False)
     return frame
@@ -377,17 +505,27 @@ def read_stamp(root: str | Path) -> dict | None:
         return None
     if record.get("generator") == _GENERATOR:
         return record
-    legacy = {"version", "n_images", "image_size", "seed"} <= record.keys() and record["version"] in (1, 2)
+    legacy = {"version", "n_images", "image_size", "seed"} <= record.keys() and record[
+        "version"
+    ] in (1, 2)
     return record if legacy else None
 
 
 def default_data_dir() -> Path:
     """Where the course keeps data: ``$COURSE_DATA_DIR``, else ``~/.cache/attention-course``."""
-    return Path(os.environ.get("COURSE_DATA_DIR", Path.home() / ".cache" / "attention-course"))
+    return Path(
+        os.environ.get("COURSE_DATA_DIR", Path.home() / ".cache" / "attention-course")
+    )
 
 
-def ensure_synthetic_lesions(n_images: int, image_size: int, seed: int = 0, root: str | Path | None = None,
-                             num_workers: int | None = None, **options) -> Path:
+def ensure_synthetic_lesions(
+    n_images: int,
+    image_size: int,
+    seed: int = 0,
+    root: str | Path | None = None,
+    num_workers: int | None = None,
+    **options,
+) -> Path:
     """Generate a synthetic set once and reuse it: notebooks of one profile share their data.
 
     The set lives in ``root`` (default: a folder named after its parameters under
@@ -398,18 +536,25 @@ def ensure_synthetic_lesions(n_images: int, image_size: int, seed: int = 0, root
     """
     if root is None:
         extras = "".join(f"-{k}{v}" for k, v in sorted(options.items()))
-        root = default_data_dir() / f"synthetic-n{n_images}-s{image_size}-seed{seed}{extras}"
+        root = (
+            default_data_dir()
+            / f"synthetic-n{n_images}-s{image_size}-seed{seed}{extras}"
+        )
     root = Path(root)
     wanted = _parameters(n_images, image_size, seed, **options)
     stamp = read_stamp(root)
-    if stamp is not None and stamp.get("version") == GENERATOR_VERSION and \
-            all(stamp.get(k) == v for k, v in wanted.items()):
+    if (
+        stamp is not None
+        and stamp.get("version") == GENERATOR_VERSION
+        and all(stamp.get(k) == v for k, v in wanted.items())
+    ):
         return root
-    if stamp is None and root.exists():
-        if root.is_file() or any(root.iterdir()):
-            raise DataError(f"{root} exists and was not written by the synthetic-lesion generator (no "
-                            f"{STAMP} stamp of its own): it is left as it is. Pass another root, or remove "
-                            "the folder yourself if you no longer need what it holds")
+    if stamp is None and root.exists() and (root.is_file() or any(root.iterdir())):
+        raise DataError(
+            f"{root} exists and was not written by the synthetic-lesion generator (no "
+            f"{STAMP} stamp of its own): it is left as it is. Pass another root, or remove "
+            "the folder yourself if you no longer need what it holds"
+        )
     # an outdated set of this generator, or an empty folder: (re)generate it, atomically
     _publish(root, n_images, image_size, seed, num_workers, **options)
     return root

@@ -10,7 +10,13 @@ from __future__ import annotations
 import torch
 from torchvision.transforms import v2
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "train_transforms", "eval_transforms", "denormalize"]
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "train_transforms",
+    "eval_transforms",
+    "denormalize",
+]
 
 # ImageNet statistics: what pretrained VGG16 weights expect (the gpu profile uses them);
 # the course normalises the same way in every profile so that one pipeline serves all.
@@ -24,24 +30,30 @@ def train_transforms(image_size: int) -> v2.Compose:
     Lesions have no canonical orientation, so vertical flips and rotations are as valid as
     horizontal ones. Photometric jitter is mild: colour is a diagnostic cue (the C of ABCD).
     """
-    return v2.Compose([
-        v2.RandomResizedCrop(image_size, scale=(0.7, 1.0), ratio=(0.9, 1.1), antialias=True),
-        v2.RandomHorizontalFlip(),
-        v2.RandomVerticalFlip(),
-        v2.RandomRotation(20),
-        v2.ColorJitter(brightness=0.1, contrast=0.1, saturation=0.05),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-    ])
+    return v2.Compose(
+        [
+            v2.RandomResizedCrop(
+                image_size, scale=(0.7, 1.0), ratio=(0.9, 1.1), antialias=True
+            ),
+            v2.RandomHorizontalFlip(),
+            v2.RandomVerticalFlip(),
+            v2.RandomRotation(20),
+            v2.ColorJitter(brightness=0.1, contrast=0.1, saturation=0.05),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
 
 
 def eval_transforms(image_size: int) -> v2.Compose:
     """Deterministic: resize to ``image_size`` and normalise."""
-    return v2.Compose([
-        v2.Resize((image_size, image_size), antialias=True),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-    ])
+    return v2.Compose(
+        [
+            v2.Resize((image_size, image_size), antialias=True),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
 
 
 def denormalize(images: torch.Tensor) -> torch.Tensor:

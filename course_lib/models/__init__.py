@@ -11,14 +11,28 @@ from ..attention import ATTENTION
 from .attnvgg import AttnVGG
 from .vgg import VGG, VGG16_STAGES, vgg16
 
-__all__ = ["AttnVGG", "VGG", "VGG16_STAGES", "vgg16", "build_model", "MODEL_NAMES", "COMPARED_MODELS"]
+__all__ = [
+    "AttnVGG",
+    "VGG",
+    "VGG16_STAGES",
+    "vgg16",
+    "build_model",
+    "MODEL_NAMES",
+    "COMPARED_MODELS",
+]
 
 _HEADS = {"vgg16": "gap", "vgg16-fc": "fc", "vgg16-dualpool": "dualpool"}
 MODEL_NAMES = (*_HEADS, *(f"vgg16-{name}" for name in ATTENTION), "attnvgg")
 
 #: The models chapter 09 compares (and ``benchmarks/module_cost.py`` measures), by label.
-COMPARED_MODELS = {"baseline (GAP)": "vgg16", "SE": "vgg16-se", "CBAM": "vgg16-cbam", "dual pooling": "vgg16-dualpool",
-                   "self-attention": "vgg16-self", "triplet": "vgg16-triplet"}
+COMPARED_MODELS = {
+    "baseline (GAP)": "vgg16",
+    "SE": "vgg16-se",
+    "CBAM": "vgg16-cbam",
+    "dual pooling": "vgg16-dualpool",
+    "self-attention": "vgg16-self",
+    "triplet": "vgg16-triplet",
+}
 
 
 def build_model(name: str, num_classes: int = 1, width: float = 1.0):

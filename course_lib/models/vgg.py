@@ -42,7 +42,12 @@ def init_weights(model: nn.Module, conv_mode: str = "fan_out") -> None:
     outside its attention modules: Kaiming-normal convolutions (``conv_mode`` "fan_out" as
     torchvision, "fan_in" as AttnMel's gates), BatchNorm at 1 and 0, linear layers N(0, 0.01),
     biases 0. Attention modules keep their own initialisation (SAGAN's gamma must start at 0)."""
-    inside_attention = {id(sub) for m in model.modules() if m is not model and is_attention(m) for sub in m.modules()}
+    inside_attention = {
+        id(sub)
+        for m in model.modules()
+        if m is not model and is_attention(m)
+        for sub in m.modules()
+    }
     for m in model.modules():
         if id(m) in inside_attention:
             continue
@@ -79,19 +84,32 @@ def conv_stage(in_channels: int, widths, batch_norm: bool) -> nn.Sequential:
 class VGG(nn.Module):
     """``features`` (five stages; ``features[i]`` is stage i+1) then ``pool`` and ``classifier``."""
 
-    def __init__(self, num_classes: int, width: float = 1.0, batch_norm: bool = True,
-                 head: str = "fc", dropout: float = 0.5, attention: str | None = None,
-                 attention_stages=None):
+    def __init__(
+        self,
+        num_classes: int,
+        width: float = 1.0,
+        batch_norm: bool = True,
+        head: str = "fc",
+        dropout: float = 0.5,
+        attention: str | None = None,
+        attention_stages=None,
+    ):
         super().__init__()
         if attention is not None and attention not in ATTENTION:
-            raise ValueError(f"attention must be one of {', '.join(ATTENTION)} or None, not {attention!r}")
-        slots = set(attention_stages or (ATTENTION[attention].stages if attention else ()))
+            raise ValueError(
+                f"attention must be one of {', '.join(ATTENTION)} or None, not {attention!r}"
+            )
+        slots = set(
+            attention_stages or (ATTENTION[attention].stages if attention else ())
+        )
         stages, in_channels = [], 3
         for index, widths in enumerate(VGG16_STAGES, start=1):
             widths = [scaled(c, width) for c in widths]
             stage = conv_stage(in_channels, widths, batch_norm)
             if attention is not None and index in slots:  # before the stage's max-pool
-                stage = nn.Sequential(*stage[:-1], make_attention(attention, widths[-1]), stage[-1])
+                stage = nn.Sequential(
+                    *stage[:-1], make_attention(attention, widths[-1]), stage[-1]
+                )
             stages.append(stage)
             in_channels = widths[-1]
         self.attention = attention
@@ -103,16 +121,24 @@ class VGG(nn.Module):
             self.pool = nn.AdaptiveAvgPool2d(7)
             self.classifier = nn.Sequential(
                 nn.Flatten(),
-                nn.Linear(in_channels * 7 * 7, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
-                nn.Linear(hidden, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
+                nn.Linear(in_channels * 7 * 7, hidden),
+                nn.ReLU(inplace=True),
+                nn.Dropout(dropout),
+                nn.Linear(hidden, hidden),
+                nn.ReLU(inplace=True),
+                nn.Dropout(dropout),
                 nn.Linear(hidden, num_classes),
             )
         elif head == "gap":
             self.pool = nn.AdaptiveAvgPool2d(1)
-            self.classifier = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(in_channels, num_classes))
+            self.classifier = nn.Sequential(
+                nn.Flatten(), nn.Dropout(dropout), nn.Linear(in_channels, num_classes)
+            )
         elif head == "dualpool":
             self.pool = DualPooling()  # (N, C, H, W) -> (N, 2C)
-            self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * in_channels, num_classes))
+            self.classifier = nn.Sequential(
+                nn.Dropout(dropout), nn.Linear(2 * in_channels, num_classes)
+            )
         else:
             raise ValueError(f"head must be 'fc', 'gap' or 'dualpool', not {head!r}")
         self.head = head
@@ -124,17 +150,33 @@ class VGG(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] % 32 or x.shape[-2] % 32:
-            raise ValueError(f"VGG16 halves the input five times: height and width must be multiples of 32, "
-                             f"got {tuple(x.shape[-2:])}")
+            raise ValueError(
+                f"VGG16 halves the input five times: height and width must be multiples of 32, "
+                f"got {tuple(x.shape[-2:])}"
+            )
         return self.classifier(self.pool(self.features(x)))
 
 
-def vgg16(num_classes: int, width: float = 1.0, batch_norm: bool = True, head: str = "fc",
-          attention: str | None = None, dropout: float = 0.5, attention_stages=None) -> VGG:
+def vgg16(
+    num_classes: int,
+    width: float = 1.0,
+    batch_norm: bool = True,
+    head: str = "fc",
+    attention: str | None = None,
+    dropout: float = 0.5,
+    attention_stages=None,
+) -> VGG:
     """VGG16 with ``num_classes`` outputs (1 for a binary task scored by one logit).
 
     ``head``: "fc", "gap" or "dualpool"; ``attention``: None or a name of
     :data:`course_lib.attention.ATTENTION` ("se", "cbam", "self", "triplet", "eca").
     """
-    return VGG(num_classes, width=width, batch_norm=batch_norm, head=head, dropout=dropout,
-               attention=attention, attention_stages=attention_stages)
+    return VGG(
+        num_classes,
+        width=width,
+        batch_norm=batch_norm,
+        head=head,
+        dropout=dropout,
+        attention=attention,
+        attention_stages=attention_stages,
+    )

@@ -24,13 +24,31 @@ def main() -> None:
     torch.manual_seed(0)
     x = torch.randn(96, 3, 8, 8)
     y = ((x[:, 0].mean((1, 2)) + 0.5 * torch.randn(96)) > 0).long()
-    train = DataLoader(TensorDataset(x[:64], y[:64]), batch_size=batch, shuffle=True, drop_last=True)
-    val = DataLoader(TensorDataset(x[64:], y[64:]), batch_size=5)  # 32 images: uneven shards
+    train = DataLoader(
+        TensorDataset(x[:64], y[:64]), batch_size=batch, shuffle=True, drop_last=True
+    )
+    # 32 images: uneven shards
+    val = DataLoader(TensorDataset(x[64:], y[64:]), batch_size=5)
     torch.manual_seed(1)
-    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                          nn.Flatten(), nn.Linear(4, 1))
-    history = fit(model, train, val, epochs=3, lr=0.05, device="cpu", out_dir=out, seed=7,
-                  progress=False, verbose=False)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 1),
+    )
+    history = fit(
+        model,
+        train,
+        val,
+        epochs=3,
+        lr=0.05,
+        device="cpu",
+        out_dir=out,
+        seed=7,
+        progress=False,
+        verbose=False,
+    )
     if world().is_main:
         history.to_csv(out / "history.csv", index=False)
     shutdown()
