@@ -22,11 +22,11 @@ import argparse
 from pathlib import Path
 
 import torch
+from records import describe_machine, machine_line, save_record  # benchmarks/records.py
 
 from course_lib.attention import SelfAttention2d
 from course_lib.bench import latency_ms, peak_memory_bytes
 from course_lib.config import get_device
-from records import describe_machine, machine_line, save_record  # benchmarks/records.py
 
 
 def written_out(block: SelfAttention2d, x: torch.Tensor) -> torch.Tensor:
@@ -34,14 +34,18 @@ def written_out(block: SelfAttention2d, x: torch.Tensor) -> torch.Tensor:
     n, c, h, w = x.shape
     q, k = block.query(x).flatten(2), block.key(x).flatten(2)  # (N, C/8, HW)
     weights = torch.softmax(torch.bmm(q.transpose(1, 2), k), dim=-1)  # (N, HW, HW)
-    return torch.bmm(block.value(x).flatten(2), weights.transpose(1, 2)).view(n, c, h, w)
+    return torch.bmm(block.value(x).flatten(2), weights.transpose(1, 2)).view(
+        n, c, h, w
+    )
 
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sides", type=int, nargs="+", default=[14, 28, 56, 112])
     parser.add_argument("--channels", type=int, default=64)
-    parser.add_argument("--results", type=Path, help="also write the results as JSON into this folder")
+    parser.add_argument(
+        "--results", type=Path, help="also write the results as JSON into this folder"
+    )
     args = parser.parse_args(argv)
     device = get_device()
     machine = describe_machine(device)
@@ -50,25 +54,47 @@ def main(argv=None) -> dict:
     block = SelfAttention2d(args.channels).to(device).eval()
     unfused = SelfAttention2d(args.channels, fused=False).to(device).eval()
     unfused.load_state_dict(block.state_dict())
-    methods = {"written out (bmm + softmax)": lambda x: written_out(block, x),
-               "SDPA, SAGAN shapes": unfused.attend, "SDPA, q/k padded (course_lib)": block.attend}
+    methods = {
+        "written out (bmm + softmax)": lambda x: written_out(block, x),
+        "SDPA, SAGAN shapes": unfused.attend,
+        "SDPA, q/k padded (course_lib)": block.attend,
+    }
     rows = []
     for side in args.sides:
         x = torch.randn(1, args.channels, side, side, device=device)
         with torch.no_grad():
             reference = written_out(block, x)
-            row = {"side": side, "positions": side * side, "matrix MiB (fp32)": (side * side) ** 2 * 4 / 2**20}
+            row = {
+                "side": side,
+                "positions": side * side,
+                "matrix MiB (fp32)": (side * side) ** 2 * 4 / 2**20,
+            }
             for name, fn in methods.items():
                 torch.testing.assert_close(fn(x), reference, rtol=1e-4, atol=1e-4)
-                row[f"{name}: peak MiB"] = peak_memory_bytes(fn, x, device=device) / 2**20
+                row[f"{name}: peak MiB"] = (
+                    peak_memory_bytes(fn, x, device=device) / 2**20
+                )
                 row[f"{name}: ms"] = latency_ms(fn, x, min_run_time=0.2)
-        row["memory ratio written out / padded SDPA"] = (row["written out (bmm + softmax): peak MiB"]
-                                                         / row["SDPA, q/k padded (course_lib): peak MiB"])
+        row["memory ratio written out / padded SDPA"] = (
+            row["written out (bmm + softmax): peak MiB"]
+            / row["SDPA, q/k padded (course_lib): peak MiB"]
+        )
         rows.append(row)
-        print(f"{side:4d}x{side:<4d} " + "  ".join(f"{k.split(':')[0]}: {row[k]:.1f} MiB"
-                                                  for k in row if k.endswith("peak MiB"))
-              + f"  ratio {row['memory ratio written out / padded SDPA']:.1f}x")
-    record = {"machine": machine, "device": device.type, "channels": args.channels, "rows": rows}
+        print(
+            f"{side:4d}x{side:<4d} "
+            + "  ".join(
+                f"{k.split(':')[0]}: {row[k]:.1f} MiB"
+                for k in row
+                if k.endswith("peak MiB")
+            )
+            + f"  ratio {row['memory ratio written out / padded SDPA']:.1f}x"
+        )
+    record = {
+        "machine": machine,
+        "device": device.type,
+        "channels": args.channels,
+        "rows": rows,
+    }
     save_record(args.results, f"attention_memory-{device.type}.json", record)
     return record
 

@@ -15,13 +15,18 @@ import argparse
 from pathlib import Path
 
 import torch
+from records import describe_machine, machine_line, save_record  # benchmarks/records.py
 
 from course_lib.bench import cost_table
 from course_lib.config import get_device, get_profile
 from course_lib.models import COMPARED_MODELS, build_model
-from records import describe_machine, machine_line, save_record  # benchmarks/records.py
 
-MODELS = {**COMPARED_MODELS, "ECA": "vgg16-eca", "AttnVGG": "attnvgg"}  # chapter 09's six, ECA, AttnVGG
+# chapter 09's six, ECA, AttnVGG
+MODELS = {
+    **COMPARED_MODELS,
+    "ECA": "vgg16-eca",
+    "AttnVGG": "attnvgg",
+}
 
 
 def main(argv=None) -> dict:
@@ -29,7 +34,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--profiles", nargs="+", default=["smoke", "cpu", "gpu"])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--results", type=Path, help="also write the results as JSON into this folder")
+    parser.add_argument(
+        "--results", type=Path, help="also write the results as JSON into this folder"
+    )
     args = parser.parse_args(argv)
     device = get_device()
     machine = describe_machine(device)
@@ -38,16 +45,37 @@ def main(argv=None) -> dict:
     for name in args.profiles:
         profile = get_profile(name)
         torch.manual_seed(0)
-        models = {label: build_model(key, num_classes=1, width=profile.width).to(device) for label, key in MODELS.items()}
-        table = cost_table(models, profile.image_size, batch_size=args.batch_size, rounds=args.rounds,
-                           baseline="baseline (GAP)")
+        models = {
+            label: build_model(key, num_classes=1, width=profile.width).to(device)
+            for label, key in MODELS.items()
+        }
+        table = cost_table(
+            models,
+            profile.image_size,
+            batch_size=args.batch_size,
+            rounds=args.rounds,
+            baseline="baseline (GAP)",
+        )
         print(f"\nprofile {name}: {profile.image_size} px, width {profile.width}")
         print(table.round(3).to_string())
-        profiles.append({"profile": name, "image_size": profile.image_size, "width": profile.width,
-                         "rows": [{"model": label, **{k: float(v) for k, v in row.items()}}
-                                  for label, row in table.iterrows()]})
-    record = {"machine": machine, "device": device.type, "batch_size": args.batch_size, "rounds": args.rounds,
-              "profiles": profiles}
+        profiles.append(
+            {
+                "profile": name,
+                "image_size": profile.image_size,
+                "width": profile.width,
+                "rows": [
+                    {"model": label, **{k: float(v) for k, v in row.items()}}
+                    for label, row in table.iterrows()
+                ],
+            }
+        )
+    record = {
+        "machine": machine,
+        "device": device.type,
+        "batch_size": args.batch_size,
+        "rounds": args.rounds,
+        "profiles": profiles,
+    }
     save_record(args.results, f"module_cost-{device.type}.json", record)
     return record
 

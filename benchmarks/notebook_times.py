@@ -1,11 +1,18 @@
 """How long each notebook takes to run in a profile, executed as the book executes it.
 
-    python benchmarks/notebook_times.py --profile cpu [--notebooks 02 10] [--results DIR]
+    python benchmarks/notebook_times.py --profile cpu [--precision fp32|bf16] [--notebooks 02 10]
+                                        [--results DIR] [--executed DIR]
 
-Each notebook runs top to bottom in a Jupyter kernel (``nbclient``) with ``COURSE_PROFILE``
-set, in a scratch copy of ``notebooks/``: checkpoints of earlier runs under
-``notebooks/runs/`` are not reused, so training cells are timed for real. The synthetic data
-sets are cached between notebooks (``$COURSE_DATA_DIR``), as they are for a reader.
+Each notebook runs top to bottom in a Jupyter kernel (``nbclient``) with ``COURSE_PROFILE`` set,
+in order, in one scratch copy of ``notebooks/``: checkpoints of earlier runs under
+``notebooks/runs/`` are not reused, while runs made by an earlier chapter of the same pass are,
+as in the book (chapters 11–13 reuse chapter 10's model). The synthetic data sets are cached
+between notebooks (``$COURSE_DATA_DIR``), as they are for a reader.
+
+``--precision`` sets ``COURSE_AMP`` for the kernels: ``fp32`` turns mixed precision off (what a
+CPU without native bfloat16 runs), ``bf16`` turns it on; without it, each machine does what
+``course_lib.config.fast_mixed_precision`` decides. The record notes the CPU and whether it has
+native bf16; it is written to ``notebook_times-<profile>[-<precision>].json``.
 """
 
 from __future__ import annotations
@@ -19,7 +26,6 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
-
 from records import describe_machine, machine_line, save_record  # benchmarks/records.py
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,15 +34,37 @@ ROOT = Path(__file__).resolve().parents[1]
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", required=True, choices=("smoke", "cpu", "gpu"))
-    parser.add_argument("--notebooks", nargs="*", help="number prefixes to run (default: all)")
+    parser.add_argument(
+        "--precision", choices=("fp32", "bf16"), help="default: as the machine decides"
+    )
+    parser.add_argument(
+        "--notebooks", nargs="*", help="number prefixes to run (default: all)"
+    )
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
-    parser.add_argument("--results", type=Path, help="also write the results as JSON into this folder")
+    parser.add_argument(
+        "--results", type=Path, help="also write the results as JSON into this folder"
+    )
+    parser.add_argument(
+        "--executed",
+        type=Path,
+        help="also keep the executed notebooks, with their outputs, in this folder",
+    )
     args = parser.parse_args(argv)
     os.environ["COURSE_PROFILE"] = args.profile
+    if args.precision:
+        os.environ["COURSE_AMP"] = "1" if args.precision == "bf16" else "0"
     import torch
 
-    machine = describe_machine("cuda" if torch.cuda.is_available() else "cpu")
-    print(machine_line(machine), f"profile {args.profile}")
+    from course_lib.config import fast_mixed_precision, native_bf16
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    machine = describe_machine(device)
+    machine["native_bf16"] = native_bf16(device)
+    precision = args.precision or ("mixed" if fast_mixed_precision(device) else "fp32")
+    print(
+        machine_line(machine),
+        f"profile {args.profile}, {precision}, native bf16: {machine['native_bf16']}",
+    )
     paths = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     if args.notebooks:
         paths = [p for p in paths if p.name[:2] in args.notebooks]
@@ -49,12 +77,27 @@ def main(argv=None) -> dict:
         for path in paths:
             nb = nbformat.read(work / path.name, as_version=4)
             started = time.perf_counter()
-            NotebookClient(nb, timeout=args.timeout, kernel_name="python3", resources={"metadata": {"path": str(work)}}).execute()
+            client = NotebookClient(
+                nb,
+                timeout=args.timeout,
+                kernel_name="python3",
+                resources={"metadata": {"path": str(work)}},
+            )
+            client.execute()
             seconds[path.stem] = round(time.perf_counter() - started, 1)
+            if args.executed is not None:
+                args.executed.mkdir(parents=True, exist_ok=True)
+                nbformat.write(nb, args.executed / path.name)
             print(f"{seconds[path.stem]:8.1f} s  {path.stem}", flush=True)
     print(f"{sum(seconds.values()):8.1f} s  total")
-    record = {"machine": machine, "profile": args.profile, "seconds": seconds}
-    save_record(args.results, f"notebook_times-{args.profile}.json", record)
+    record = {
+        "machine": machine,
+        "profile": args.profile,
+        "precision": precision,
+        "seconds": seconds,
+    }
+    suffix = f"-{args.precision}" if args.precision else ""
+    save_record(args.results, f"notebook_times-{args.profile}{suffix}.json", record)
     return record
 
 

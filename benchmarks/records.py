@@ -27,15 +27,30 @@ def describe_machine(device=None) -> dict:
     """When and where: date, CPU model and usable cores, torch version, GPU name if used."""
     import torch
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    gpu = torch.cuda.get_device_name() if device is not None and str(device).startswith("cuda") else None
-    return {"when": time.strftime("%Y-%m-%d %H:%M"), "cpu": cpu_name(), "cores": cores,
-            "torch": torch.__version__, "gpu": gpu}
+    cores = (
+        len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else os.cpu_count()
+    )
+    gpu = (
+        torch.cuda.get_device_name()
+        if device is not None and str(device).startswith("cuda")
+        else None
+    )
+    return {
+        "when": time.strftime("%Y-%m-%d %H:%M"),
+        "cpu": cpu_name(),
+        "cores": cores,
+        "torch": torch.__version__,
+        "gpu": gpu,
+    }
 
 
 def machine_line(machine: dict) -> str:
     cores = machine["cores"]
-    where = machine["gpu"] or f"{machine['cpu']}, {cores} core{'' if cores == 1 else 's'}"
+    where = (
+        machine["gpu"] or f"{machine['cpu']}, {cores} core{'' if cores == 1 else 's'}"
+    )
     return f"{machine['when']} on {where} (torch {machine['torch']})"
 
 

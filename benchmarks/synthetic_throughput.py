@@ -23,8 +23,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
-from course_lib.data import make_synthetic_lesions  # noqa: E402
 from records import describe_machine, machine_line, save_record  # noqa: E402  (benchmarks/records.py)
+
+from course_lib.data import make_synthetic_lesions  # noqa: E402
 
 
 def same_files(a: Path, b: Path) -> bool:
@@ -40,7 +41,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=96)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--results", type=Path, help="also write the results as JSON into this folder")
+    parser.add_argument(
+        "--results", type=Path, help="also write the results as JSON into this folder"
+    )
     args = parser.parse_args()
     machine = describe_machine()
     print(f"{machine_line(machine)}, python {platform.python_version()}")
@@ -50,24 +53,48 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             for workers in args.workers:
                 started = time.perf_counter()
-                make_synthetic_lesions(Path(tmp) / f"w{workers}", args.n, args.size, seed=repeat, num_workers=workers)
+                make_synthetic_lesions(
+                    Path(tmp) / f"w{workers}",
+                    args.n,
+                    args.size,
+                    seed=repeat,
+                    num_workers=workers,
+                )
                 seconds[workers].append(time.perf_counter() - started)
-                print(f"run {repeat + 1}, {workers} worker(s): {args.n} images at {args.size} px in "
-                      f"{seconds[workers][-1]:.2f} s ({args.n / seconds[workers][-1]:.0f} images/s)")
-            identical &= all(same_files(Path(tmp) / f"w{args.workers[0]}", Path(tmp) / f"w{w}")
-                             for w in args.workers[1:])
+                print(
+                    f"run {repeat + 1}, {workers} worker(s): {args.n} images at {args.size} px in "
+                    f"{seconds[workers][-1]:.2f} s ({args.n / seconds[workers][-1]:.0f} images/s)"
+                )
+            identical &= all(
+                same_files(Path(tmp) / f"w{args.workers[0]}", Path(tmp) / f"w{w}")
+                for w in args.workers[1:]
+            )
     medians = {w: statistics.median(s) for w, s in seconds.items()}
     one, most = min(args.workers), max(args.workers)
     speedup = medians[one] / medians[most]
     for workers, median in medians.items():
-        print(f"median, {workers} worker(s): {median:.2f} s, {args.n / median:.0f} images/s")
-    print(f"{most} workers vs {one}: {speedup:.2f}x faster; the same bytes with every worker count: {identical}")
-    save_record(args.results, "synthetic_throughput.json", {
-        "machine": machine, "n_images": args.n, "image_size": args.size,
-        "runs_s": {str(w): [round(x, 2) for x in s] for w, s in seconds.items()},
-        "median_s": {str(w): round(m, 2) for w, m in medians.items()},
-        "images_per_s": {str(w): round(args.n / m, 1) for w, m in medians.items()},
-        "speedup": round(speedup, 2), "identical_files": identical, "goal_s": 20.0, "goal_speedup": 1.5})
+        print(
+            f"median, {workers} worker(s): {median:.2f} s, {args.n / median:.0f} images/s"
+        )
+    print(
+        f"{most} workers vs {one}: {speedup:.2f}x faster; the same bytes with every worker count: {identical}"
+    )
+    save_record(
+        args.results,
+        "synthetic_throughput.json",
+        {
+            "machine": machine,
+            "n_images": args.n,
+            "image_size": args.size,
+            "runs_s": {str(w): [round(x, 2) for x in s] for w, s in seconds.items()},
+            "median_s": {str(w): round(m, 2) for w, m in medians.items()},
+            "images_per_s": {str(w): round(args.n / m, 1) for w, m in medians.items()},
+            "speedup": round(speedup, 2),
+            "identical_files": identical,
+            "goal_s": 20.0,
+            "goal_speedup": 1.5,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -37,24 +37,34 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from records import describe_machine, machine_line, save_record  # benchmarks/records.py
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as v1
 
 from course_lib.config import fast_mixed_precision, get_device, get_profile
-from course_lib.data import ensure_synthetic_lesions, load_melanoma, make_loaders, split_by_patient
+from course_lib.data import (
+    ensure_synthetic_lesions,
+    load_melanoma,
+    make_loaders,
+    split_by_patient,
+)
 from course_lib.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from course_lib.losses import FocalLoss
 from course_lib.models import AttnVGG
 from course_lib.train import fit
-from records import describe_machine, machine_line, save_record  # benchmarks/records.py
 
 
 class TutorialImageDataset(Dataset):
     """The tutorial's ``ImageDataset``: full decode, PIL transforms, each sample sent to the device."""
 
     def __init__(self, paths, labels, transform, device):
-        self.paths, self.labels, self.transform, self.device = list(paths), list(labels), transform, device
+        self.paths, self.labels, self.transform, self.device = (
+            list(paths),
+            list(labels),
+            transform,
+            device,
+        )
 
     def __len__(self):
         return len(self.paths)
@@ -80,12 +90,24 @@ class TutorialFocalLoss(nn.Module):
 
 def tutorial_loaders(train_frame, val_frame, size, batch_size, device):
     normalize = v1.Normalize(IMAGENET_MEAN, IMAGENET_STD)
-    train_tf = v1.Compose([v1.RandomRotation(10), v1.RandomHorizontalFlip(), v1.Resize(size),
-                           v1.CenterCrop(size), v1.ToTensor(), normalize])
-    val_tf = v1.Compose([v1.Resize(size), v1.CenterCrop(size), v1.ToTensor(), normalize])
+    train_tf = v1.Compose(
+        [
+            v1.RandomRotation(10),
+            v1.RandomHorizontalFlip(),
+            v1.Resize(size),
+            v1.CenterCrop(size),
+            v1.ToTensor(),
+            normalize,
+        ]
+    )
+    val_tf = v1.Compose(
+        [v1.Resize(size), v1.CenterCrop(size), v1.ToTensor(), normalize]
+    )
     train = TutorialImageDataset(train_frame.path, train_frame.target, train_tf, device)
     val = TutorialImageDataset(val_frame.path, val_frame.target, val_tf, device)
-    return DataLoader(train, batch_size=batch_size, shuffle=True), DataLoader(val, batch_size=batch_size)
+    return DataLoader(train, batch_size=batch_size, shuffle=True), DataLoader(
+        val, batch_size=batch_size
+    )
 
 
 def tutorial_epoch(model, train_loader, val_loader, optimizer, criterion) -> float:
@@ -95,7 +117,10 @@ def tutorial_epoch(model, train_loader, val_loader, optimizer, criterion) -> flo
     model.train()
     for x, y in train_loader:
         y_pred, _, _ = model(x)
-        loss = criterion(torch.sigmoid(y_pred.squeeze(1).type(torch.FloatTensor)), y.type(torch.FloatTensor))
+        loss = criterion(
+            torch.sigmoid(y_pred.squeeze(1).type(torch.FloatTensor)),
+            y.type(torch.FloatTensor),
+        )
         losses.append(loss.item())
         optimizer.zero_grad()
         loss.backward()
@@ -103,18 +128,26 @@ def tutorial_epoch(model, train_loader, val_loader, optimizer, criterion) -> flo
     with torch.no_grad():
         for x, y in val_loader:
             y_val, _, _ = model(x)
-            losses.append(criterion(torch.sigmoid(y_val.squeeze(1).type(torch.FloatTensor)),
-                                    y.type(torch.FloatTensor)).item())
+            losses.append(
+                criterion(
+                    torch.sigmoid(y_val.squeeze(1).type(torch.FloatTensor)),
+                    y.type(torch.FloatTensor),
+                ).item()
+            )
     return time.perf_counter() - started
 
 
-def step_seconds(model, batch: int, size: int, device, amp: bool, steps: int = 5) -> float:
+def step_seconds(
+    model, batch: int, size: int, device, amp: bool, steps: int = 5
+) -> float:
     """Seconds per training step of ``model`` alone: a random batch already on the device, the
     course's loss, AdamW, channels_last and (where fast) mixed precision; median of ``steps``."""
     from course_lib.train import _autocast
 
     model.train()
-    x = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
+    x = torch.randn(batch, 3, size, size, device=device).contiguous(
+        memory_format=torch.channels_last
+    )
     y = (torch.rand(batch, device=device) < 0.3).float()
     loss_fn, optimizer = FocalLoss(), torch.optim.AdamW(model.parameters(), lr=1e-4)
     context, _ = _autocast(torch.device(device), amp)
@@ -135,11 +168,36 @@ def step_seconds(model, batch: int, size: int, device, amp: bool, steps: int = 5
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", help="run profile (default: COURSE_PROFILE, else cpu/gpu by device)")
-    parser.add_argument("--images", type=int, default=320, help="synthetic images (80%% train, 20%% val)")
-    parser.add_argument("--source-size", type=int, default=512, help="stored JPEG size (Kaggle's is 512)")
-    parser.add_argument("--rounds", type=int, default=5, help="timed rounds after one warm-up round")
-    parser.add_argument("--results", type=Path, help="also write the results as JSON into this folder")
+    parser.add_argument(
+        "--profile",
+        help="run profile (default: COURSE_PROFILE, else cpu/gpu by device)",
+    )
+    parser.add_argument(
+        "--images",
+        type=int,
+        default=320,
+        help="synthetic images (80%% train, 20%% val)",
+    )
+    parser.add_argument(
+        "--source-size",
+        type=int,
+        default=512,
+        help="stored JPEG size (Kaggle's is 512)",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="timed rounds after one warm-up round"
+    )
+    parser.add_argument(
+        "--image-size", type=int, help="training image side (default: the profile's)"
+    )
+    parser.add_argument(
+        "--num-workers",
+        type=int,
+        help="loader workers of fit (default: the profile's; the tutorial's loop can use none)",
+    )
+    parser.add_argument(
+        "--results", type=Path, help="also write the results as JSON into this folder"
+    )
     args = parser.parse_args(argv)
     profile = get_profile(args.profile)
     device = get_device()
@@ -147,7 +205,8 @@ def main(argv=None) -> dict:
     amp = fast_mixed_precision(device)
     root = ensure_synthetic_lesions(args.images, args.source_size, seed=0)
     train_frame, val_frame = split_by_patient(load_melanoma(root), 0.2, seed=0)
-    size, batch = profile.image_size, profile.batch_size
+    size, batch = args.image_size or profile.image_size, profile.batch_size
+    workers = profile.num_workers if args.num_workers is None else args.num_workers
 
     def model():
         torch.manual_seed(0)
@@ -155,32 +214,57 @@ def main(argv=None) -> dict:
 
     tutorial_model = model()
     tutorial_opt = torch.optim.Adam(tutorial_model.parameters(), lr=1e-4)
-    tutorial_train, tutorial_val = tutorial_loaders(train_frame, val_frame, size, batch, device)
+    tutorial_train, tutorial_val = tutorial_loaders(
+        train_frame, val_frame, size, batch, device
+    )
     course_model = model().to(memory_format=torch.channels_last)
-    course_train, course_val = make_loaders(train_frame, val_frame, size, batch, profile.num_workers, device=device)
+    course_train, course_val = make_loaders(
+        train_frame, val_frame, size, batch, workers, device=device
+    )
     alone_model = model().to(memory_format=torch.channels_last)
     course_loss = FocalLoss()
 
     def course_epoch() -> float:
         started = time.perf_counter()
-        fit(course_model, course_train, course_val, epochs=1, lr=1e-4, loss_fn=course_loss, device=device,
-            amp=amp, channels_last=True, progress=False, verbose=False)
+        fit(
+            course_model,
+            course_train,
+            course_val,
+            epochs=1,
+            lr=1e-4,
+            loss_fn=course_loss,
+            device=device,
+            amp=amp,
+            channels_last=True,
+            progress=False,
+            verbose=False,
+        )
         if gpu:
             torch.cuda.synchronize()
         return time.perf_counter() - started
 
     machine = describe_machine(device)
-    print(f"{machine_line(machine)}, device {device}"
-          + f"; profile {profile.name}: AttnVGG width {profile.width}, {size} px, batch {batch}, "
-          f"{profile.num_workers} workers; {len(train_frame)}/{len(val_frame)} images stored at {args.source_size} px; "
-          f"fit with channels_last{' and bf16 autocast' if amp else ''}")
+    print(
+        f"{machine_line(machine)}, device {device}"
+        + f"; profile {profile.name}: AttnVGG width {profile.width}, {size} px, batch {batch}, "
+        f"{workers} workers; {len(train_frame)}/{len(val_frame)} images stored at {args.source_size} px; "
+        f"fit with channels_last{' and bf16 autocast' if amp else ''}"
+    )
     tutorial_times, course_times, step_times = [], [], []
     for round_ in range(args.rounds + 1):
-        t = tutorial_epoch(tutorial_model, tutorial_train, tutorial_val, tutorial_opt, TutorialFocalLoss())
+        t = tutorial_epoch(
+            tutorial_model,
+            tutorial_train,
+            tutorial_val,
+            tutorial_opt,
+            TutorialFocalLoss(),
+        )
         c, a = course_epoch(), step_seconds(alone_model, batch, size, device, amp)
         label = "warm-up" if round_ == 0 else f"round {round_}"
-        print(f"{label:>8}: tutorial loop {len(train_frame) / t:7.1f} img/s   fit {len(train_frame) / c:7.1f} img/s"
-              f"   model alone {batch / a:7.1f} img/s   ratio {t / c:.2f}x")
+        print(
+            f"{label:>8}: tutorial loop {len(train_frame) / t:7.1f} img/s   fit {len(train_frame) / c:7.1f} img/s"
+            f"   model alone {batch / a:7.1f} img/s   ratio {t / c:.2f}x"
+        )
         if round_:
             tutorial_times.append(t)
             course_times.append(c)
@@ -189,17 +273,31 @@ def main(argv=None) -> dict:
     course_rate = len(train_frame) / statistics.median(course_times)
     step_rate = batch / statistics.median(step_times)
     result = {
-        "machine": machine, "device": device.type, "profile": profile.name, "image_size": size,
-        "width": profile.width, "batch_size": batch, "num_workers": profile.num_workers, "amp": amp,
-        "channels_last": True, "train_images": len(train_frame), "val_images": len(val_frame),
-        "source_size": args.source_size, "rounds": args.rounds,
-        "seed_images_per_s": round(seed_rate, 2), "fit_images_per_s": round(course_rate, 2),
-        "step_images_per_s": round(step_rate, 2), "fit_share_of_step_rate": round(course_rate / step_rate, 3),
-        "ratio": round(course_rate / seed_rate, 3), "goal": 15.0 if gpu else 1.8,
+        "machine": machine,
+        "device": device.type,
+        "profile": profile.name,
+        "image_size": size,
+        "width": profile.width,
+        "batch_size": batch,
+        "num_workers": workers,
+        "amp": amp,
+        "channels_last": True,
+        "train_images": len(train_frame),
+        "val_images": len(val_frame),
+        "source_size": args.source_size,
+        "rounds": args.rounds,
+        "seed_images_per_s": round(seed_rate, 2),
+        "fit_images_per_s": round(course_rate, 2),
+        "step_images_per_s": round(step_rate, 2),
+        "fit_share_of_step_rate": round(course_rate / step_rate, 3),
+        "ratio": round(course_rate / seed_rate, 3),
+        "goal": 15.0 if gpu else 1.8,
     }
-    print(f"median over {args.rounds} rounds: tutorial loop {seed_rate:.1f} img/s, fit {course_rate:.1f} img/s "
-          f"({100 * course_rate / step_rate:.0f} % of the model alone, {step_rate:.1f} img/s), "
-          f"ratio {result['ratio']:.2f}x (goal {result['goal']}x)")
+    print(
+        f"median over {args.rounds} rounds: tutorial loop {seed_rate:.1f} img/s, fit {course_rate:.1f} img/s "
+        f"({100 * course_rate / step_rate:.0f} % of the model alone, {step_rate:.1f} img/s), "
+        f"ratio {result['ratio']:.2f}x (goal {result['goal']}x)"
+    )
     save_record(args.results, f"train_throughput-{device.type}.json", result)
     return result
 

@@ -26,8 +26,8 @@
 # - where the data of later chapters comes from: synthetic skin lesions, or the real
 #   Kaggle melanoma images.
 #
-# **Expected run time:** a few seconds in every profile (plus about a minute on Colab or
-# Gradient the first time, to install the course library).
+# **Expected run time** (2 cores of an AMD EPYC without native bf16, in float32; {doc}`../book/performance`): `smoke` about 5 s · `cpu` about 5 s · `gpu` not measured yet.
+# On Colab or Gradient the first run also installs the course library (one `pip install`).
 #
 # **Launch:** [open in Colab](https://colab.research.google.com/github/attention-course/attention-image-classification/blob/main/notebooks/00_setup.ipynb)
 # · or use the rocket icon at the top of the page.
@@ -49,18 +49,29 @@
 
 # %% tags=["course-setup", "hide-input"]
 # Course setup: make `course_lib` importable (a no-op when it already is).
-import importlib.util, os, pathlib, subprocess, sys
+import importlib.util
+import os
+import pathlib
+import subprocess
+import sys
 
-# where the course is published (_config.yml's repository.url; a fork runs `make repository URL=...`)
-REPO = os.environ.get("COURSE_REPO_URL", "https://github.com/attention-course/attention-image-classification")
-# Colab wipes its disk when the runtime resets: set True (or COURSE_RUNS_ON_DRIVE=1) to keep
+# where the course is published (_config.yml's repository.url; a fork runs `make
+# repository URL=...`)
+REPO = os.environ.get(
+    "COURSE_REPO_URL",
+    "https://github.com/attention-course/attention-image-classification",
+)
+# Colab wipes its disk when the runtime resets: set True (or COURSE_RUNS_ON_DRIVE=1)
+# to keep
 # trained models (runs/) on your Google Drive
 KEEP_RUNS_ON_DRIVE = os.environ.get("COURSE_RUNS_ON_DRIVE") == "1"
 ON_COLAB = "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
 
 
 def _pip_install(target):
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", target], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", target], check=True
+    )
 
 
 if importlib.util.find_spec("course_lib") is None:
@@ -68,11 +79,17 @@ if importlib.util.find_spec("course_lib") is None:
         _pip_install(f"git+{REPO}")
     elif any(key.startswith("PAPERSPACE") for key in os.environ):  # Gradient
         cwd = pathlib.Path.cwd()
-        clone = next((p for p in (cwd, *cwd.parents) if (p / "course_lib").is_dir()), None)
+        clone = next(
+            (p for p in (cwd, *cwd.parents) if (p / "course_lib").is_dir()), None
+        )
         if clone is None:
-            clone = pathlib.Path(os.environ.get("COURSE_CLONE_DIR", "/notebooks/attention-course"))
+            clone = pathlib.Path(
+                os.environ.get("COURSE_CLONE_DIR", "/notebooks/attention-course")
+            )
             if not clone.exists():
-                subprocess.run(["git", "clone", "--depth", "1", REPO, str(clone)], check=True)
+                subprocess.run(
+                    ["git", "clone", "--depth", "1", REPO, str(clone)], check=True
+                )
         _pip_install(str(clone))
     else:
         raise ModuleNotFoundError(
@@ -92,22 +109,29 @@ if ON_COLAB and not pathlib.Path("runs").exists():
         pathlib.Path("runs").symlink_to(kept, target_is_directory=True)
         print(f"runs/ is {kept}: trained models survive a runtime reset")
     else:
-        print("Trained models go to runs/ on this Colab machine and vanish when its runtime resets; "
-              "set KEEP_RUNS_ON_DRIVE = True in this cell to keep them on Google Drive.")
+        print(
+            "Trained models go to runs/ on this Colab machine and vanish when its "
+            "runtime resets; "
+            "set KEEP_RUNS_ON_DRIVE = True in this cell to keep them on Google Drive."
+        )
 
 # %% [markdown]
 # ## 2. The run profile
 #
-# Training even a small network on 2,000 images takes minutes on a laptop and seconds on a
+# Training even a small network on 3,000 images takes minutes on a laptop and seconds on a
 # GPU; the full experiment needs a GPU. Rather than keeping three copies of every notebook,
 # the course reads one **profile** that sets image size, network width, number of images,
 # epochs, batch size and whether to start from ImageNet weights.
 #
 # | profile | meant for | image size | VGG width | images | epochs |
 # |---|---|---|---|---|---|
-# | `smoke` | CI and tests: does the code run? | 64 | 1/8 | a few hundred | 1 |
-# | `cpu` | a laptop, the rendered book | 96 | 1/4 | ~2,000 | a few |
+# | `smoke` | CI and tests: does the code run? | 64 | 1/8 | 320 | 1 |
+# | `cpu` | a laptop, the rendered book | 64 | 1/4 | 3,000 | 8 |
 # | `gpu` | Colab, Gradient | 224 | 1 (real VGG16) | the Kaggle data | the full run |
+#
+# The `cpu` profile is budgeted for a laptop without a GPU: at most 5 minutes per chapter on
+# 2 cores in float32 (each chapter's header gives its measured time). The cell below prints
+# the profiles from `course_lib.config` itself, and checks this table against them.
 #
 # The profile comes from the environment variable `COURSE_PROFILE`. When it is unset the
 # course chooses `gpu` if a CUDA device is present and `cpu` otherwise.
@@ -115,12 +139,26 @@ if ON_COLAB and not pathlib.Path("runs").exists():
 # %%
 import dataclasses
 
-from course_lib.config import PROFILES, describe, get_device, get_profile, seed_everything
+from course_lib.config import (
+    PROFILES,
+    describe,
+    get_device,
+    get_profile,
+    seed_everything,
+)
 from course_lib.viz import use_course_style
 
 profile = get_profile()
 use_course_style()  # legible figures (course_lib.viz): every notebook starts with it
 print(describe(profile))
+
+# the table above, as the library holds it, and checked against it
+table = {n: (p.image_size, p.width, p.n_images, p.epochs) for n, p in PROFILES.items()}
+for name, (size, width, images, epochs) in table.items():
+    shape = f"{name:6s} {size:4d} px  width {width:<6g}"
+    print(f"{shape} {images:6,d} images  {epochs:2d} epochs")
+assert table["smoke"] == (64, 1 / 8, 320, 1) and table["cpu"] == (64, 1 / 4, 3000, 8)
+assert table["gpu"][:2] == (224, 1.0)
 
 # %% [markdown]
 # The profile is a frozen dataclass, so no notebook can change it by accident. To try a
@@ -129,7 +167,9 @@ print(describe(profile))
 # %%
 bigger = dataclasses.replace(profile, image_size=128)
 assert bigger.image_size == 128 and bigger.name == profile.name
-assert all(p.image_size % 32 == 0 for p in PROFILES.values()), "VGG halves the size 5 times"
+assert all(p.image_size % 32 == 0 for p in PROFILES.values()), (
+    "VGG halves the size 5 times"
+)
 print(f"{bigger.name}: image_size {profile.image_size} -> {bigger.image_size}")
 
 # %% [markdown]

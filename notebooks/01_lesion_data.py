@@ -25,25 +25,36 @@
 # - why images must be split **by patient**, measured on data where it matters;
 # - two ways to handle class imbalance, and augmentation applied to image and mask together.
 #
-# **Expected run time:** `smoke` about 10 s · `cpu` about 30 s · `gpu` a few minutes
-# (downloading the Kaggle data, about 3 GB, the first time).
+# **Expected run time** (2 cores of an AMD EPYC without native bf16, in float32; {doc}`../book/performance`): `smoke` about 10 s · `cpu` about 15 s · `gpu` not measured yet.
+# In the `gpu` profile the first run also downloads the Kaggle data set.
 #
 # **Launch:** [open in Colab](https://colab.research.google.com/github/attention-course/attention-image-classification/blob/main/notebooks/01_lesion_data.ipynb)
 
 # %% tags=["course-setup", "hide-input"]
 # Course setup: make `course_lib` importable (a no-op when it already is).
-import importlib.util, os, pathlib, subprocess, sys
+import importlib.util
+import os
+import pathlib
+import subprocess
+import sys
 
-# where the course is published (_config.yml's repository.url; a fork runs `make repository URL=...`)
-REPO = os.environ.get("COURSE_REPO_URL", "https://github.com/attention-course/attention-image-classification")
-# Colab wipes its disk when the runtime resets: set True (or COURSE_RUNS_ON_DRIVE=1) to keep
+# where the course is published (_config.yml's repository.url; a fork runs `make
+# repository URL=...`)
+REPO = os.environ.get(
+    "COURSE_REPO_URL",
+    "https://github.com/attention-course/attention-image-classification",
+)
+# Colab wipes its disk when the runtime resets: set True (or COURSE_RUNS_ON_DRIVE=1)
+# to keep
 # trained models (runs/) on your Google Drive
 KEEP_RUNS_ON_DRIVE = os.environ.get("COURSE_RUNS_ON_DRIVE") == "1"
 ON_COLAB = "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
 
 
 def _pip_install(target):
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", target], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", target], check=True
+    )
 
 
 if importlib.util.find_spec("course_lib") is None:
@@ -51,11 +62,17 @@ if importlib.util.find_spec("course_lib") is None:
         _pip_install(f"git+{REPO}")
     elif any(key.startswith("PAPERSPACE") for key in os.environ):  # Gradient
         cwd = pathlib.Path.cwd()
-        clone = next((p for p in (cwd, *cwd.parents) if (p / "course_lib").is_dir()), None)
+        clone = next(
+            (p for p in (cwd, *cwd.parents) if (p / "course_lib").is_dir()), None
+        )
         if clone is None:
-            clone = pathlib.Path(os.environ.get("COURSE_CLONE_DIR", "/notebooks/attention-course"))
+            clone = pathlib.Path(
+                os.environ.get("COURSE_CLONE_DIR", "/notebooks/attention-course")
+            )
             if not clone.exists():
-                subprocess.run(["git", "clone", "--depth", "1", REPO, str(clone)], check=True)
+                subprocess.run(
+                    ["git", "clone", "--depth", "1", REPO, str(clone)], check=True
+                )
         _pip_install(str(clone))
     else:
         raise ModuleNotFoundError(
@@ -75,8 +92,11 @@ if ON_COLAB and not pathlib.Path("runs").exists():
         pathlib.Path("runs").symlink_to(kept, target_is_directory=True)
         print(f"runs/ is {kept}: trained models survive a runtime reset")
     else:
-        print("Trained models go to runs/ on this Colab machine and vanish when its runtime resets; "
-              "set KEEP_RUNS_ON_DRIVE = True in this cell to keep them on Google Drive.")
+        print(
+            "Trained models go to runs/ on this Colab machine and vanish when its "
+            "runtime resets; "
+            "set KEEP_RUNS_ON_DRIVE = True in this cell to keep them on Google Drive."
+        )
 
 # %%
 import time
@@ -84,16 +104,20 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import torch
 from PIL import Image
 
 from course_lib.config import get_profile, seed_everything
-from course_lib.viz import use_course_style
 from course_lib.data import (
-    MelanomaDataset, balanced_sampler, ensure_synthetic_lesions, load_melanoma, split_by_patient,
-    train_transforms, undersample,
+    MelanomaDataset,
+    balanced_sampler,
+    ensure_synthetic_lesions,
+    load_melanoma,
+    split_by_patient,
+    train_transforms,
+    undersample,
 )
 from course_lib.data.transforms import denormalize
+from course_lib.viz import use_course_style
 
 profile = get_profile()
 seed_everything(0)
@@ -144,9 +168,22 @@ print(profile.name, profile.image_size, "px,", profile.n_images, "images")
 started = time.perf_counter()
 root = ensure_synthetic_lesions(profile.n_images, profile.image_size, seed=0)
 frame = load_melanoma(root)
-print(f"{len(frame)} images of {frame.patient_id.nunique()} patients in {root} "
-      f"(ready in {time.perf_counter() - started:.1f} s)")
-frame[["image_id", "patient_id", "sex", "age_approx", "anatom_site_general_challenge", "source", "target"]].head()
+print(
+    f"{len(frame)} images of {frame.patient_id.nunique()} patients in {root} "
+    f"(ready in {time.perf_counter() - started:.1f} s)"
+)
+frame[
+    [
+        "image_id",
+        "patient_id",
+        "sex",
+        "age_approx",
+        "anatom_site_general_challenge",
+        "source",
+        "target",
+    ]
+].head()
+
 
 # %%
 def show_examples(frame, n=6):
@@ -176,13 +213,21 @@ traits = ["diameter", "asymmetry", "border", "colours"]
 fig, axes = plt.subplots(1, 4, figsize=(10, 2.6))
 for ax, trait in zip(axes, traits):
     for target, colour in ((0, "tab:blue"), (1, "tab:red")):
-        ax.hist(frame.loc[frame.target == target, trait], bins=15, alpha=0.6, color=colour, density=True,
-                label="malignant" if target else "benign")
+        ax.hist(
+            frame.loc[frame.target == target, trait],
+            bins=15,
+            alpha=0.6,
+            color=colour,
+            density=True,
+            label="malignant" if target else "benign",
+        )
     ax.set_title(trait)
 axes[0].legend()
 fig.tight_layout()
 means = frame.groupby("target")[traits].mean()
-assert (means.loc[1] > means.loc[0]).all(), "malignant lesions score higher on every ABCD trait"
+assert (means.loc[1] > means.loc[0]).all(), (
+    "malignant lesions score higher on every ABCD trait"
+)
 means
 
 # %% [markdown]
@@ -194,7 +239,9 @@ per_patient = frame.groupby("patient_id").size()
 fig, axes = plt.subplots(1, 2, figsize=(9, 2.8))
 axes[0].bar(["benign", "malignant"], counts.values, color=["tab:blue", "tab:red"])
 axes[0].set_title(f"classes ({counts[1] / len(frame):.0%} malignant)")
-axes[1].hist(per_patient, bins=range(1, per_patient.max() + 2), align="left", color="gray")
+axes[1].hist(
+    per_patient, bins=range(1, per_patient.max() + 2), align="left", color="gray"
+)
 axes[1].set_title("images per patient")
 fig.tight_layout()
 print(f"{len(per_patient)} patients, {per_patient.mean():.1f} images each on average")
@@ -220,8 +267,14 @@ from sklearn.neighbors import KNeighborsClassifier
 def skin_features(path, band=12):
     """Median and spread of the colours of the image's border band: skin, not lesion."""
     a = np.asarray(Image.open(path), dtype=np.float32) / 255
-    border = np.concatenate([a[:band].reshape(-1, 3), a[-band:].reshape(-1, 3),
-                             a[:, :band].reshape(-1, 3), a[:, -band:].reshape(-1, 3)])
+    border = np.concatenate(
+        [
+            a[:band].reshape(-1, 3),
+            a[-band:].reshape(-1, 3),
+            a[:, :band].reshape(-1, 3),
+            a[:, -band:].reshape(-1, 3),
+        ]
+    )
     return np.concatenate([np.median(border, 0), border.std(0)])
 
 
@@ -236,22 +289,36 @@ def skin_only_auc(train_idx, val_idx):
 
 rows = []
 for seed in range(5):
-    train_idx, val_idx = train_test_split(np.arange(len(frame)), test_size=0.2, stratify=y, random_state=seed)
+    train_idx, val_idx = train_test_split(
+        np.arange(len(frame)), test_size=0.2, stratify=y, random_state=seed
+    )
     train_p, val_p = split_by_patient(frame, val_fraction=0.2, seed=seed)
-    assert set(train_p.patient_id).isdisjoint(val_p.patient_id)  # no patient on both sides
+    # no patient on both sides
+    assert set(train_p.patient_id).isdisjoint(val_p.patient_id)
     patient_train = np.flatnonzero(frame.image_id.isin(train_p.image_id))
     patient_val = np.flatnonzero(frame.image_id.isin(val_p.image_id))
-    rows.append({"seed": seed, "random split": skin_only_auc(train_idx, val_idx),
-                 "patient split": skin_only_auc(patient_train, patient_val)})
+    rows.append(
+        {
+            "seed": seed,
+            "random split": skin_only_auc(train_idx, val_idx),
+            "patient split": skin_only_auc(patient_train, patient_val),
+        }
+    )
 leak = pd.DataFrame(rows).set_index("seed")
 summary = leak.agg(["mean", "std"]).round(3)
 summary
 
 # %%
-print(f"skin-only AUC: random split {summary.loc['mean', 'random split']:.2f}, "
-      f"patient split {summary.loc['mean', 'patient split']:.2f}")
-if len(frame) >= 1000:  # the smoke profile's few hundred images are too few for a stable estimate
-    assert summary.loc["mean", "random split"] > summary.loc["mean", "patient split"] + 0.05
+print(
+    f"skin-only AUC: random split {summary.loc['mean', 'random split']:.2f}, "
+    f"patient split {summary.loc['mean', 'patient split']:.2f}"
+)
+# the smoke profile's few hundred images are too few for a stable estimate
+if len(frame) >= 1000:
+    assert (
+        summary.loc["mean", "random split"]
+        > summary.loc["mean", "patient split"] + 0.05
+    )
 
 # %% [markdown]
 # A model that never looks at a lesion reaches a clearly better-than-chance AUC under the
@@ -263,8 +330,10 @@ if len(frame) >= 1000:  # the smoke profile's few hundred images are too few for
 
 # %%
 train_frame, val_frame = split_by_patient(frame, val_fraction=0.2, seed=0)
-print(f"train: {len(train_frame)} images, {train_frame.target.mean():.1%} malignant; "
-      f"val: {len(val_frame)} images, {val_frame.target.mean():.1%} malignant")
+print(
+    f"train: {len(train_frame)} images, {train_frame.target.mean():.1%} malignant; "
+    f"val: {len(val_frame)} images, {val_frame.target.mean():.1%} malignant"
+)
 assert set(train_frame.patient_id).isdisjoint(val_frame.patient_id)
 assert abs(train_frame.target.mean() - val_frame.target.mean()) < 0.1
 
@@ -286,8 +355,14 @@ n_pos = int(train_frame.target.sum())
 small = undersample(train_frame, n_negatives=n_pos, seed=0)
 sampler = balanced_sampler(train_frame, seed=0)
 drawn = train_frame.target.to_numpy()[list(sampler)]
-print(f"under-sampled: {len(small)} of {len(train_frame)} images, {small.target.mean():.0%} malignant")
-print(f"weighted sampler: {len(drawn)} draws from all {len(train_frame)} images, {drawn.mean():.0%} malignant")
+print(
+    f"under-sampled: {len(small)} of {len(train_frame)} images, "
+    f"{small.target.mean():.0%} malignant"
+)
+print(
+    f"weighted sampler: {len(drawn)} draws from all {len(train_frame)} images, "
+    f"{drawn.mean():.0%} malignant"
+)
 assert (small.target == 1).sum() == n_pos and abs(drawn.mean() - 0.5) < 0.1
 
 # %% [markdown]
@@ -301,12 +376,18 @@ assert (small.target == 1).sum() == n_pos and abs(drawn.mean() - 0.5) < 0.1
 # does the wrapping.
 
 # %%
-dataset = MelanomaDataset(train_frame, train_transforms(profile.image_size), with_mask=True)
+dataset = MelanomaDataset(
+    train_frame, train_transforms(profile.image_size), with_mask=True
+)
 index = int(np.flatnonzero(train_frame.target.to_numpy() == 1)[0])
 fig, axes = plt.subplots(2, 5, figsize=(10, 4.3))
 for col in range(5):
     image, target, mask = dataset[index]
-    assert image.shape == (3, profile.image_size, profile.image_size) and mask.shape == (1, *image.shape[1:])
+    assert image.shape == (
+        3,
+        profile.image_size,
+        profile.image_size,
+    ) and mask.shape == (1, *image.shape[1:])
     # the mask still covers the lesion: pixels inside it are darker than those outside
     grey = denormalize(image).mean(0)
     assert grey[mask[0] > 0].mean() < grey[mask[0] == 0].mean()
@@ -317,7 +398,9 @@ for ax in axes.flat:
     ax.set_xticks([]), ax.set_yticks([])
 axes[0, 0].set_ylabel("image + mask outline")
 axes[1, 0].set_ylabel("mask")
-fig.suptitle("Five random augmentations of one lesion: the mask follows every geometric change")
+fig.suptitle(
+    "Five random augmentations of one lesion: the mask follows every geometric change"
+)
 fig.tight_layout()
 
 # %% [markdown]

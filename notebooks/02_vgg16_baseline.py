@@ -27,24 +27,35 @@
 # - why a global-average-pooling (GAP) head replaces the FC layers in the rest of the course;
 # - how to train a baseline with `course_lib.train.fit`, the loop every later chapter reuses.
 #
-# **Expected run time:** `smoke` about 15 s · `cpu` about 3 minutes · `gpu` about 10 minutes.
+# **Expected run time** (2 cores of an AMD EPYC without native bf16, in float32; {doc}`../book/performance`): `smoke` about 15 s · `cpu` about 5 min · `gpu` not measured yet.
 #
 # **Launch:** [open in Colab](https://colab.research.google.com/github/attention-course/attention-image-classification/blob/main/notebooks/02_vgg16_baseline.ipynb)
 
 # %% tags=["course-setup", "hide-input"]
 # Course setup: make `course_lib` importable (a no-op when it already is).
-import importlib.util, os, pathlib, subprocess, sys
+import importlib.util
+import os
+import pathlib
+import subprocess
+import sys
 
-# where the course is published (_config.yml's repository.url; a fork runs `make repository URL=...`)
-REPO = os.environ.get("COURSE_REPO_URL", "https://github.com/attention-course/attention-image-classification")
-# Colab wipes its disk when the runtime resets: set True (or COURSE_RUNS_ON_DRIVE=1) to keep
+# where the course is published (_config.yml's repository.url; a fork runs `make
+# repository URL=...`)
+REPO = os.environ.get(
+    "COURSE_REPO_URL",
+    "https://github.com/attention-course/attention-image-classification",
+)
+# Colab wipes its disk when the runtime resets: set True (or COURSE_RUNS_ON_DRIVE=1)
+# to keep
 # trained models (runs/) on your Google Drive
 KEEP_RUNS_ON_DRIVE = os.environ.get("COURSE_RUNS_ON_DRIVE") == "1"
 ON_COLAB = "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
 
 
 def _pip_install(target):
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", target], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", target], check=True
+    )
 
 
 if importlib.util.find_spec("course_lib") is None:
@@ -52,11 +63,17 @@ if importlib.util.find_spec("course_lib") is None:
         _pip_install(f"git+{REPO}")
     elif any(key.startswith("PAPERSPACE") for key in os.environ):  # Gradient
         cwd = pathlib.Path.cwd()
-        clone = next((p for p in (cwd, *cwd.parents) if (p / "course_lib").is_dir()), None)
+        clone = next(
+            (p for p in (cwd, *cwd.parents) if (p / "course_lib").is_dir()), None
+        )
         if clone is None:
-            clone = pathlib.Path(os.environ.get("COURSE_CLONE_DIR", "/notebooks/attention-course"))
+            clone = pathlib.Path(
+                os.environ.get("COURSE_CLONE_DIR", "/notebooks/attention-course")
+            )
             if not clone.exists():
-                subprocess.run(["git", "clone", "--depth", "1", REPO, str(clone)], check=True)
+                subprocess.run(
+                    ["git", "clone", "--depth", "1", REPO, str(clone)], check=True
+                )
         _pip_install(str(clone))
     else:
         raise ModuleNotFoundError(
@@ -76,8 +93,11 @@ if ON_COLAB and not pathlib.Path("runs").exists():
         pathlib.Path("runs").symlink_to(kept, target_is_directory=True)
         print(f"runs/ is {kept}: trained models survive a runtime reset")
     else:
-        print("Trained models go to runs/ on this Colab machine and vanish when its runtime resets; "
-              "set KEEP_RUNS_ON_DRIVE = True in this cell to keep them on Google Drive.")
+        print(
+            "Trained models go to runs/ on this Colab machine and vanish when its "
+            "runtime resets; "
+            "set KEEP_RUNS_ON_DRIVE = True in this cell to keep them on Google Drive."
+        )
 
 # %%
 import matplotlib.pyplot as plt
@@ -86,14 +106,22 @@ import torch
 from torch import nn
 
 from course_lib.bench import count_flops, count_parameters
-from course_lib.config import fast_mixed_precision, get_device, get_profile, seed_everything
+from course_lib.config import (
+    fast_mixed_precision,
+    get_device,
+    get_profile,
+    seed_everything,
+)
 from course_lib.viz import use_course_style
 
 profile = get_profile()
 device = get_device()
 seed_everything(0)
 use_course_style()  # legible figures (course_lib.viz)
-print(f"profile {profile.name}: {profile.image_size} px, width {profile.width}, {profile.epochs} epochs on {device}")
+print(
+    f"profile {profile.name}: {profile.image_size} px, width {profile.width}, "
+    f"{profile.epochs} epochs on {device}"
+)
 
 # %% [markdown]
 # ## 1. VGG16 from its layers
@@ -112,8 +140,11 @@ STAGES = [(64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512
 def make_stage(in_channels, widths):
     layers = []
     for out_channels in widths:
-        layers += [nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1),
-                   nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)]
+        layers += [
+            nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+        ]
         in_channels = out_channels
     return nn.Sequential(*layers, nn.MaxPool2d(2))
 
@@ -129,8 +160,12 @@ class HandmadeVGG16(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(7)
         self.classifier = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(512 * 7 * 7, 4096), nn.ReLU(inplace=True), nn.Dropout(0.5),
-            nn.Linear(4096, 4096), nn.ReLU(inplace=True), nn.Dropout(0.5),
+            nn.Linear(512 * 7 * 7, 4096),
+            nn.ReLU(inplace=True),
+            nn.Dropout(0.5),
+            nn.Linear(4096, 4096),
+            nn.ReLU(inplace=True),
+            nn.Dropout(0.5),
             nn.Linear(4096, num_classes),
         )
 
@@ -170,9 +205,16 @@ from course_lib.models import vgg16
 
 library = vgg16(1000, batch_norm=True, head="fc").eval()
 n_params = count_parameters(handmade)
-assert n_params == count_parameters(library) == count_parameters(torchvision.models.vgg16_bn()) == 138_365_992
+assert (
+    n_params
+    == count_parameters(library)
+    == count_parameters(torchvision.models.vgg16_bn())
+    == 138_365_992
+)
 with torch.no_grad():
-    for ours, theirs in zip(handmade.state_dict().values(), library.state_dict().values()):
+    for ours, theirs in zip(
+        handmade.state_dict().values(), library.state_dict().values()
+    ):
         theirs.copy_(ours)
     image = torch.randn(2, 3, 224, 224)
     torch.testing.assert_close(library(image), handmade(image))
@@ -186,9 +228,17 @@ print(f"VGG16-BN: {n_params:,} parameters; hand-made and library outputs agree")
 # 4,096 outputs: 102.8 million parameters in one layer.
 
 # %%
-layers = [(name, m) for name, m in library.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-per_layer = pd.Series({f"{'conv' if isinstance(m, nn.Conv2d) else 'fc'}{i + 1}": count_parameters(m)
-                       for i, (name, m) in enumerate(layers)})
+layers = [
+    (name, m)
+    for name, m in library.named_modules()
+    if isinstance(m, (nn.Conv2d, nn.Linear))
+]
+per_layer = pd.Series(
+    {
+        f"{'conv' if isinstance(m, nn.Conv2d) else 'fc'}{i + 1}": count_parameters(m)
+        for i, (name, m) in enumerate(layers)
+    }
+)
 fc_share = per_layer.filter(like="fc").sum() / n_params
 fig, ax = plt.subplots(figsize=(10, 3))
 per_layer.div(1e6).plot.bar(ax=ax, color=["tab:blue"] * 13 + ["tab:red"] * 3)
@@ -207,12 +257,20 @@ assert fc_share > 0.85
 
 # %%
 flops = count_flops(library, (1, 3, 224, 224), by_module=True)
-per_stage = pd.DataFrame({
-    "GFLOPs": [flops[f"VGG.features.{i}"] / 1e9 for i in range(5)] + [flops["VGG.classifier"] / 1e9],
-    "parameters (M)": [count_parameters(s) / 1e6 for s in library.features] + [count_parameters(library.classifier) / 1e6],
-}, index=[f"stage {i + 1}" for i in range(5)] + ["FC head"])
+per_stage = pd.DataFrame(
+    {
+        "GFLOPs": [flops[f"VGG.features.{i}"] / 1e9 for i in range(5)]
+        + [flops["VGG.classifier"] / 1e9],
+        "parameters (M)": [count_parameters(s) / 1e6 for s in library.features]
+        + [count_parameters(library.classifier) / 1e6],
+    },
+    index=[f"stage {i + 1}" for i in range(5)] + ["FC head"],
+)
 per_stage["share of FLOPs"] = per_stage["GFLOPs"] / per_stage["GFLOPs"].sum()
-print(f"total: {flops['Global'] / 1e9:.2f} GFLOPs = {flops['Global'] / 2e9:.2f} GMACs per 224 px image")
+print(
+    f"total: {flops['Global'] / 1e9:.2f} GFLOPs = {flops['Global'] / 2e9:.2f} GMACs "
+    "per 224 px image"
+)
 assert abs(flops["Global"] / 2e9 - 15.47) < 0.1  # the published 15.5 GMACs
 per_stage.round(3)
 
@@ -230,12 +288,17 @@ per_stage.round(3)
 
 # %%
 gap_full = vgg16(1, head="gap")
-print(f"GAP head, full width: {count_parameters(gap_full):,} parameters "
-      f"({count_parameters(gap_full) / n_params:.1%} of VGG16-BN)")
+print(
+    f"GAP head, full width: {count_parameters(gap_full):,} parameters "
+    f"({count_parameters(gap_full) / n_params:.1%} of VGG16-BN)"
+)
 assert count_parameters(gap_full.classifier) == 512 + 1
 
 model = vgg16(1, width=profile.width, head="gap")
-print(f"this profile's model (width {profile.width}): {count_parameters(model):,} parameters")
+print(
+    f"this profile's model (width {profile.width}): {count_parameters(model):,} "
+    "parameters"
+)
 for size in (64, 96, 160):
     assert model.eval()(torch.randn(1, 3, size, size)).shape == (1, 1)
 
@@ -250,25 +313,49 @@ for size in (64, 96, 160):
 # first and then a loss expecting logits).
 
 # %%
-from course_lib.data import ensure_synthetic_lesions, load_melanoma, make_loaders, split_by_patient
+from course_lib.data import (
+    ensure_synthetic_lesions,
+    load_melanoma,
+    make_loaders,
+    split_by_patient,
+)
 from course_lib.train import fit
 
-frame = load_melanoma(ensure_synthetic_lesions(profile.n_images, profile.image_size, seed=0))
+frame = load_melanoma(
+    ensure_synthetic_lesions(profile.n_images, profile.image_size, seed=0)
+)
 train_frame, val_frame = split_by_patient(frame, val_fraction=0.2, seed=0)
 # decoding in worker processes, pinned memory on GPUs: see make_loaders' docstring
-train_loader, val_loader = make_loaders(train_frame, val_frame, profile.image_size, profile.batch_size,
-                                        num_workers=profile.num_workers)
+train_loader, val_loader = make_loaders(
+    train_frame,
+    val_frame,
+    profile.image_size,
+    profile.batch_size,
+    num_workers=profile.num_workers,
+)
 images, targets = next(iter(train_loader))
-print(f"a batch: images {tuple(images.shape)}, targets {tuple(targets.shape)}; "
-      f"{len(train_frame)} train / {len(val_frame)} val images")
+print(
+    f"a batch: images {tuple(images.shape)}, targets {tuple(targets.shape)}; "
+    f"{len(train_frame)} train / {len(val_frame)} val images"
+)
 assert images.shape == (profile.batch_size, 3, profile.image_size, profile.image_size)
 
 # %%
 seed_everything(0)
 model = vgg16(1, width=profile.width, head="gap")
-history = fit(model, train_loader, val_loader, epochs=profile.epochs, lr=1e-3, device=device,
-              out_dir=f"runs/02_baseline_{profile.name}_{profile.image_size}px", resume=True, seed=0,
-              amp=fast_mixed_precision(device), channels_last=True)
+history = fit(
+    model,
+    train_loader,
+    val_loader,
+    epochs=profile.epochs,
+    lr=1e-3,
+    device=device,
+    out_dir=f"runs/02_baseline_{profile.name}_{profile.image_size}px",
+    resume=True,
+    seed=0,
+    amp=fast_mixed_precision(device),
+    channels_last=True,
+)
 history.round(4)
 
 # %%
@@ -278,7 +365,13 @@ axes[0].plot(history.epoch, history.val_loss, "o-", label="validation")
 axes[0].set(xlabel="epoch", ylabel="loss", title="loss")
 axes[0].legend()
 axes[1].plot(history.epoch, history.val_auc, "o-", color="tab:green", label="AUC")
-axes[1].plot(history.epoch, history.val_balanced_accuracy, "o-", color="tab:gray", label="balanced accuracy")
+axes[1].plot(
+    history.epoch,
+    history.val_balanced_accuracy,
+    "o-",
+    color="tab:gray",
+    label="balanced accuracy",
+)
 axes[1].set(xlabel="epoch", ylim=(0.4, 1.0), title="validation")
 axes[1].legend()
 fig.tight_layout()
@@ -286,7 +379,9 @@ best = history.val_auc.max()
 print(f"best validation AUC: {best:.3f}")
 assert history.train_loss.notna().all()
 if profile.name == "cpu":
-    assert best >= 0.85, "the GAP baseline should reach an AUC of 0.85 on synthetic lesions"
+    assert best >= 0.85, (
+        "the GAP baseline should reach an AUC of 0.85 on synthetic lesions"
+    )
 
 # %% [markdown]
 # ## Summary

@@ -26,24 +26,35 @@
 #   **position-to-position** (which other places each place looks at), and what each costs;
 # - the tensor shapes involved, and how broadcasting (`expand_as`) applies a weight map.
 #
-# **Expected run time:** a few seconds in every profile.
+# **Expected run time** (2 cores of an AMD EPYC without native bf16, in float32; {doc}`../book/performance`): `smoke` about 5 s · `cpu` about 10 s · `gpu` not measured yet.
 #
 # **Launch:** [open in Colab](https://colab.research.google.com/github/attention-course/attention-image-classification/blob/main/notebooks/03_attention_primer.ipynb)
 
 # %% tags=["course-setup", "hide-input"]
 # Course setup: make `course_lib` importable (a no-op when it already is).
-import importlib.util, os, pathlib, subprocess, sys
+import importlib.util
+import os
+import pathlib
+import subprocess
+import sys
 
-# where the course is published (_config.yml's repository.url; a fork runs `make repository URL=...`)
-REPO = os.environ.get("COURSE_REPO_URL", "https://github.com/attention-course/attention-image-classification")
-# Colab wipes its disk when the runtime resets: set True (or COURSE_RUNS_ON_DRIVE=1) to keep
+# where the course is published (_config.yml's repository.url; a fork runs `make
+# repository URL=...`)
+REPO = os.environ.get(
+    "COURSE_REPO_URL",
+    "https://github.com/attention-course/attention-image-classification",
+)
+# Colab wipes its disk when the runtime resets: set True (or COURSE_RUNS_ON_DRIVE=1)
+# to keep
 # trained models (runs/) on your Google Drive
 KEEP_RUNS_ON_DRIVE = os.environ.get("COURSE_RUNS_ON_DRIVE") == "1"
 ON_COLAB = "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
 
 
 def _pip_install(target):
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", target], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", target], check=True
+    )
 
 
 if importlib.util.find_spec("course_lib") is None:
@@ -51,11 +62,17 @@ if importlib.util.find_spec("course_lib") is None:
         _pip_install(f"git+{REPO}")
     elif any(key.startswith("PAPERSPACE") for key in os.environ):  # Gradient
         cwd = pathlib.Path.cwd()
-        clone = next((p for p in (cwd, *cwd.parents) if (p / "course_lib").is_dir()), None)
+        clone = next(
+            (p for p in (cwd, *cwd.parents) if (p / "course_lib").is_dir()), None
+        )
         if clone is None:
-            clone = pathlib.Path(os.environ.get("COURSE_CLONE_DIR", "/notebooks/attention-course"))
+            clone = pathlib.Path(
+                os.environ.get("COURSE_CLONE_DIR", "/notebooks/attention-course")
+            )
             if not clone.exists():
-                subprocess.run(["git", "clone", "--depth", "1", REPO, str(clone)], check=True)
+                subprocess.run(
+                    ["git", "clone", "--depth", "1", REPO, str(clone)], check=True
+                )
         _pip_install(str(clone))
     else:
         raise ModuleNotFoundError(
@@ -75,8 +92,11 @@ if ON_COLAB and not pathlib.Path("runs").exists():
         pathlib.Path("runs").symlink_to(kept, target_is_directory=True)
         print(f"runs/ is {kept}: trained models survive a runtime reset")
     else:
-        print("Trained models go to runs/ on this Colab machine and vanish when its runtime resets; "
-              "set KEEP_RUNS_ON_DRIVE = True in this cell to keep them on Google Drive.")
+        print(
+            "Trained models go to runs/ on this Colab machine and vanish when its "
+            "runtime resets; "
+            "set KEEP_RUNS_ON_DRIVE = True in this cell to keep them on Google Drive."
+        )
 
 # %%
 import matplotlib.pyplot as plt
@@ -86,8 +106,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from course_lib.config import get_profile, seed_everything
-from course_lib.viz import use_course_style
 from course_lib.data import ensure_synthetic_lesions, load_melanoma
+from course_lib.viz import use_course_style
 
 profile = get_profile()
 seed_everything(0)
@@ -123,7 +143,12 @@ print("feature map x:", tuple(x.shape))
 w_score = torch.randn(C, C) * 0.5  # a "learned" scoring matrix, random here
 summary = x.mean(dim=(2, 3))  # (N, C): one number per channel
 gate = torch.sigmoid(summary @ w_score.T).view(N, C, 1, 1)  # (N, C, 1, 1)
-print("channel gate:", tuple(gate.shape), "values in", (round(gate.min().item(), 3), round(gate.max().item(), 3)))
+print(
+    "channel gate:",
+    tuple(gate.shape),
+    "values in",
+    (round(gate.min().item(), 3), round(gate.max().item(), 3)),
+)
 assert gate.shape == (N, C, 1, 1) and (gate > 0).all() and (gate < 1).all()
 
 y_broadcast = x * gate
@@ -150,7 +175,11 @@ assert torch.allclose(weights.sum(dim=(2, 3)), torch.ones(N, 1))
 pooled = (x * weights).sum(dim=(2, 3))  # (N, C): a weighted average over positions
 print("attention-pooled features:", tuple(pooled.shape))
 uniform = x.mean(dim=(2, 3))  # global average pooling = softmax of constant scores
-assert torch.allclose((x * F.softmax(torch.zeros(N, 1, H * W), -1).view(N, 1, H, W)).sum((2, 3)), uniform, atol=1e-6)
+assert torch.allclose(
+    (x * F.softmax(torch.zeros(N, 1, H * W), -1).view(N, 1, H, W)).sum((2, 3)),
+    uniform,
+    atol=1e-6,
+)
 
 # %% [markdown]
 # Global average pooling is the special case of equal scores: attention pooling
@@ -163,9 +192,13 @@ assert torch.allclose((x * F.softmax(torch.zeros(N, 1, H * W), -1).view(N, 1, H,
 # image, and the sharper the scores (the lower the temperature), the more it concentrates.
 
 # %%
-frame = load_melanoma(ensure_synthetic_lesions(profile.n_images, profile.image_size, seed=0))
+frame = load_melanoma(
+    ensure_synthetic_lesions(profile.n_images, profile.image_size, seed=0)
+)
 path = frame[frame.target == 1].path.iloc[0]
-image = torch.from_numpy(np.asarray(Image.open(path), dtype=np.float32) / 255).permute(2, 0, 1)
+image = torch.from_numpy(np.asarray(Image.open(path), dtype=np.float32) / 255).permute(
+    2, 0, 1
+)
 darkness = -(image.mean(0) - image.mean())  # (H, W): high where the skin is dark
 gate_map = torch.sigmoid(darkness / 0.05)
 fig, axes = plt.subplots(1, 4, figsize=(10, 2.9))
@@ -198,7 +231,10 @@ fig.tight_layout()
 # %%
 for side in (7, 14, 28, 56, 112, 224):
     entries = (side * side) ** 2
-    print(f"{side:4d} x {side:<4d} map: {entries:>15,} attention weights per image = {entries * 4 / 2**20:>9,.1f} MiB (fp32)")
+    print(
+        f"{side:4d} x {side:<4d} map: {entries:>15,} attention weights per image = "
+        f"{entries * 4 / 2**20:>9,.1f} MiB (fp32)"
+    )
 
 # %% [markdown]
 # At 224×224 that is 2.5 billion weights, about 10 GB for one image: why chapter 07 places
@@ -214,7 +250,8 @@ for side in (7, 14, 28, 56, 112, 224):
 from course_lib.attention import SpatialAttention
 
 kernel = torch.randn(1, 2, 7, 7) * 0.1
-summaries = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)  # (N, 2, H, W)
+# (N, 2, H, W)
+summaries = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
 spatial_gate = torch.sigmoid(F.conv2d(summaries, kernel, padding=3))  # (N, 1, H, W)
 assert spatial_gate.shape == (N, 1, H, W)
 inline_out = x * spatial_gate

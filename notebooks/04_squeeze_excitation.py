@@ -26,24 +26,35 @@
 # - how the course's `SEBlock` matches `torchvision.ops.SqueezeExcitation` exactly;
 # - where SE sits in VGG16.
 #
-# **Expected run time:** a few seconds in every profile.
+# **Expected run time** (2 cores of an AMD EPYC without native bf16, in float32; {doc}`../book/performance`): `smoke` about 5 s · `cpu` about 10 s · `gpu` not measured yet.
 #
 # **Launch:** [open in Colab](https://colab.research.google.com/github/attention-course/attention-image-classification/blob/main/notebooks/04_squeeze_excitation.ipynb)
 
 # %% tags=["course-setup", "hide-input"]
 # Course setup: make `course_lib` importable (a no-op when it already is).
-import importlib.util, os, pathlib, subprocess, sys
+import importlib.util
+import os
+import pathlib
+import subprocess
+import sys
 
-# where the course is published (_config.yml's repository.url; a fork runs `make repository URL=...`)
-REPO = os.environ.get("COURSE_REPO_URL", "https://github.com/attention-course/attention-image-classification")
-# Colab wipes its disk when the runtime resets: set True (or COURSE_RUNS_ON_DRIVE=1) to keep
+# where the course is published (_config.yml's repository.url; a fork runs `make
+# repository URL=...`)
+REPO = os.environ.get(
+    "COURSE_REPO_URL",
+    "https://github.com/attention-course/attention-image-classification",
+)
+# Colab wipes its disk when the runtime resets: set True (or COURSE_RUNS_ON_DRIVE=1)
+# to keep
 # trained models (runs/) on your Google Drive
 KEEP_RUNS_ON_DRIVE = os.environ.get("COURSE_RUNS_ON_DRIVE") == "1"
 ON_COLAB = "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
 
 
 def _pip_install(target):
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", target], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", target], check=True
+    )
 
 
 if importlib.util.find_spec("course_lib") is None:
@@ -51,11 +62,17 @@ if importlib.util.find_spec("course_lib") is None:
         _pip_install(f"git+{REPO}")
     elif any(key.startswith("PAPERSPACE") for key in os.environ):  # Gradient
         cwd = pathlib.Path.cwd()
-        clone = next((p for p in (cwd, *cwd.parents) if (p / "course_lib").is_dir()), None)
+        clone = next(
+            (p for p in (cwd, *cwd.parents) if (p / "course_lib").is_dir()), None
+        )
         if clone is None:
-            clone = pathlib.Path(os.environ.get("COURSE_CLONE_DIR", "/notebooks/attention-course"))
+            clone = pathlib.Path(
+                os.environ.get("COURSE_CLONE_DIR", "/notebooks/attention-course")
+            )
             if not clone.exists():
-                subprocess.run(["git", "clone", "--depth", "1", REPO, str(clone)], check=True)
+                subprocess.run(
+                    ["git", "clone", "--depth", "1", REPO, str(clone)], check=True
+                )
         _pip_install(str(clone))
     else:
         raise ModuleNotFoundError(
@@ -75,8 +92,11 @@ if ON_COLAB and not pathlib.Path("runs").exists():
         pathlib.Path("runs").symlink_to(kept, target_is_directory=True)
         print(f"runs/ is {kept}: trained models survive a runtime reset")
     else:
-        print("Trained models go to runs/ on this Colab machine and vanish when its runtime resets; "
-              "set KEEP_RUNS_ON_DRIVE = True in this cell to keep them on Google Drive.")
+        print(
+            "Trained models go to runs/ on this Colab machine and vanish when its "
+            "runtime resets; "
+            "set KEEP_RUNS_ON_DRIVE = True in this cell to keep them on Google Drive."
+        )
 
 # %%
 import matplotlib.pyplot as plt
@@ -115,7 +135,10 @@ assert s.shape == (N, C) and ((s > 0) & (s < 1)).all()
 # scale: reshape the gates to (N, C, 1, 1) and broadcast them over H x W
 y = x * s.view(N, C, 1, 1)
 assert y.shape == x.shape
-print(f"x {tuple(x.shape)} -> z {tuple(z.shape)} -> s {tuple(s.shape)} -> y {tuple(y.shape)}")
+print(
+    f"x {tuple(x.shape)} -> z {tuple(z.shape)} -> s {tuple(s.shape)} -> y "
+    f"{tuple(y.shape)}"
+)
 
 # %% [markdown]
 # The bottleneck (C/r hidden units) keeps the block small and forces the gates to depend
@@ -158,15 +181,22 @@ print("inline == course_lib SEBlock == torchvision SqueezeExcitation")
 rows = []
 for ratio in (2, 4, 8, 16, 32):
     block = SEBlock(512, reduction=ratio)
-    rows.append({"r": ratio, "parameters": count_parameters(block),
-                 "formula": 2 * 512 * 512 // ratio + 512 // ratio + 512,
-                 "FLOPs at 14x14": count_flops(block, (1, 512, 14, 14))})
+    rows.append(
+        {
+            "r": ratio,
+            "parameters": count_parameters(block),
+            "formula": 2 * 512 * 512 // ratio + 512 // ratio + 512,
+            "FLOPs at 14x14": count_flops(block, (1, 512, 14, 14)),
+        }
+    )
 table = pd.DataFrame(rows).set_index("r")
 assert (table.parameters == table.formula).all()
 assert table.loc[16, "parameters"] == 33_312
 conv = nn.Conv2d(512, 512, 3, padding=1)
-print(f"a 512->512 3x3 convolution: {count_parameters(conv):,} parameters, "
-      f"{count_flops(conv, (1, 512, 14, 14)):,} FLOPs at 14x14")
+print(
+    f"a 512->512 3x3 convolution: {count_parameters(conv):,} parameters, "
+    f"{count_flops(conv, (1, 512, 14, 14)):,} FLOPs at 14x14"
+)
 table
 
 # %% [markdown]
@@ -188,8 +218,10 @@ plain, with_se = vgg16(1, head="gap"), vgg16(1, head="gap", attention="se")
 added = count_parameters(with_se) - count_parameters(plain)
 blocks = [m for m in with_se.modules() if isinstance(m, SEBlock)]
 assert len(blocks) == 5 and added == sum(count_parameters(b) for b in blocks)
-print(f"{len(blocks)} SE blocks add {added:,} parameters to {count_parameters(plain):,} "
-      f"({added / count_parameters(plain):.1%})")
+print(
+    f"{len(blocks)} SE blocks add {added:,} parameters to {count_parameters(plain):,} "
+    f"({added / count_parameters(plain):.1%})"
+)
 small = vgg16(1, width=profile.width, head="gap", attention="se").eval()
 out = small(torch.randn(2, 3, profile.image_size, profile.image_size))
 assert out.shape == (2, 1)
@@ -200,15 +232,24 @@ assert out.shape == (2, 1)
 # vary little; chapter 09 trains the model and compares it with the baseline.
 
 # %%
-from course_lib.data import ensure_synthetic_lesions, load_melanoma, make_loaders, split_by_patient
+from course_lib.data import (
+    ensure_synthetic_lesions,
+    load_melanoma,
+    make_loaders,
+    split_by_patient,
+)
 
-frame = load_melanoma(ensure_synthetic_lesions(profile.n_images, profile.image_size, seed=0))
+frame = load_melanoma(
+    ensure_synthetic_lesions(profile.n_images, profile.image_size, seed=0)
+)
 train_frame, val_frame = split_by_patient(frame, 0.2, seed=0)
 _, val_loader = make_loaders(train_frame, val_frame, profile.image_size, batch_size=16)
 images, _ = next(iter(val_loader))
 gates = []
-hooks = [b.register_forward_hook(lambda m, inp, out: gates.append(m.gate(inp[0]).flatten(1))) for b in
-         (m for m in small.modules() if isinstance(m, SEBlock))]
+hooks = [
+    b.register_forward_hook(lambda m, inp, out: gates.append(m.gate(inp[0]).flatten(1)))
+    for b in (m for m in small.modules() if isinstance(m, SEBlock))
+]
 with torch.no_grad():
     small(images)
 for h in hooks:

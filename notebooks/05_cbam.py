@@ -27,24 +27,35 @@
 #   both in parallel;
 # - the cost of each half, checked against the formulas.
 #
-# **Expected run time:** a few seconds in every profile.
+# **Expected run time** (2 cores of an AMD EPYC without native bf16, in float32; {doc}`../book/performance`): `smoke` about 5 s · `cpu` about 10 s · `gpu` not measured yet.
 #
 # **Launch:** [open in Colab](https://colab.research.google.com/github/attention-course/attention-image-classification/blob/main/notebooks/05_cbam.ipynb)
 
 # %% tags=["course-setup", "hide-input"]
 # Course setup: make `course_lib` importable (a no-op when it already is).
-import importlib.util, os, pathlib, subprocess, sys
+import importlib.util
+import os
+import pathlib
+import subprocess
+import sys
 
-# where the course is published (_config.yml's repository.url; a fork runs `make repository URL=...`)
-REPO = os.environ.get("COURSE_REPO_URL", "https://github.com/attention-course/attention-image-classification")
-# Colab wipes its disk when the runtime resets: set True (or COURSE_RUNS_ON_DRIVE=1) to keep
+# where the course is published (_config.yml's repository.url; a fork runs `make
+# repository URL=...`)
+REPO = os.environ.get(
+    "COURSE_REPO_URL",
+    "https://github.com/attention-course/attention-image-classification",
+)
+# Colab wipes its disk when the runtime resets: set True (or COURSE_RUNS_ON_DRIVE=1)
+# to keep
 # trained models (runs/) on your Google Drive
 KEEP_RUNS_ON_DRIVE = os.environ.get("COURSE_RUNS_ON_DRIVE") == "1"
 ON_COLAB = "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
 
 
 def _pip_install(target):
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", target], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", target], check=True
+    )
 
 
 if importlib.util.find_spec("course_lib") is None:
@@ -52,11 +63,17 @@ if importlib.util.find_spec("course_lib") is None:
         _pip_install(f"git+{REPO}")
     elif any(key.startswith("PAPERSPACE") for key in os.environ):  # Gradient
         cwd = pathlib.Path.cwd()
-        clone = next((p for p in (cwd, *cwd.parents) if (p / "course_lib").is_dir()), None)
+        clone = next(
+            (p for p in (cwd, *cwd.parents) if (p / "course_lib").is_dir()), None
+        )
         if clone is None:
-            clone = pathlib.Path(os.environ.get("COURSE_CLONE_DIR", "/notebooks/attention-course"))
+            clone = pathlib.Path(
+                os.environ.get("COURSE_CLONE_DIR", "/notebooks/attention-course")
+            )
             if not clone.exists():
-                subprocess.run(["git", "clone", "--depth", "1", REPO, str(clone)], check=True)
+                subprocess.run(
+                    ["git", "clone", "--depth", "1", REPO, str(clone)], check=True
+                )
         _pip_install(str(clone))
     else:
         raise ModuleNotFoundError(
@@ -76,8 +93,11 @@ if ON_COLAB and not pathlib.Path("runs").exists():
         pathlib.Path("runs").symlink_to(kept, target_is_directory=True)
         print(f"runs/ is {kept}: trained models survive a runtime reset")
     else:
-        print("Trained models go to runs/ on this Colab machine and vanish when its runtime resets; "
-              "set KEEP_RUNS_ON_DRIVE = True in this cell to keep them on Google Drive.")
+        print(
+            "Trained models go to runs/ on this Colab machine and vanish when its "
+            "runtime resets; "
+            "set KEEP_RUNS_ON_DRIVE = True in this cell to keep them on Google Drive."
+        )
 
 # %%
 import matplotlib.pyplot as plt
@@ -120,7 +140,9 @@ use_course_style()  # legible figures (course_lib.viz)
 # %%
 N, C, H, W, r = 2, 32, 10, 8, 4
 x = torch.randn(N, C, H, W)
-mlp = nn.Sequential(nn.Conv2d(C, C // r, 1, bias=False), nn.ReLU(), nn.Conv2d(C // r, C, 1, bias=False))
+mlp = nn.Sequential(
+    nn.Conv2d(C, C // r, 1, bias=False), nn.ReLU(), nn.Conv2d(C // r, C, 1, bias=False)
+)
 
 avg = x.mean(dim=(2, 3), keepdim=True)  # (N, C, 1, 1)
 mx = x.amax(dim=(2, 3), keepdim=True)  # (N, C, 1, 1)
@@ -139,8 +161,12 @@ print("channel gate:", tuple(channel_gate.shape))
 
 # %%
 spatial_kernel = torch.randn(1, 2, 7, 7) * 0.1
-stacked = torch.cat([x_c.mean(dim=1, keepdim=True), x_c.amax(dim=1, keepdim=True)], dim=1)  # (N, 2, H, W)
-spatial_gate = torch.sigmoid(F.conv2d(stacked, spatial_kernel, padding=3))  # (N, 1, H, W)
+# (N, 2, H, W)
+stacked = torch.cat(
+    [x_c.mean(dim=1, keepdim=True), x_c.amax(dim=1, keepdim=True)], dim=1
+)
+# (N, 1, H, W)
+spatial_gate = torch.sigmoid(F.conv2d(stacked, spatial_kernel, padding=3))
 assert stacked.shape == (N, 2, H, W) and spatial_gate.shape == (N, 1, H, W)
 y = x_c * spatial_gate  # CBAM = channel attention, then spatial attention
 assert y.shape == x.shape
@@ -172,8 +198,11 @@ for c, ratio in ((64, 16), (512, 16)):
     ca, sa, full = ChannelAttention(c, ratio), SpatialAttention(7), CBAM(c, ratio, 7)
     assert count_parameters(ca) == 2 * c * c // ratio and count_parameters(sa) == 98
     assert count_parameters(full) == count_parameters(ca) + count_parameters(sa)
-    print(f"C={c:3d}, r={ratio}: channel {count_parameters(ca):,} + spatial {count_parameters(sa)} "
-          f"= {count_parameters(full):,} parameters")
+    print(
+        f"C={c:3d}, r={ratio}: channel {count_parameters(ca):,} + spatial "
+        f"{count_parameters(sa)} "
+        f"= {count_parameters(full):,} parameters"
+    )
 
 # %% [markdown]
 # At C = 512 the channel half has the same 32,768 weights as SE without biases; the spatial
@@ -189,9 +218,15 @@ for c, ratio in ((64, 16), (512, 16)):
 # %%
 from course_lib.data import ensure_synthetic_lesions, load_melanoma
 
-frame = load_melanoma(ensure_synthetic_lesions(profile.n_images, profile.image_size, seed=0))
-rgb = np.asarray(Image.open(frame[frame.target == 1].path.iloc[1]), dtype=np.float32) / 255
-features = torch.from_numpy(1 - rgb).permute(2, 0, 1)[None]  # (1, 3, H, W): high on dark skin
+frame = load_melanoma(
+    ensure_synthetic_lesions(profile.n_images, profile.image_size, seed=0)
+)
+rgb = (
+    np.asarray(Image.open(frame[frame.target == 1].path.iloc[1]), dtype=np.float32)
+    / 255
+)
+# (1, 3, H, W): high on dark skin
+features = torch.from_numpy(1 - rgb).permute(2, 0, 1)[None]
 features = features - features.mean()  # skin around 0, lesion positive
 hand_made = SpatialAttention(7)
 with torch.no_grad():
@@ -228,7 +263,10 @@ for order in CBAM.ORDERS:
     outputs[order] = cbam(x)
     assert outputs[order].shape == x.shape
 for a in CBAM.ORDERS:
-    print(a.ljust(16), " ".join(f"{(outputs[a] - outputs[b]).abs().mean():.4f}" for b in CBAM.ORDERS))
+    print(
+        a.ljust(16),
+        " ".join(f"{(outputs[a] - outputs[b]).abs().mean():.4f}" for b in CBAM.ORDERS),
+    )
 assert not torch.allclose(outputs["channel-spatial"], outputs["spatial-channel"])
 cbam.order = "channel-spatial"
 

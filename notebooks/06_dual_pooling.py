@@ -24,24 +24,35 @@
 # - the *dual pooling* head: concatenate both, `(N, C, H, W) → (N, 2C)`, then classify;
 # - why it is a cheap, parameter-free change, and why its benefit is an empirical question.
 #
-# **Expected run time:** a few seconds in every profile.
+# **Expected run time** (2 cores of an AMD EPYC without native bf16, in float32; {doc}`../book/performance`): `smoke` about 5 s · `cpu` about 5 s · `gpu` not measured yet.
 #
 # **Launch:** [open in Colab](https://colab.research.google.com/github/attention-course/attention-image-classification/blob/main/notebooks/06_dual_pooling.ipynb)
 
 # %% tags=["course-setup", "hide-input"]
 # Course setup: make `course_lib` importable (a no-op when it already is).
-import importlib.util, os, pathlib, subprocess, sys
+import importlib.util
+import os
+import pathlib
+import subprocess
+import sys
 
-# where the course is published (_config.yml's repository.url; a fork runs `make repository URL=...`)
-REPO = os.environ.get("COURSE_REPO_URL", "https://github.com/attention-course/attention-image-classification")
-# Colab wipes its disk when the runtime resets: set True (or COURSE_RUNS_ON_DRIVE=1) to keep
+# where the course is published (_config.yml's repository.url; a fork runs `make
+# repository URL=...`)
+REPO = os.environ.get(
+    "COURSE_REPO_URL",
+    "https://github.com/attention-course/attention-image-classification",
+)
+# Colab wipes its disk when the runtime resets: set True (or COURSE_RUNS_ON_DRIVE=1)
+# to keep
 # trained models (runs/) on your Google Drive
 KEEP_RUNS_ON_DRIVE = os.environ.get("COURSE_RUNS_ON_DRIVE") == "1"
 ON_COLAB = "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
 
 
 def _pip_install(target):
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", target], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", target], check=True
+    )
 
 
 if importlib.util.find_spec("course_lib") is None:
@@ -49,11 +60,17 @@ if importlib.util.find_spec("course_lib") is None:
         _pip_install(f"git+{REPO}")
     elif any(key.startswith("PAPERSPACE") for key in os.environ):  # Gradient
         cwd = pathlib.Path.cwd()
-        clone = next((p for p in (cwd, *cwd.parents) if (p / "course_lib").is_dir()), None)
+        clone = next(
+            (p for p in (cwd, *cwd.parents) if (p / "course_lib").is_dir()), None
+        )
         if clone is None:
-            clone = pathlib.Path(os.environ.get("COURSE_CLONE_DIR", "/notebooks/attention-course"))
+            clone = pathlib.Path(
+                os.environ.get("COURSE_CLONE_DIR", "/notebooks/attention-course")
+            )
             if not clone.exists():
-                subprocess.run(["git", "clone", "--depth", "1", REPO, str(clone)], check=True)
+                subprocess.run(
+                    ["git", "clone", "--depth", "1", REPO, str(clone)], check=True
+                )
         _pip_install(str(clone))
     else:
         raise ModuleNotFoundError(
@@ -73,8 +90,11 @@ if ON_COLAB and not pathlib.Path("runs").exists():
         pathlib.Path("runs").symlink_to(kept, target_is_directory=True)
         print(f"runs/ is {kept}: trained models survive a runtime reset")
     else:
-        print("Trained models go to runs/ on this Colab machine and vanish when its runtime resets; "
-              "set KEEP_RUNS_ON_DRIVE = True in this cell to keep them on Google Drive.")
+        print(
+            "Trained models go to runs/ on this Colab machine and vanish when its "
+            "runtime resets; "
+            "set KEEP_RUNS_ON_DRIVE = True in this cell to keep them on Google Drive."
+        )
 
 # %%
 import matplotlib.pyplot as plt
@@ -104,7 +124,9 @@ spot[3, 4] = 9.8  # the same total: 49 * 0.2
 maps = torch.stack([diffuse, spot])[:, None]  # (2 "images", 1 channel, 7, 7)
 means, maxima = maps.mean(dim=(2, 3)), maps.amax(dim=(2, 3))
 fig, axes = plt.subplots(1, 2, figsize=(6, 3))
-for ax, m, title, a, b in zip(axes, maps, ("diffuse", "one strong spot"), means, maxima):
+for ax, m, title, a, b in zip(
+    axes, maps, ("diffuse", "one strong spot"), means, maxima
+):
     ax.imshow(m[0], cmap="viridis", vmin=0, vmax=10)
     ax.set_title(f"{title}\nmean {a.item():.2f}, max {b.item():.2f}")
     ax.axis("off")
@@ -124,12 +146,18 @@ assert maxima[1] > maxima[0]  # max pooling can
 # %%
 N, C, H, W = 4, 64, 3, 3
 x = torch.randn(N, C, H, W)
-pooled = torch.cat([F.adaptive_avg_pool2d(x, 1).flatten(1), F.adaptive_max_pool2d(x, 1).flatten(1)], dim=1)
+pooled = torch.cat(
+    [F.adaptive_avg_pool2d(x, 1).flatten(1), F.adaptive_max_pool2d(x, 1).flatten(1)],
+    dim=1,
+)
 assert pooled.shape == (N, 2 * C)
 classifier = nn.Linear(2 * C, 1)
 logits = classifier(pooled)
 assert logits.shape == (N, 1)
-print(f"x {tuple(x.shape)} -> pooled {tuple(pooled.shape)} -> logits {tuple(logits.shape)}")
+print(
+    f"x {tuple(x.shape)} -> pooled {tuple(pooled.shape)} -> logits "
+    f"{tuple(logits.shape)}"
+)
 
 # %% [markdown]
 # ## 3. The library version
@@ -145,8 +173,14 @@ gap = vgg16(1, width=profile.width, head="gap")
 dual = vgg16(1, width=profile.width, head="dualpool")
 extra = count_parameters(dual) - count_parameters(gap)
 assert extra == dual.out_channels  # one more weight per channel in the linear layer
-print(f"GAP head: {count_parameters(gap):,} parameters; dual pooling: {count_parameters(dual):,} (+{extra})")
-assert dual.eval()(torch.randn(2, 3, profile.image_size, profile.image_size)).shape == (2, 1)
+print(
+    f"GAP head: {count_parameters(gap):,} parameters; dual pooling: "
+    f"{count_parameters(dual):,} (+{extra})"
+)
+assert dual.eval()(torch.randn(2, 3, profile.image_size, profile.image_size)).shape == (
+    2,
+    1,
+)
 
 # %% [markdown]
 # Is it attention? Not in the sense of chapters 04–05: nothing is *computed* from the input

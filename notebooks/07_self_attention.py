@@ -28,24 +28,35 @@
 # - where self-attention fits in VGG16, and why not where a widely copied blog post on VGG16 with
 #   attention {cite:p}`blog_vgg16_attention` put it.
 #
-# **Expected run time:** `smoke` and `cpu` about 30 s (the measurements); `gpu` about 30 s.
+# **Expected run time** (2 cores of an AMD EPYC without native bf16, in float32; {doc}`../book/performance`): `smoke` about 10 s · `cpu` about 10 s · `gpu` not measured yet.
 #
 # **Launch:** [open in Colab](https://colab.research.google.com/github/attention-course/attention-image-classification/blob/main/notebooks/07_self_attention.ipynb)
 
 # %% tags=["course-setup", "hide-input"]
 # Course setup: make `course_lib` importable (a no-op when it already is).
-import importlib.util, os, pathlib, subprocess, sys
+import importlib.util
+import os
+import pathlib
+import subprocess
+import sys
 
-# where the course is published (_config.yml's repository.url; a fork runs `make repository URL=...`)
-REPO = os.environ.get("COURSE_REPO_URL", "https://github.com/attention-course/attention-image-classification")
-# Colab wipes its disk when the runtime resets: set True (or COURSE_RUNS_ON_DRIVE=1) to keep
+# where the course is published (_config.yml's repository.url; a fork runs `make
+# repository URL=...`)
+REPO = os.environ.get(
+    "COURSE_REPO_URL",
+    "https://github.com/attention-course/attention-image-classification",
+)
+# Colab wipes its disk when the runtime resets: set True (or COURSE_RUNS_ON_DRIVE=1)
+# to keep
 # trained models (runs/) on your Google Drive
 KEEP_RUNS_ON_DRIVE = os.environ.get("COURSE_RUNS_ON_DRIVE") == "1"
 ON_COLAB = "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
 
 
 def _pip_install(target):
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", target], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", target], check=True
+    )
 
 
 if importlib.util.find_spec("course_lib") is None:
@@ -53,11 +64,17 @@ if importlib.util.find_spec("course_lib") is None:
         _pip_install(f"git+{REPO}")
     elif any(key.startswith("PAPERSPACE") for key in os.environ):  # Gradient
         cwd = pathlib.Path.cwd()
-        clone = next((p for p in (cwd, *cwd.parents) if (p / "course_lib").is_dir()), None)
+        clone = next(
+            (p for p in (cwd, *cwd.parents) if (p / "course_lib").is_dir()), None
+        )
         if clone is None:
-            clone = pathlib.Path(os.environ.get("COURSE_CLONE_DIR", "/notebooks/attention-course"))
+            clone = pathlib.Path(
+                os.environ.get("COURSE_CLONE_DIR", "/notebooks/attention-course")
+            )
             if not clone.exists():
-                subprocess.run(["git", "clone", "--depth", "1", REPO, str(clone)], check=True)
+                subprocess.run(
+                    ["git", "clone", "--depth", "1", REPO, str(clone)], check=True
+                )
         _pip_install(str(clone))
     else:
         raise ModuleNotFoundError(
@@ -77,8 +94,11 @@ if ON_COLAB and not pathlib.Path("runs").exists():
         pathlib.Path("runs").symlink_to(kept, target_is_directory=True)
         print(f"runs/ is {kept}: trained models survive a runtime reset")
     else:
-        print("Trained models go to runs/ on this Colab machine and vanish when its runtime resets; "
-              "set KEEP_RUNS_ON_DRIVE = True in this cell to keep them on Google Drive.")
+        print(
+            "Trained models go to runs/ on this Colab machine and vanish when its "
+            "runtime resets; "
+            "set KEEP_RUNS_ON_DRIVE = True in this cell to keep them on Google Drive."
+        )
 
 # %%
 import matplotlib.pyplot as plt
@@ -115,14 +135,18 @@ k = key(x).view(N, C // 8, H * W)  # (N, C/8, HW)
 v = value(x).view(N, C, H * W)  # (N, C, HW)
 energy = torch.bmm(q, k)  # (N, HW, HW): similarity of every pair of positions
 attention = torch.softmax(energy, dim=-1)  # row i: a distribution over the positions j
-out = torch.bmm(v, attention.permute(0, 2, 1)).view(N, C, H, W)  # out_i = sum_j a_ij v_j
+# out_i = sum_j a_ij v_j
+out = torch.bmm(v, attention.permute(0, 2, 1)).view(N, C, H, W)
 assert energy.shape == (N, H * W, H * W) and out.shape == x.shape
 assert torch.allclose(attention.sum(-1), torch.ones(N, H * W))
 
 gamma = nn.Parameter(torch.zeros(1))
 y = gamma * out + x
 assert torch.equal(y, x)  # gamma = 0: the block starts as the identity
-print(f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)} -> attention {tuple(attention.shape)}")
+print(
+    f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)} -> attention "
+    f"{tuple(attention.shape)}"
+)
 
 # %% [markdown]
 # Starting at `gamma = 0` matters: inserted into a network (pretrained or not), the block
@@ -144,8 +168,13 @@ with torch.no_grad():
     library.value.load_state_dict(value.state_dict())
     library.gamma.fill_(0.8)
 torch.testing.assert_close(library(x), 0.8 * out + x, atol=1e-5, rtol=1e-5)
-assert count_parameters(SelfAttention2d(512)) == 328_321 and count_parameters(SelfAttention2d(64)) == 5_201
-print("inline == course_lib SelfAttention2d; parameters: 328,321 at C=512, 5,201 at C=64")
+assert (
+    count_parameters(SelfAttention2d(512)) == 328_321
+    and count_parameters(SelfAttention2d(64)) == 5_201
+)
+print(
+    "inline == course_lib SelfAttention2d; parameters: 328,321 at C=512, 5,201 at C=64"
+)
 
 # %% [markdown]
 # The parameter count `2·(C·C/8 + C/8) + C·C + C + 1` is modest. The cost is elsewhere.
@@ -167,6 +196,7 @@ print("inline == course_lib SelfAttention2d; parameters: 328,321 at C=512, 5,201
 # (`course_lib.bench.peak_memory_bytes`); time is the median of repeated runs
 # (`torch.utils.benchmark`).
 
+
 # %%
 def naive(q, k, v):
     return torch.bmm(torch.softmax(torch.bmm(q, k.transpose(1, 2)), dim=-1), v)
@@ -178,7 +208,9 @@ def sdpa_as_is(q, k, v):
 
 def sdpa_padded(q, k, v):
     pad = v.shape[-1] - q.shape[-1]
-    return F.scaled_dot_product_attention(F.pad(q, (0, pad)), F.pad(k, (0, pad)), v, scale=1.0)
+    return F.scaled_dot_product_attention(
+        F.pad(q, (0, pad)), F.pad(k, (0, pad)), v, scale=1.0
+    )
 
 
 rows = []
@@ -187,12 +219,22 @@ with torch.no_grad():
         hw = side * side
         q, k, v = (torch.randn(1, hw, d, device=device) for d in (C // 8, C // 8, C))
         reference = naive(q, k, v)
-        for name, fn in (("bmm + softmax", naive), ("SDPA, SAGAN shapes", sdpa_as_is), ("SDPA, padded q/k", sdpa_padded)):
+        for name, fn in (
+            ("bmm + softmax", naive),
+            ("SDPA, SAGAN shapes", sdpa_as_is),
+            ("SDPA, padded q/k", sdpa_padded),
+        ):
             torch.testing.assert_close(fn(q, k, v), reference, atol=1e-4, rtol=1e-4)
-            rows.append({"side": side, "positions": hw, "version": name,
-                         "peak MiB": peak_memory_bytes(fn, q, k, v, device=device) / 2**20,
-                         "ms": latency_ms(fn, q, k, v, min_run_time=0.1),
-                         "matrix MiB": hw * hw * 4 / 2**20})
+            rows.append(
+                {
+                    "side": side,
+                    "positions": hw,
+                    "version": name,
+                    "peak MiB": peak_memory_bytes(fn, q, k, v, device=device) / 2**20,
+                    "ms": latency_ms(fn, q, k, v, min_run_time=0.1),
+                    "matrix MiB": hw * hw * 4 / 2**20,
+                }
+            )
 results = pd.DataFrame(rows)
 results.pivot(index="side", columns="version", values="peak MiB").round(2)
 
@@ -202,16 +244,32 @@ for name, group in results.groupby("version", sort=False):
     axes[0].plot(group.positions, group["peak MiB"], "o-", label=name)
     axes[1].plot(group.positions, group["ms"], "o-", label=name)
 axes[0].plot(group.positions, group["matrix MiB"], "k:", label="one (HW)² fp32 matrix")
-axes[0].set(xscale="log", yscale="log", xlabel="positions HW", ylabel="peak memory (MiB)", title="memory")
-axes[1].set(xscale="log", yscale="log", xlabel="positions HW", ylabel="time (ms)", title=f"time ({device.type})")
+axes[0].set(
+    xscale="log",
+    yscale="log",
+    xlabel="positions HW",
+    ylabel="peak memory (MiB)",
+    title="memory",
+)
+axes[1].set(
+    xscale="log",
+    yscale="log",
+    xlabel="positions HW",
+    ylabel="time (ms)",
+    title=f"time ({device.type})",
+)
 axes[0].legend()
 fig.tight_layout()
 
 at56 = results[results.side == 56].set_index("version")
 ratio = at56.loc["bmm + softmax", "peak MiB"] / at56.loc["SDPA, padded q/k", "peak MiB"]
-print(f"at 56x56 ({56 * 56} positions): bmm {at56.loc['bmm + softmax', 'peak MiB']:.1f} MiB, "
-      f"SDPA as is {at56.loc['SDPA, SAGAN shapes', 'peak MiB']:.1f} MiB, "
-      f"SDPA padded {at56.loc['SDPA, padded q/k', 'peak MiB']:.1f} MiB: ratio bmm / padded SDPA = {ratio:.0f}x")
+print(
+    f"at 56x56 ({56 * 56} positions): bmm {at56.loc['bmm + softmax', 'peak MiB']:.1f} "
+    "MiB, "
+    f"SDPA as is {at56.loc['SDPA, SAGAN shapes', 'peak MiB']:.1f} MiB, "
+    f"SDPA padded {at56.loc['SDPA, padded q/k', 'peak MiB']:.1f} MiB: ratio bmm / "
+    f"padded SDPA = {ratio:.0f}x"
+)
 assert ratio > 10
 results[results.side == 56].round(2)
 
@@ -230,12 +288,22 @@ results[results.side == 56].round(2)
 # %%
 hw = 224 * 224
 entries = hw**2
-print(f"positions: {hw:,}; attention matrix: {entries:,} entries = {entries * 4 / 1e9:.1f} GB in fp32 per image")
-print(f"batch of 32: {32 * entries * 4 / 1e9:,.0f} GB, for the matrix alone (the naive code stores it twice)")
-attention_flops = 2 * entries * (64 // 8) + 2 * entries * 64  # q·k (C/8 wide), then weights·v (C wide)
+print(
+    f"positions: {hw:,}; attention matrix: {entries:,} entries = "
+    f"{entries * 4 / 1e9:.1f} GB in fp32 per image"
+)
+print(
+    f"batch of 32: {32 * entries * 4 / 1e9:,.0f} GB, for the matrix alone (the naive "
+    "code stores it twice)"
+)
+# q·k (C/8 wide), then weights·v (C wide)
+attention_flops = 2 * entries * (64 // 8) + 2 * entries * 64
 vgg16_flops = 30.94e9  # one 224 px image through VGG16, measured in chapter 02
-print(f"attention products: {attention_flops / 1e9:,.0f} GFLOPs per image, "
-      f"{attention_flops / vgg16_flops:.0f}x the whole of VGG16 ({vgg16_flops / 1e9:.1f} GFLOPs)")
+print(
+    f"attention products: {attention_flops / 1e9:,.0f} GFLOPs per image, "
+    f"{attention_flops / vgg16_flops:.0f}x the whole of VGG16 ({vgg16_flops / 1e9:.1f} "
+    "GFLOPs)"
+)
 assert entries > 2.5e9 and attention_flops > 10 * vgg16_flops
 
 # %% [markdown]
@@ -249,11 +317,18 @@ assert entries > 2.5e9 and attention_flops > 10 * vgg16_flops
 # matrix per stage:
 
 # %%
-stages = pd.DataFrame({"stage": range(1, 6), "side at 224 px": [224, 112, 56, 28, 14],
-                       "channels": [64, 128, 256, 512, 512]})
+stages = pd.DataFrame(
+    {
+        "stage": range(1, 6),
+        "side at 224 px": [224, 112, 56, 28, 14],
+        "channels": [64, 128, 256, 512, 512],
+    }
+)
 stages["positions"] = stages["side at 224 px"] ** 2
 stages["matrix per image (MiB, fp32)"] = (stages.positions**2 * 4 / 2**20).round(1)
-stages["side at the profile's size"] = stages["side at 224 px"] * profile.image_size // 224
+stages["side at the profile's size"] = (
+    stages["side at 224 px"] * profile.image_size // 224
+)
 stages.set_index("stage")
 
 # %% [markdown]
@@ -266,7 +341,9 @@ stages.set_index("stage")
 from course_lib.models import vgg16
 
 model = vgg16(1, width=profile.width, head="gap", attention="self").eval()
-blocks = [(name, m) for name, m in model.named_modules() if isinstance(m, SelfAttention2d)]
+blocks = [
+    (name, m) for name, m in model.named_modules() if isinstance(m, SelfAttention2d)
+]
 assert len(blocks) == 1 and blocks[0][0].startswith("features.3.")
 assert blocks[0][1].gamma.item() == 0.0
 print(f"self-attention at {blocks[0][0]} ({blocks[0][1].value.in_channels} channels)")

@@ -26,24 +26,35 @@
 # - why the module a widely copied blog post {cite:p}`blog_vgg16_attention` calls "Triplet Attention" is a different mechanism (query/key/value
 #   self-attention), and why its usage example cannot run.
 #
-# **Expected run time:** a few seconds in every profile.
+# **Expected run time** (2 cores of an AMD EPYC without native bf16, in float32; {doc}`../book/performance`): `smoke` about 10 s · `cpu` about 10 s · `gpu` not measured yet.
 #
 # **Launch:** [open in Colab](https://colab.research.google.com/github/attention-course/attention-image-classification/blob/main/notebooks/08_triplet_attention.ipynb)
 
 # %% tags=["course-setup", "hide-input"]
 # Course setup: make `course_lib` importable (a no-op when it already is).
-import importlib.util, os, pathlib, subprocess, sys
+import importlib.util
+import os
+import pathlib
+import subprocess
+import sys
 
-# where the course is published (_config.yml's repository.url; a fork runs `make repository URL=...`)
-REPO = os.environ.get("COURSE_REPO_URL", "https://github.com/attention-course/attention-image-classification")
-# Colab wipes its disk when the runtime resets: set True (or COURSE_RUNS_ON_DRIVE=1) to keep
+# where the course is published (_config.yml's repository.url; a fork runs `make
+# repository URL=...`)
+REPO = os.environ.get(
+    "COURSE_REPO_URL",
+    "https://github.com/attention-course/attention-image-classification",
+)
+# Colab wipes its disk when the runtime resets: set True (or COURSE_RUNS_ON_DRIVE=1)
+# to keep
 # trained models (runs/) on your Google Drive
 KEEP_RUNS_ON_DRIVE = os.environ.get("COURSE_RUNS_ON_DRIVE") == "1"
 ON_COLAB = "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
 
 
 def _pip_install(target):
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", target], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", target], check=True
+    )
 
 
 if importlib.util.find_spec("course_lib") is None:
@@ -51,11 +62,17 @@ if importlib.util.find_spec("course_lib") is None:
         _pip_install(f"git+{REPO}")
     elif any(key.startswith("PAPERSPACE") for key in os.environ):  # Gradient
         cwd = pathlib.Path.cwd()
-        clone = next((p for p in (cwd, *cwd.parents) if (p / "course_lib").is_dir()), None)
+        clone = next(
+            (p for p in (cwd, *cwd.parents) if (p / "course_lib").is_dir()), None
+        )
         if clone is None:
-            clone = pathlib.Path(os.environ.get("COURSE_CLONE_DIR", "/notebooks/attention-course"))
+            clone = pathlib.Path(
+                os.environ.get("COURSE_CLONE_DIR", "/notebooks/attention-course")
+            )
             if not clone.exists():
-                subprocess.run(["git", "clone", "--depth", "1", REPO, str(clone)], check=True)
+                subprocess.run(
+                    ["git", "clone", "--depth", "1", REPO, str(clone)], check=True
+                )
         _pip_install(str(clone))
     else:
         raise ModuleNotFoundError(
@@ -75,8 +92,11 @@ if ON_COLAB and not pathlib.Path("runs").exists():
         pathlib.Path("runs").symlink_to(kept, target_is_directory=True)
         print(f"runs/ is {kept}: trained models survive a runtime reset")
     else:
-        print("Trained models go to runs/ on this Colab machine and vanish when its runtime resets; "
-              "set KEEP_RUNS_ON_DRIVE = True in this cell to keep them on Google Drive.")
+        print(
+            "Trained models go to runs/ on this Colab machine and vanish when its "
+            "runtime resets; "
+            "set KEEP_RUNS_ON_DRIVE = True in this cell to keep them on Google Drive."
+        )
 
 # %%
 import pandas as pd
@@ -100,6 +120,7 @@ use_course_style()  # legible figures (course_lib.viz)
 # max and mean over the leading axis — and applies the same recipe to *other* planes by
 # rotating the tensor first, so that H or W plays the role of the channels.
 
+
 # %%
 def z_pool(t):
     return torch.cat([t.amax(dim=1, keepdim=True), t.mean(dim=1, keepdim=True)], dim=1)
@@ -117,7 +138,8 @@ assert z_pool(x).shape == (N, 2, H, W)
 
 # %%
 convs = [nn.Conv2d(2, 1, 7, padding=3, bias=False) for _ in range(3)]
-# momentum 0.01 as in the authors' code (PyTorch's default is 0.1); eval: use running statistics
+# momentum 0.01 as in the authors' code (PyTorch's default is 0.1); eval: use running
+# statistics
 norms = [nn.BatchNorm2d(1, momentum=0.01).eval() for _ in range(3)]
 
 
@@ -144,7 +166,14 @@ assert gate3.shape == (N, 1, H, W)
 
 y = (out1 + out2 + out3) / 3
 assert out1.shape == out2.shape == out3.shape == y.shape == x.shape
-print("gates:", tuple(gate1.shape), tuple(gate2.shape), tuple(gate3.shape), "-> output", tuple(y.shape))
+print(
+    "gates:",
+    tuple(gate1.shape),
+    tuple(gate2.shape),
+    tuple(gate3.shape),
+    "-> output",
+    tuple(y.shape),
+)
 
 # %% [markdown]
 # Every element of `x` is thus scaled by the average of three gates: one that depends on
@@ -166,7 +195,10 @@ for got, want in zip(triplet.branches(x), (out1, out2, out3)):
     torch.testing.assert_close(got, want)
 print("inline == course_lib TripletAttention, branch by branch")
 
-sizes = pd.Series({c: count_parameters(TripletAttention(c)) for c in (16, 64, 256, 512)}, name="parameters")
+sizes = pd.Series(
+    {c: count_parameters(TripletAttention(c)) for c in (16, 64, 256, 512)},
+    name="parameters",
+)
 assert (sizes == 300).all() and 3 * (2 * 7 * 7 + 2) == 300
 sizes.to_frame().T
 
@@ -188,9 +220,10 @@ sizes.to_frame().T
 # triplet attention correctly in words (three branches, rotation,
 # cross-dimension interaction) and then gives this code, re-created faithfully:
 
+
 # %%
 class Seed004Module(nn.Module):
-    """The blog post's module called TripletAttention: in fact query/key/value self-attention."""
+    """The blog post's "TripletAttention": in fact query/key/value self-attention."""
 
     def __init__(self, in_channels):
         super().__init__()
@@ -203,7 +236,8 @@ class Seed004Module(nn.Module):
         k = self.conv_key(x).flatten(2)
         v = self.conv_value(x).flatten(2)
         attention = F.softmax(torch.bmm(q.permute(0, 2, 1), k), dim=-1)  # (N, HW, HW)
-        return torch.bmm(v, attention.permute(0, 2, 1)).view(x.size())  # no residual, no gamma
+        # no residual, no gamma
+        return torch.bmm(v, attention.permute(0, 2, 1)).view(x.size())
 
 
 seed_module = Seed004Module(256)
@@ -212,13 +246,31 @@ with torch.no_grad():
     replaced = seed_module(x256)
     kept = TripletAttention().eval()(x256)
 change = lambda out: ((out - x256).norm() / x256.norm()).item()  # noqa: E731
-comparison = pd.DataFrame({
-    "the blog post's module": [count_parameters(seed_module), "queries, keys, values; softmax over positions",
-                          "(N, HW, HW) per call", "none: output replaces input", f"{change(replaced):.2f}"],
-    "triplet attention": [count_parameters(TripletAttention()), "Z-pool, 7x7 conv, BN, sigmoid gates",
-                          "three maps of 2 planes", "gates multiply the input", f"{change(kept):.2f}"],
-}, index=["parameters at C = 256", "mechanism", "weights computed", "relation to input",
-          "relative change of x at initialisation"])
+comparison = pd.DataFrame(
+    {
+        "the blog post's module": [
+            count_parameters(seed_module),
+            "queries, keys, values; softmax over positions",
+            "(N, HW, HW) per call",
+            "none: output replaces input",
+            f"{change(replaced):.2f}",
+        ],
+        "triplet attention": [
+            count_parameters(TripletAttention()),
+            "Z-pool, 7x7 conv, BN, sigmoid gates",
+            "three maps of 2 planes",
+            "gates multiply the input",
+            f"{change(kept):.2f}",
+        ],
+    },
+    index=[
+        "parameters at C = 256",
+        "mechanism",
+        "weights computed",
+        "relation to input",
+        "relative change of x at initialisation",
+    ],
+)
 comparison
 
 # %% [markdown]
@@ -253,7 +305,10 @@ else:
 from course_lib.models import vgg16
 
 for width in (profile.width, 1.0):
-    with_triplet, plain = vgg16(1, width=width, head="gap", attention="triplet"), vgg16(1, width=width, head="gap")
+    with_triplet, plain = (
+        vgg16(1, width=width, head="gap", attention="triplet"),
+        vgg16(1, width=width, head="gap"),
+    )
     assert count_parameters(with_triplet) - count_parameters(plain) == 1500
 model = vgg16(1, width=profile.width, head="gap", attention="triplet").eval()
 assert model(torch.randn(2, 3, profile.image_size, profile.image_size)).shape == (2, 1)

@@ -25,26 +25,37 @@
 # - what each buys in validation AUC on the lesion task, and how to tell a real difference
 #   from seed-to-seed noise.
 #
-# **Expected run time:** `smoke` about 40 s · `cpu` about 15 minutes (6 models × 2 seeds) ·
-# `gpu` about 30 minutes (6 models × 3 seeds). Finished runs are checkpointed under
-# `runs/`, so an interrupted execution resumes where it stopped.
+# **Expected run time** (2 cores of an AMD EPYC without native bf16, in float32; {doc}`../book/performance`): `smoke` about 20 s · `cpu` about 4 min · `gpu` not measured yet.
+# Six modules, two seeds each. Finished runs are checkpointed under `runs/`, so an
+# interrupted execution resumes where it stopped.
 #
 # **Launch:** [open in Colab](https://colab.research.google.com/github/attention-course/attention-image-classification/blob/main/notebooks/09_module_comparison.ipynb)
 
 # %% tags=["course-setup", "hide-input"]
 # Course setup: make `course_lib` importable (a no-op when it already is).
-import importlib.util, os, pathlib, subprocess, sys
+import importlib.util
+import os
+import pathlib
+import subprocess
+import sys
 
-# where the course is published (_config.yml's repository.url; a fork runs `make repository URL=...`)
-REPO = os.environ.get("COURSE_REPO_URL", "https://github.com/attention-course/attention-image-classification")
-# Colab wipes its disk when the runtime resets: set True (or COURSE_RUNS_ON_DRIVE=1) to keep
+# where the course is published (_config.yml's repository.url; a fork runs `make
+# repository URL=...`)
+REPO = os.environ.get(
+    "COURSE_REPO_URL",
+    "https://github.com/attention-course/attention-image-classification",
+)
+# Colab wipes its disk when the runtime resets: set True (or COURSE_RUNS_ON_DRIVE=1)
+# to keep
 # trained models (runs/) on your Google Drive
 KEEP_RUNS_ON_DRIVE = os.environ.get("COURSE_RUNS_ON_DRIVE") == "1"
 ON_COLAB = "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
 
 
 def _pip_install(target):
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", target], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", target], check=True
+    )
 
 
 if importlib.util.find_spec("course_lib") is None:
@@ -52,11 +63,17 @@ if importlib.util.find_spec("course_lib") is None:
         _pip_install(f"git+{REPO}")
     elif any(key.startswith("PAPERSPACE") for key in os.environ):  # Gradient
         cwd = pathlib.Path.cwd()
-        clone = next((p for p in (cwd, *cwd.parents) if (p / "course_lib").is_dir()), None)
+        clone = next(
+            (p for p in (cwd, *cwd.parents) if (p / "course_lib").is_dir()), None
+        )
         if clone is None:
-            clone = pathlib.Path(os.environ.get("COURSE_CLONE_DIR", "/notebooks/attention-course"))
+            clone = pathlib.Path(
+                os.environ.get("COURSE_CLONE_DIR", "/notebooks/attention-course")
+            )
             if not clone.exists():
-                subprocess.run(["git", "clone", "--depth", "1", REPO, str(clone)], check=True)
+                subprocess.run(
+                    ["git", "clone", "--depth", "1", REPO, str(clone)], check=True
+                )
         _pip_install(str(clone))
     else:
         raise ModuleNotFoundError(
@@ -76,19 +93,32 @@ if ON_COLAB and not pathlib.Path("runs").exists():
         pathlib.Path("runs").symlink_to(kept, target_is_directory=True)
         print(f"runs/ is {kept}: trained models survive a runtime reset")
     else:
-        print("Trained models go to runs/ on this Colab machine and vanish when its runtime resets; "
-              "set KEEP_RUNS_ON_DRIVE = True in this cell to keep them on Google Drive.")
+        print(
+            "Trained models go to runs/ on this Colab machine and vanish when its "
+            "runtime resets; "
+            "set KEEP_RUNS_ON_DRIVE = True in this cell to keep them on Google Drive."
+        )
 
 # %%
 import time
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
-import torch
 
 from course_lib.bench import cost_table
-from course_lib.config import fast_mixed_precision, get_device, get_profile, seed_everything
-from course_lib.data import ensure_synthetic_lesions, load_melanoma, make_loaders, split_by_patient
+from course_lib.config import (
+    fast_mixed_precision,
+    get_device,
+    get_profile,
+    seed_everything,
+)
+from course_lib.data import (
+    ensure_synthetic_lesions,
+    load_melanoma,
+    make_loaders,
+    split_by_patient,
+)
 from course_lib.models import COMPARED_MODELS, build_model
 from course_lib.train import fit
 from course_lib.viz import use_course_style
@@ -96,13 +126,19 @@ from course_lib.viz import use_course_style
 profile = get_profile()
 device = get_device()
 use_course_style()  # legible figures (course_lib.viz)
-MODELS = COMPARED_MODELS  # label -> command-line name, shared with benchmarks/module_cost.py
-# twelve trainings (six models, two seeds) must fit the profile's budget: in the cpu profile at
+MODELS = (
+    COMPARED_MODELS  # label -> command-line name, shared with benchmarks/module_cost.py
+)
+# twelve trainings (six models, two seeds) must fit the profile's budget: in the cpu
+# profile at
 # half the width and 2 epochs each, about 3 minutes on 2 CPU cores (see CONTRIBUTING.md)
 WIDTH = {"cpu": profile.width / 2}.get(profile.name, profile.width)
 EPOCHS = {"cpu": 2}.get(profile.name, max(1, profile.epochs // 2))
 SEEDS = profile.seeds
-print(f"profile {profile.name}: {profile.image_size} px, width {WIDTH}, {EPOCHS} epochs, seeds {SEEDS}, {device}")
+print(
+    f"profile {profile.name}: {profile.image_size} px, width {WIDTH}, {EPOCHS} epochs, "
+    f"seeds {SEEDS}, {device}"
+)
 
 # %% [markdown]
 # ## 1. The rules of the comparison
@@ -127,8 +163,16 @@ print(f"profile {profile.name}: {profile.image_size} px, width {WIDTH}, {EPOCHS}
 # milliseconds.
 
 # %%
-costs = cost_table({label: build_model(name, num_classes=1, width=WIDTH) for label, name in MODELS.items()},
-                   profile.image_size, batch_size=8, rounds=3, baseline="baseline (GAP)")
+costs = cost_table(
+    {
+        label: build_model(name, num_classes=1, width=WIDTH)
+        for label, name in MODELS.items()
+    },
+    profile.image_size,
+    batch_size=8,
+    rounds=3,
+    baseline="baseline (GAP)",
+)
 costs = costs.rename(columns={"ms / batch of 8": "CPU ms / batch of 8"})
 assert costs.loc["triplet", "extra parameters"] == 1500
 costs.round(2)
@@ -140,26 +184,59 @@ costs.round(2)
 # `resume=True` a finished run is read back instead of trained again.
 
 # %%
-frame = load_melanoma(ensure_synthetic_lesions(profile.n_images, profile.image_size, seed=0))
+frame = load_melanoma(
+    ensure_synthetic_lesions(profile.n_images, profile.image_size, seed=0)
+)
 train_frame, val_frame = split_by_patient(frame, val_fraction=0.2, seed=0)
-train_loader, val_loader = make_loaders(train_frame, val_frame, profile.image_size, profile.batch_size,
-                                        num_workers=profile.num_workers, device=device)
-print(f"{len(train_frame)} training and {len(val_frame)} validation images, split by patient")
+train_loader, val_loader = make_loaders(
+    train_frame,
+    val_frame,
+    profile.image_size,
+    profile.batch_size,
+    num_workers=profile.num_workers,
+    device=device,
+)
+print(
+    f"{len(train_frame)} training and {len(val_frame)} validation images, split by "
+    "patient"
+)
 
+RUNS = Path(f"runs/09_{profile.name}_{profile.image_size}px_w{WIDTH:g}_e{EPOCHS}")
 runs = []
 for seed in SEEDS:
     for label, name in MODELS.items():
         seed_everything(seed)
         model = build_model(name, num_classes=1, width=WIDTH)
         started = time.perf_counter()
-        history = fit(model, train_loader, val_loader, epochs=EPOCHS, lr=1e-3, device=device, seed=seed,
-                      out_dir=f"runs/09_{profile.name}_{profile.image_size}px_w{WIDTH:g}_e{EPOCHS}/{name}-seed{seed}",
-                      resume=True, amp=fast_mixed_precision(device), channels_last=True, progress=False,
-                      verbose=False)
+        history = fit(
+            model,
+            train_loader,
+            val_loader,
+            epochs=EPOCHS,
+            lr=1e-3,
+            device=device,
+            seed=seed,
+            out_dir=RUNS / f"{name}-seed{seed}",
+            resume=True,
+            amp=fast_mixed_precision(device),
+            channels_last=True,
+            progress=False,
+            verbose=False,
+        )
         last = history.iloc[-1]
-        runs.append({"model": label, "seed": seed, "val_auc": last.val_auc,
-                     "val_balanced_accuracy": last.val_balanced_accuracy, "train_seconds": history.seconds.sum()})
-        print(f"seed {seed}  {label:15s} AUC {last.val_auc:.3f}  ({time.perf_counter() - started:.0f} s)")
+        runs.append(
+            {
+                "model": label,
+                "seed": seed,
+                "val_auc": last.val_auc,
+                "val_balanced_accuracy": last.val_balanced_accuracy,
+                "train_seconds": history.seconds.sum(),
+            }
+        )
+        print(
+            f"seed {seed}  {label:15s} AUC {last.val_auc:.3f}  "
+            f"({time.perf_counter() - started:.0f} s)"
+        )
 runs = pd.DataFrame(runs)
 assert runs.val_auc.between(0, 1).all()
 
@@ -168,7 +245,9 @@ assert runs.val_auc.between(0, 1).all()
 
 # %%
 auc = runs.groupby("model", sort=False).val_auc
-table = costs[["parameters", "extra parameters", "MFLOPs / image", "CPU ms / batch of 8"]].copy()
+table = costs[
+    ["parameters", "extra parameters", "MFLOPs / image", "CPU ms / batch of 8"]
+].copy()
 table["AUC mean"] = auc.mean()
 table["AUC spread (max − min)"] = auc.max() - auc.min()
 table["AUC vs baseline"] = table["AUC mean"] - table.loc["baseline (GAP)", "AUC mean"]
@@ -192,7 +271,10 @@ for label in table.index.drop("baseline (GAP)"):
     if len(SEEDS) < 2:
         verdicts[label] = "one seed only: no spread to judge against"
     elif abs(delta) <= noise:
-        verdicts[label] = f"{delta:+.3f}: within the seed spread ({noise:.3f}), no evidence either way"
+        verdicts[label] = (
+            f"{delta:+.3f}: within the seed spread ({noise:.3f}), no evidence either "
+            "way"
+        )
     else:
         verdicts[label] = f"{delta:+.3f}: larger than the seed spread ({noise:.3f})"
 for label, verdict in verdicts.items():
@@ -204,12 +286,22 @@ order = list(table.index)
 for i, label in enumerate(order):
     values = runs[runs.model == label].val_auc
     axes[0].scatter([i] * len(values), values, color="tab:gray", zorder=3)
-    axes[0].errorbar(i, values.mean(), yerr=[[values.mean() - values.min()], [values.max() - values.mean()]],
-                     fmt="o", color="tab:blue", capsize=4)
+    axes[0].errorbar(
+        i,
+        values.mean(),
+        yerr=[[values.mean() - values.min()], [values.max() - values.mean()]],
+        fmt="o",
+        color="tab:blue",
+        capsize=4,
+    )
 axes[0].axhline(table.loc["baseline (GAP)", "AUC mean"], color="tab:blue", ls=":", lw=1)
 axes[0].set_xticks(range(len(order)), order)
-axes[0].set(ylabel="validation AUC\n(last epoch)", title="AUC per seed (grey), mean and range (blue)")
-# cost on a log axis (triplet is several times the baseline); labels to the right of each
+axes[0].set(
+    ylabel="validation AUC\n(last epoch)",
+    title="AUC per seed (grey), mean and range (blue)",
+)
+# cost on a log axis (triplet is several times the baseline); labels to the right of
+# each
 # point, nudged apart vertically where two points sit at almost the same AUC
 axes[1].scatter(table["CPU ms / batch of 8"], table["AUC mean"], color="tab:blue")
 axes[1].set_xscale("log")
@@ -220,11 +312,19 @@ for label, row in table.sort_values("AUC mean").iterrows():
     while any(abs(y - other) < 0.07 * span for other in placed):
         y += 0.07 * span
     placed.append(y)
-    axes[1].annotate(label, (row["CPU ms / batch of 8"], row["AUC mean"]), xytext=(row["CPU ms / batch of 8"] * 1.04, y),
-                     va="center", arrowprops=dict(arrowstyle="-", color="0.6", lw=0.8))
+    axes[1].annotate(
+        label,
+        (row["CPU ms / batch of 8"], row["AUC mean"]),
+        xytext=(row["CPU ms / batch of 8"] * 1.04, y),
+        va="center",
+        arrowprops=dict(arrowstyle="-", color="0.6", lw=0.8),
+    )
 axes[1].margins(x=0.25, y=0.2)
-axes[1].set(xlabel="CPU latency for a batch of 8 (ms, log scale)", ylabel="mean validation AUC",
-            title="what it costs, what it buys")
+axes[1].set(
+    xlabel="CPU latency for a batch of 8 (ms, log scale)",
+    ylabel="mean validation AUC",
+    title="what it costs, what it buys",
+)
 fig.tight_layout()
 
 # %% [markdown]

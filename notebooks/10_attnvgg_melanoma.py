@@ -33,28 +33,37 @@
 # - what makes a training loop fast (measured) and what makes it lose nothing when it is
 #   interrupted; how the same code runs on several GPUs.
 #
-# **Expected run time:** `smoke` about 15 s · `cpu` about 4 minutes (two models, 12 epochs
-# each, on 2 cores) · `gpu` not measured yet (no GPU was at hand when this page was
-# built): two full-width models on the synthetic set, then 20 epochs over about 30,000 real
-# images at 224 px. Trained models are checkpointed under `runs/`; running the notebook again
-# reuses them. Measured times: {doc}`../book/performance`.
+# **Expected run time** (2 cores of an AMD EPYC without native bf16, in float32; {doc}`../book/performance`): `smoke` about 15 s · `cpu` about 3.5 min · `gpu` not measured yet.
+# Two AttnVGGs (softmax and sigmoid gates). Trained models are checkpointed under `runs/`;
+# running the notebook again reuses them.
 #
 # **Launch:** [open in Colab](https://colab.research.google.com/github/attention-course/attention-image-classification/blob/main/notebooks/10_attnvgg_melanoma.ipynb)
 
 # %% tags=["course-setup", "hide-input"]
 # Course setup: make `course_lib` importable (a no-op when it already is).
-import importlib.util, os, pathlib, subprocess, sys
+import importlib.util
+import os
+import pathlib
+import subprocess
+import sys
 
-# where the course is published (_config.yml's repository.url; a fork runs `make repository URL=...`)
-REPO = os.environ.get("COURSE_REPO_URL", "https://github.com/attention-course/attention-image-classification")
-# Colab wipes its disk when the runtime resets: set True (or COURSE_RUNS_ON_DRIVE=1) to keep
+# where the course is published (_config.yml's repository.url; a fork runs `make
+# repository URL=...`)
+REPO = os.environ.get(
+    "COURSE_REPO_URL",
+    "https://github.com/attention-course/attention-image-classification",
+)
+# Colab wipes its disk when the runtime resets: set True (or COURSE_RUNS_ON_DRIVE=1)
+# to keep
 # trained models (runs/) on your Google Drive
 KEEP_RUNS_ON_DRIVE = os.environ.get("COURSE_RUNS_ON_DRIVE") == "1"
 ON_COLAB = "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
 
 
 def _pip_install(target):
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", target], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", target], check=True
+    )
 
 
 if importlib.util.find_spec("course_lib") is None:
@@ -62,11 +71,17 @@ if importlib.util.find_spec("course_lib") is None:
         _pip_install(f"git+{REPO}")
     elif any(key.startswith("PAPERSPACE") for key in os.environ):  # Gradient
         cwd = pathlib.Path.cwd()
-        clone = next((p for p in (cwd, *cwd.parents) if (p / "course_lib").is_dir()), None)
+        clone = next(
+            (p for p in (cwd, *cwd.parents) if (p / "course_lib").is_dir()), None
+        )
         if clone is None:
-            clone = pathlib.Path(os.environ.get("COURSE_CLONE_DIR", "/notebooks/attention-course"))
+            clone = pathlib.Path(
+                os.environ.get("COURSE_CLONE_DIR", "/notebooks/attention-course")
+            )
             if not clone.exists():
-                subprocess.run(["git", "clone", "--depth", "1", REPO, str(clone)], check=True)
+                subprocess.run(
+                    ["git", "clone", "--depth", "1", REPO, str(clone)], check=True
+                )
         _pip_install(str(clone))
     else:
         raise ModuleNotFoundError(
@@ -86,8 +101,11 @@ if ON_COLAB and not pathlib.Path("runs").exists():
         pathlib.Path("runs").symlink_to(kept, target_is_directory=True)
         print(f"runs/ is {kept}: trained models survive a runtime reset")
     else:
-        print("Trained models go to runs/ on this Colab machine and vanish when its runtime resets; "
-              "set KEEP_RUNS_ON_DRIVE = True in this cell to keep them on Google Drive.")
+        print(
+            "Trained models go to runs/ on this Colab machine and vanish when its "
+            "runtime resets; "
+            "set KEEP_RUNS_ON_DRIVE = True in this cell to keep them on Google Drive."
+        )
 
 
 # %%
@@ -101,19 +119,31 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from IPython.display import display
-
-import course_lib
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from torchvision.ops import sigmoid_focal_loss
 
+import course_lib
 from course_lib.attention import AttentionGate
 from course_lib.bench import count_flops, count_parameters
-from course_lib.config import fast_mixed_precision, get_device, get_profile, seed_everything
-from course_lib.data import (KaggleCredentialsError, MelanomaDataset, balanced_sampler, default_data_dir,
-                             download_melanoma, eval_transforms, load_melanoma, split_by_patient)
-from course_lib.losses import FocalLoss, focal_loss
+from course_lib.config import (
+    fast_mixed_precision,
+    get_device,
+    get_profile,
+    seed_everything,
+)
+from course_lib.data import (
+    KaggleCredentialsError,
+    MelanomaDataset,
+    balanced_sampler,
+    default_data_dir,
+    download_melanoma,
+    eval_transforms,
+    load_melanoma,
+    split_by_patient,
+)
+from course_lib.losses import focal_loss
 from course_lib.metrics import energy_in_mask
 from course_lib.models import AttnVGG
 from course_lib.recipes import lesion_splits, profile_loaders, train_attnvgg
@@ -124,8 +154,12 @@ profile = get_profile()
 device = get_device()
 seed_everything(0)
 use_course_style()  # legible figures (course_lib.viz)
-print(f"profile {profile.name}: {profile.image_size} px, width {profile.width}, {profile.epochs} epochs, "
-      f"device {device}, mixed precision {'on' if fast_mixed_precision(device) else 'off'}")
+print(
+    f"profile {profile.name}: {profile.image_size} px, width {profile.width}, "
+    f"{profile.epochs} epochs, "
+    f"device {device}, mixed precision "
+    f"{'on' if fast_mixed_precision(device) else 'off'}"
+)
 
 # %% [markdown]
 # ## 1. The idea: the whole image tells the parts what matters
@@ -164,14 +198,20 @@ print(f"profile {profile.name}: {profile.image_size} px, width {profile.width}, 
 #   a = \mathrm{softmax}(c) \;\text{or}\; \sigma(c), \qquad
 #   \hat g = \textstyle\sum_{ij} a_{ij}\, l_{ij} \;\text{or}\; \tfrac{1}{HW}\sum_{ij} a_{ij}\, l_{ij}$$
 
+
 # %% tags=["hide-input"]
 def draw_gate():
-    """A diagram of the attention gate (drawn here so that it always matches the code)."""
+    """A diagram of the attention gate (drawn here, so it always matches the code)."""
     fig, ax = plt.subplots(figsize=(10, 3.6))
     half_w, half_h = 1.15, 0.5
     boxes = {
         "l": (0.0, 2.0, "local map $l$\npool-3: $C_l$×H×W", "#dbe9f6"),
-        "g": (0.0, 0.0, "global map $g$\npool-5: $C_g$×$\\frac{H}{4}$×$\\frac{W}{4}$", "#fde2c8"),
+        "g": (
+            0.0,
+            0.0,
+            "global map $g$\npool-5: $C_g$×$\\frac{H}{4}$×$\\frac{W}{4}$",
+            "#fde2c8",
+        ),
         "Wl": (2.7, 2.0, "$W_l$: 1×1 conv\n$C_l$ → A", "#eeeeee"),
         "Wg": (2.7, 0.0, "$W_g$: 1×1 conv\n→ A, upsampled", "#eeeeee"),
         "add": (5.4, 1.0, "add, ReLU\nA×H×W", "#eeeeee"),
@@ -180,22 +220,59 @@ def draw_gate():
         "pool": (13.5, 2.0, "$\\sum a\\, l$ (or mean)\npooled: $C_l$", "#d9f0d3"),
     }
     for x, y, text, colour in boxes.values():
-        ax.add_patch(FancyBboxPatch((x - half_w, y - half_h), 2 * half_w, 2 * half_h, boxstyle="round,pad=0.05",
-                                    facecolor=colour, edgecolor="0.4"))
+        ax.add_patch(
+            FancyBboxPatch(
+                (x - half_w, y - half_h),
+                2 * half_w,
+                2 * half_h,
+                boxstyle="round,pad=0.05",
+                facecolor=colour,
+                edgecolor="0.4",
+            )
+        )
         ax.text(x, y, text, ha="center", va="center", fontsize=10)
 
     def arrow(a, b, **kw):
         (x0, y0), (x1, y1) = boxes[a][:2], boxes[b][:2]
-        ax.add_patch(FancyArrowPatch((x0 + half_w + 0.05, y0), (x1 - half_w - 0.05, y1), arrowstyle="-|>",
-                                     mutation_scale=14, color="0.25", **kw))
+        ax.add_patch(
+            FancyArrowPatch(
+                (x0 + half_w + 0.05, y0),
+                (x1 - half_w - 0.05, y1),
+                arrowstyle="-|>",
+                mutation_scale=14,
+                color="0.25",
+                **kw,
+            )
+        )
 
-    for a, b in [("l", "Wl"), ("g", "Wg"), ("Wl", "add"), ("Wg", "add"), ("add", "phi"), ("phi", "norm"),
-                 ("norm", "pool")]:
+    for a, b in [
+        ("l", "Wl"),
+        ("g", "Wg"),
+        ("Wl", "add"),
+        ("Wg", "add"),
+        ("add", "phi"),
+        ("phi", "norm"),
+        ("norm", "pool"),
+    ]:
         arrow(a, b)
-    ax.add_patch(FancyArrowPatch((0.0, 2.0 + half_h + 0.08), (13.5, 2.0 + half_h + 0.08),
-                                 connectionstyle="arc3,rad=-0.1", arrowstyle="-|>", mutation_scale=14,
-                                 color="tab:blue", ls="--"))
-    ax.text(6.75, 3.55, "the same local features, weighted by $a$", color="tab:blue", ha="center")
+    ax.add_patch(
+        FancyArrowPatch(
+            (0.0, 2.0 + half_h + 0.08),
+            (13.5, 2.0 + half_h + 0.08),
+            connectionstyle="arc3,rad=-0.1",
+            arrowstyle="-|>",
+            mutation_scale=14,
+            color="tab:blue",
+            ls="--",
+        )
+    )
+    ax.text(
+        6.75,
+        3.55,
+        "the same local features, weighted by $a$",
+        color="tab:blue",
+        ha="center",
+    )
     ax.set_xlim(-1.3, 14.8)
     ax.set_ylim(-0.7, 3.8)
     ax.axis("off")
@@ -203,8 +280,7 @@ def draw_gate():
     return fig
 
 
-draw_gate();
-
+draw_gate()
 # %% [markdown]
 # ## 2. The gate, by hand
 #
@@ -232,7 +308,8 @@ def attention_gate(local, global_, normalize=True):
     assert scores.shape == (n, 1, h, w)
     if normalize:  # a distribution over positions: where to look
         a = F.softmax(scores.flatten(2), dim=2).view(n, 1, h, w)
-        pooled = (a * local).sum(dim=(2, 3))  # (n, 1, h, w) * (n, c, h, w) broadcasts over channels
+        # (n, 1, h, w) * (n, c, h, w) broadcasts over channels
+        pooled = (a * local).sum(dim=(2, 3))
     else:  # an independent gate per position: what to keep
         a = torch.sigmoid(scores)
         pooled = (a * local).mean(dim=(2, 3))
@@ -242,7 +319,8 @@ def attention_gate(local, global_, normalize=True):
 a, pooled = attention_gate(local, global_)
 print("attention map", tuple(a.shape), "pooled features", tuple(pooled.shape))
 assert a.shape == (2, 1, side, side) and pooled.shape == (2, C_l)
-torch.testing.assert_close(a.sum(dim=(1, 2, 3)), torch.ones(2))  # softmax: sums to 1 per image
+# softmax: sums to 1 per image
+torch.testing.assert_close(a.sum(dim=(1, 2, 3)), torch.ones(2))
 
 # %% [markdown]
 # The Paperspace tutorial multiplies with `a.expand_as(l)`; broadcasting does the same without building
@@ -252,15 +330,24 @@ torch.testing.assert_close(a.sum(dim=(1, 2, 3)), torch.ones(2))  # softmax: sums
 
 # %%
 gate = AttentionGate(C_l, C_g, A, up_factor=4, normalize_attn=True)
-gate.load_state_dict({"W_l.weight": W_l.weight, "W_g.weight": W_g.weight, "phi.weight": phi.weight,
-                      "phi.bias": phi.bias})
+gate.load_state_dict(
+    {
+        "W_l.weight": W_l.weight,
+        "W_g.weight": W_g.weight,
+        "phi.weight": phi.weight,
+        "phi.bias": phi.bias,
+    }
+)
 for normalize in (True, False):
     gate.normalize_attn = normalize
     ours, theirs = attention_gate(local, global_, normalize), gate(local, global_)
     torch.testing.assert_close(ours[0], theirs[0])
     torch.testing.assert_close(ours[1], theirs[1])
 assert count_parameters(gate) == C_l * A + C_g * A + A + 1
-print(f"hand-written gate == course_lib.attention.AttentionGate; {count_parameters(gate):,} parameters")
+print(
+    "hand-written gate == course_lib.attention.AttentionGate; "
+    f"{count_parameters(gate):,} parameters"
+)
 
 # %% [markdown]
 # ## 3. AttnVGG, traced shape by shape
@@ -272,8 +359,12 @@ print(f"hand-written gate == course_lib.attention.AttentionGate; {count_paramete
 
 # %%
 full = AttnVGG(num_classes=1)  # full width, as in the paper
-parts = {"convolutions (VGG16-BN)": full.features, "gate on pool-3": full.attn1, "gate on pool-4": full.attn2,
-         "classifier 1280 → 1": full.classifier}
+parts = {
+    "convolutions (VGG16-BN)": full.features,
+    "gate on pool-3": full.attn1,
+    "gate on pool-4": full.attn2,
+    "classifier 1280 → 1": full.classifier,
+}
 counts = pd.Series({name: count_parameters(m) for name, m in parts.items()})
 counts["total"] = count_parameters(full)
 assert counts["total"] == 15_183_683 == counts.drop("total").sum()
@@ -286,16 +377,31 @@ counts.to_frame("parameters").style.format("{:,}")
 
 # %%
 trace = []
-hooks = [module.register_forward_hook(lambda m, i, o, name=name: trace.append(
-    (name, tuple(o.shape) if torch.is_tensor(o) else " and ".join(str(tuple(t.shape)) for t in o))))
-    for name, module in [*[(f"stage {k + 1} (pool-{k + 1})", full.features[k]) for k in range(5)],
-                         ("gate 1 → (a1, ĝ1)", full.attn1), ("gate 2 → (a2, ĝ2)", full.attn2),
-                         ("classifier", full.classifier)]]
+hooks = [
+    module.register_forward_hook(
+        lambda m, i, o, name=name: trace.append(
+            (
+                name,
+                tuple(o.shape)
+                if torch.is_tensor(o)
+                else " and ".join(str(tuple(t.shape)) for t in o),
+            )
+        )
+    )
+    for name, module in [
+        *[(f"stage {k + 1} (pool-{k + 1})", full.features[k]) for k in range(5)],
+        ("gate 1 → (a1, ĝ1)", full.attn1),
+        ("gate 2 → (a2, ĝ2)", full.attn2),
+        ("classifier", full.classifier),
+    ]
+]
 with torch.no_grad():
     logits, a1, a2 = full.eval()(torch.randn(1, 3, 224, 224))
 for h in hooks:
     h.remove()
-assert a1.shape == (1, 1, 28, 28) and a2.shape == (1, 1, 14, 14) and logits.shape == (1, 1)
+assert (
+    a1.shape == (1, 1, 28, 28) and a2.shape == (1, 1, 14, 14) and logits.shape == (1, 1)
+)
 pd.DataFrame(trace, columns=["module", "output shape"])
 
 # %% [markdown]
@@ -304,7 +410,10 @@ pd.DataFrame(trace, columns=["module", "output shape"])
 # %%
 flops = count_flops(full, (1, 3, 224, 224), by_module=True)
 gate_share = (flops["AttnVGG.attn1"] + flops["AttnVGG.attn2"]) / flops["Global"]
-print(f"AttnVGG at 224 px: {flops['Global'] / 2e9:.2f} GMACs; the two gates: {100 * gate_share:.2f} %")
+print(
+    f"AttnVGG at 224 px: {flops['Global'] / 2e9:.2f} GMACs; the two gates: "
+    f"{100 * gate_share:.2f} %"
+)
 assert gate_share < 0.01
 
 # %% [markdown]
@@ -315,7 +424,8 @@ assert gate_share < 0.01
 
 # %%
 try:
-    nn.AvgPool2d(7, stride=1)(torch.randn(1, 512, 2, 2))  # the tutorial's pooling at 64 px
+    # the tutorial's pooling at 64 px
+    nn.AvgPool2d(7, stride=1)(torch.randn(1, 512, 2, 2))
 except RuntimeError as err:
     print("the tutorial's AvgPool2d(7) at 64 px:", str(err).splitlines()[0])
 small = AttnVGG(num_classes=1, width=profile.width).eval()
@@ -343,15 +453,24 @@ with torch.no_grad():
 p_t = torch.linspace(0.01, 1, 200)
 fig, ax = plt.subplots(figsize=(6, 3.4))
 for gamma in (0, 0.5, 1, 2, 5):
-    ax.plot(p_t, -(1 - p_t) ** gamma * torch.log(p_t), label=f"γ = {gamma}" + (" (cross-entropy)" if gamma == 0 else ""))
-ax.set(xlabel="$p_t$, probability of the true class", ylabel="loss", ylim=(0, 4),
-       title="Focal loss: well-classified examples fade out")
+    ax.plot(
+        p_t,
+        -((1 - p_t) ** gamma) * torch.log(p_t),
+        label=f"γ = {gamma}" + (" (cross-entropy)" if gamma == 0 else ""),
+    )
+ax.set(
+    xlabel="$p_t$, probability of the true class",
+    ylabel="loss",
+    ylim=(0, 4),
+    title="Focal loss: well-classified examples fade out",
+)
 ax.legend()
-ax.grid(alpha=0.3);
+ax.grid(alpha=0.3)
 
 # %% [markdown]
 # By hand, straight from the formula, then against `course_lib.losses.focal_loss` and
 # torchvision's `sigmoid_focal_loss` (an independent implementation):
+
 
 # %%
 def focal_by_hand(logits, targets, alpha=0.25, gamma=2.0):
@@ -365,10 +484,18 @@ torch.manual_seed(1)
 logits, targets = torch.randn(64) * 3, (torch.rand(64) < 0.3).float()
 ours = focal_loss(logits, targets, alpha=0.25, gamma=2.0)
 torch.testing.assert_close(ours, focal_by_hand(logits, targets))
-torch.testing.assert_close(ours, sigmoid_focal_loss(logits, targets, alpha=0.25, gamma=2.0, reduction="mean"))
-torch.testing.assert_close(focal_loss(logits, targets, alpha=None, gamma=0.0),
-                           F.binary_cross_entropy_with_logits(logits, targets))  # γ = 0, no α: cross-entropy
-print(f"focal loss {ours:.5f}: formula, course_lib and torchvision agree; γ=0 is cross-entropy")
+torch.testing.assert_close(
+    ours, sigmoid_focal_loss(logits, targets, alpha=0.25, gamma=2.0, reduction="mean")
+)
+# γ = 0, no α: cross-entropy
+torch.testing.assert_close(
+    focal_loss(logits, targets, alpha=None, gamma=0.0),
+    F.binary_cross_entropy_with_logits(logits, targets),
+)
+print(
+    f"focal loss {ours:.5f}: formula, course_lib and torchvision agree; γ=0 is "
+    "cross-entropy"
+)
 
 # %% [markdown]
 # **Why from logits.** The formula takes $\log p_t$; when $p_t$ underflows to 0 in float32 the
@@ -377,8 +504,12 @@ print(f"focal loss {ours:.5f}: formula, course_lib and torchvision agree; γ=0 i
 
 # %%
 extreme_logits, extreme_targets = torch.tensor([-120.0, 30.0]), torch.tensor([1.0, 1.0])
-print("by hand:", focal_by_hand(extreme_logits, extreme_targets).item(),
-      "   course_lib:", focal_loss(extreme_logits, extreme_targets).item())
+print(
+    "by hand:",
+    focal_by_hand(extreme_logits, extreme_targets).item(),
+    "   course_lib:",
+    focal_loss(extreme_logits, extreme_targets).item(),
+)
 assert math.isinf(focal_by_hand(extreme_logits, extreme_targets).item())
 assert math.isfinite(focal_loss(extreme_logits, extreme_targets).item())
 
@@ -398,13 +529,17 @@ assert math.isfinite(focal_loss(extreme_logits, extreme_targets).item())
 # 3. The loss has no `squeeze`: logits of shape `(N, 1)` against targets `(N,)` broadcast to an
 #    `(N, N)` matrix in PyTorch's older releases, and raise an error in current ones.
 
+
 # %%
-def tutorial_focal(probabilities, targets, alpha=0.25, gamma=2.0):  # the tutorial's FocalLoss(logits=False)
+# the tutorial's FocalLoss(logits=False)
+def tutorial_focal(probabilities, targets, alpha=0.25, gamma=2.0):
     bce = F.binary_cross_entropy(probabilities, targets, reduction="none")
     return (alpha * (1 - torch.exp(-bce)) ** gamma * bce).mean()
 
 
-ratio = tutorial_focal(torch.sigmoid(logits), targets) / focal_loss(logits, targets, alpha=None)
+ratio = tutorial_focal(torch.sigmoid(logits), targets) / focal_loss(
+    logits, targets, alpha=None
+)
 print(f"the tutorial's loss / unweighted focal loss = {ratio:.4f}")
 torch.testing.assert_close(ratio, torch.tensor(0.25))
 
@@ -430,20 +565,30 @@ torch.testing.assert_close(ratio, torch.tensor(0.25))
 # %%
 train_frame, val_frame = lesion_splits(profile)
 train_loader, val_loader = profile_loaders(profile, train_frame, val_frame)
-print(f"{len(train_frame)} training / {len(val_frame)} validation images "
-      f"({train_frame.target.mean():.0%} / {val_frame.target.mean():.0%} melanoma), split by patient")
+print(
+    f"{len(train_frame)} training / {len(val_frame)} validation images "
+    f"({train_frame.target.mean():.0%} / {val_frame.target.mean():.0%} melanoma), "
+    "split by patient"
+)
 started = time.perf_counter()
-softmax_model, softmax_history = train_attnvgg(profile, train_loader, val_loader, tag="softmax")
+softmax_model, softmax_history = train_attnvgg(
+    profile, train_loader, val_loader, tag="softmax"
+)
 print(f"trained (or reloaded) in {time.perf_counter() - started:.0f} s")
 
 # %%
 plot_history(softmax_history, label="AttnVGG (softmax)")
 final_auc = softmax_history.val_auc.iloc[-1]
-print(f"validation AUC after the last epoch: {final_auc:.3f}; "
-      f"training time {softmax_history.seconds.sum():.0f} s over {len(softmax_history)} epochs")
+print(
+    f"validation AUC after the last epoch: {final_auc:.3f}; "
+    f"training time {softmax_history.seconds.sum():.0f} s over {len(softmax_history)} "
+    "epochs"
+)
 assert 0 <= final_auc <= 1
 if profile.name == "cpu":
-    assert final_auc >= 0.90, "the cpu profile reaches AUC 0.90 on the synthetic lesions"
+    assert final_auc >= 0.90, (
+        "the cpu profile reaches AUC 0.90 on the synthetic lesions"
+    )
 
 # %% [markdown]
 # ## 6. Where it looks
@@ -453,18 +598,34 @@ if profile.name == "cpu":
 # upsampled from 1/8 (pool-3) and 1/16 (pool-4) of the image side.
 
 # %%
-val_masks = MelanomaDataset(val_frame, eval_transforms(profile.image_size), with_mask=True)
-chosen = list(val_frame.reset_index(drop=True).groupby("target").head(3).sort_values("target", ascending=False).index)
+val_masks = MelanomaDataset(
+    val_frame, eval_transforms(profile.image_size), with_mask=True
+)
+chosen = list(
+    val_frame.reset_index(drop=True)
+    .groupby("target")
+    .head(3)
+    .sort_values("target", ascending=False)
+    .index
+)
 images = torch.stack([val_masks[i][0] for i in chosen])
 masks = torch.stack([val_masks[i][2] for i in chosen])
 with torch.no_grad():
     logits, a1, a2 = softmax_model(images.to(device))
 probabilities = torch.sigmoid(logits.float()).squeeze(1).cpu()
-titles = [f"{'melanoma' if val_frame.target.iloc[i] else 'benign'}\np(melanoma) = {p:.2f}"
-          for i, p in zip(chosen, probabilities)]
-attention_grid(images, {"pool-3 attention (a1)": a1.float().cpu(), "pool-4 attention (a2)": a2.float().cpu()},
-               masks=masks, row_titles=titles);
-
+titles = [
+    f"{'melanoma' if val_frame.target.iloc[i] else 'benign'}\np(melanoma) = {p:.2f}"
+    for i, p in zip(chosen, probabilities)
+]
+attention_grid(
+    images,
+    {
+        "pool-3 attention (a1)": a1.float().cpu(),
+        "pool-4 attention (a2)": a2.float().cpu(),
+    },
+    masks=masks,
+    row_titles=titles,
+)
 # %% [markdown]
 # How much of each map lies on the lesion? The share of attention inside the mask
 # (`course_lib.metrics.energy_in_mask`) against the share of the image the lesion covers —
@@ -472,9 +633,14 @@ attention_grid(images, {"pool-3 attention (a1)": a1.float().cpu(), "pool-4 atten
 # validation set and against Grad-CAM.
 
 # %%
-share = pd.DataFrame({"lesion area": masks.flatten(1).mean(1).numpy(),
-                      "energy in mask, a1": energy_in_mask(a1.float().cpu(), masks),
-                      "energy in mask, a2": energy_in_mask(a2.float().cpu(), masks)}, index=titles)
+share = pd.DataFrame(
+    {
+        "lesion area": masks.flatten(1).mean(1).numpy(),
+        "energy in mask, a1": energy_in_mask(a1.float().cpu(), masks),
+        "energy in mask, a2": energy_in_mask(a2.float().cpu(), masks),
+    },
+    index=titles,
+)
 share.index = [t.replace("\n", ", ") for t in share.index]
 share.round(3)
 
@@ -498,10 +664,12 @@ share.round(3)
 # Same recipe, same data, the other normalisation:
 
 # %%
-sigmoid_model, sigmoid_history = train_attnvgg(profile, train_loader, val_loader, tag="sigmoid",
-                                               normalize_attn=False)
+sigmoid_model, sigmoid_history = train_attnvgg(
+    profile, train_loader, val_loader, tag="sigmoid", normalize_attn=False
+)
 axes = plot_history(softmax_history, label="softmax")
-plot_history(sigmoid_history, axes=axes, label="sigmoid");
+axes = plot_history(sigmoid_history, axes=axes, label="sigmoid")
+
 
 # %%
 def map_statistics(model, images):
@@ -511,14 +679,24 @@ def map_statistics(model, images):
     for name, m in (("a1", m1), ("a2", m2)):
         flat = m.float().flatten(1).cpu()
         top = flat.sort(dim=1, descending=True).values[:, : max(1, flat.shape[1] // 10)]
-        rows[name] = {"sum per image": flat.sum(1).mean().item(), "max": flat.max(1).values.mean().item(),
-                      "mass in top 10 % of positions": (top.sum(1) / flat.sum(1)).mean().item()}
+        rows[name] = {
+            "sum per image": flat.sum(1).mean().item(),
+            "max": flat.max(1).values.mean().item(),
+            "mass in top 10 % of positions": (top.sum(1) / flat.sum(1)).mean().item(),
+        }
     return rows
 
 
-stats = {"softmax": map_statistics(softmax_model, images), "sigmoid": map_statistics(sigmoid_model, images)}
-comparison = pd.DataFrame({(norm, m): v for norm, maps in stats.items() for m, v in maps.items()}).T
-comparison["final validation AUC"] = [h.val_auc.iloc[-1] for h in (softmax_history,) * 2 + (sigmoid_history,) * 2]
+stats = {
+    "softmax": map_statistics(softmax_model, images),
+    "sigmoid": map_statistics(sigmoid_model, images),
+}
+comparison = pd.DataFrame(
+    {(norm, m): v for norm, maps in stats.items() for m, v in maps.items()}
+).T
+comparison["final validation AUC"] = [
+    h.val_auc.iloc[-1] for h in (softmax_history,) * 2 + (sigmoid_history,) * 2
+]
 assert abs(stats["softmax"]["a1"]["sum per image"] - 1) < 1e-3  # a distribution
 assert 0 < stats["sigmoid"]["a1"]["max"] <= 1  # a gate
 comparison.round(3)
@@ -526,10 +704,17 @@ comparison.round(3)
 # %%
 with torch.no_grad():
     _, s1, s2 = sigmoid_model(images.to(device))
-attention_grid(images, {"softmax a1": a1.float().cpu(), "sigmoid a1": s1.float().cpu(),
-                        "softmax a2": a2.float().cpu(), "sigmoid a2": s2.float().cpu()},
-               masks=masks, row_titles=titles);
-
+attention_grid(
+    images,
+    {
+        "softmax a1": a1.float().cpu(),
+        "sigmoid a1": s1.float().cpu(),
+        "softmax a2": a2.float().cpu(),
+        "sigmoid a2": s2.float().cpu(),
+    },
+    masks=masks,
+    row_titles=titles,
+)
 # %% [markdown]
 # Read the table before the pictures: the overlays are min-max scaled per image, so they hide
 # the difference in scale. A softmax map puts a large share of its mass on a few positions;
@@ -561,22 +746,38 @@ attention_grid(images, {"softmax a1": a1.float().cpu(), "sigmoid a1": s1.float()
 # committed measurements:
 
 # %%
-# the results sit in the clone the library was installed from (not on Colab's pip install)
+# the results sit in the clone the library was installed from (not on Colab's pip
+# install)
 results_dir = Path(course_lib.__file__).resolve().parents[1] / "benchmarks" / "results"
-records = sorted(results_dir.glob("train_throughput-*.json")) if results_dir.is_dir() else []
+records = (
+    sorted(results_dir.glob("train_throughput-*.json")) if results_dir.is_dir() else []
+)
 if records:
     rows = []
     for path in records:
         r = json.loads(path.read_text())
-        where = r["machine"]["gpu"] or f"{r['machine']['cpu']}, {r['machine']['cores']} cores"
-        rows.append({"device": r["device"], "machine": where, "measured": r["machine"]["when"],
-                     "tutorial loop images/s": r["seed_images_per_s"], "fit images/s": r["fit_images_per_s"],
-                     "model alone images/s": r.get("step_images_per_s"), "speed-up": f"{r['ratio']:.2f}x",
-                     "goal": f"{r['goal']}x"})
+        where = (
+            r["machine"]["gpu"]
+            or f"{r['machine']['cpu']}, {r['machine']['cores']} cores"
+        )
+        rows.append(
+            {
+                "device": r["device"],
+                "machine": where,
+                "measured": r["machine"]["when"],
+                "tutorial loop images/s": r["seed_images_per_s"],
+                "fit images/s": r["fit_images_per_s"],
+                "model alone images/s": r.get("step_images_per_s"),
+                "speed-up": f"{r['ratio']:.2f}x",
+                "goal": f"{r['goal']}x",
+            }
+        )
     display(pd.DataFrame(rows))
 else:
-    print("No benchmark results next to this notebook (e.g. on Colab): run "
-          "`python benchmarks/train_throughput.py` in a clone of the course.")
+    print(
+        "No benchmark results next to this notebook (e.g. on Colab): run "
+        "`python benchmarks/train_throughput.py` in a clone of the course."
+    )
 
 # %% [markdown]
 # ### 8.2 Checkpoints: nothing is lost
@@ -598,10 +799,13 @@ else:
 # Asking for the same run again finds it finished on disk and trains nothing:
 
 # %%
-run_dir = Path(softmax_history.attrs["run_dir"])  # named by tag, seed and a fingerprint of data and options
+# named by tag, seed and a fingerprint of data and options
+run_dir = Path(softmax_history.attrs["run_dir"])
 print("files in", run_dir, ":", sorted(p.name for p in run_dir.iterdir()))
 started = time.perf_counter()
-_, again = train_attnvgg(profile, train_loader, val_loader, tag="softmax", verbose=False)
+_, again = train_attnvgg(
+    profile, train_loader, val_loader, tag="softmax", verbose=False
+)
 elapsed = time.perf_counter() - started
 pd.testing.assert_frame_equal(again, softmax_history)
 print(f"second call: {elapsed:.2f} s, the same history")
@@ -617,8 +821,15 @@ x_toy, y_toy = torch.randn(64, 3, 32, 32), (torch.rand(64) < 0.5).float()
 x_toy[37, 0, 5, 5] = float("nan")  # in the fifth batch of 8 (step 4)
 toy_loader = DataLoader(TensorDataset(x_toy, y_toy), batch_size=8)
 try:
-    fit(nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 1)), toy_loader, toy_loader, epochs=1, device="cpu",
-        progress=False, verbose=False)
+    fit(
+        nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 1)),
+        toy_loader,
+        toy_loader,
+        epochs=1,
+        device="cpu",
+        progress=False,
+        verbose=False,
+    )
 except FloatingPointError as err:
     print("FloatingPointError:", err)
     assert "epoch 1, step 4" in str(err)
@@ -655,8 +866,11 @@ except FloatingPointError as err:
 # %%
 kaggle_root = default_data_dir() / "kaggle-melanoma"
 if profile.name != "gpu":
-    print(f"Profile {profile.name!r}: the real-data section runs in the gpu profile (COURSE_PROFILE=gpu, "
-          "on a CUDA GPU such as Colab's or Gradient's).")
+    print(
+        f"Profile {profile.name!r}: the real-data section runs in the gpu profile "
+        "(COURSE_PROFILE=gpu, "
+        "on a CUDA GPU such as Colab's or Gradient's)."
+    )
 else:
     try:
         download_melanoma(kaggle_root)  # returns at once when the data is already there
@@ -667,12 +881,22 @@ else:
 if profile.name == "gpu" and (kaggle_root / "marking.csv").is_file():
     real = load_melanoma(kaggle_root)  # (the download already decoded every image once)
     real_train, real_val = split_by_patient(real, val_fraction=0.2, seed=0)
-    # about 10 % melanoma: draw both classes equally often instead of discarding benign images
+    # about 10 % melanoma: draw both classes equally often instead of discarding
+    # benign images
     real_train_loader, real_val_loader = profile_loaders(
-        profile, real_train, real_val, sampler=balanced_sampler(real_train, num_samples=len(real_train)))
-    print(f"{len(real_train):,} training / {len(real_val):,} validation images, "
-          f"{real_train.patient_id.nunique():,} / {real_val.patient_id.nunique():,} patients")
-    real_model, real_history = train_attnvgg(profile, real_train_loader, real_val_loader, tag="kaggle")
+        profile,
+        real_train,
+        real_val,
+        sampler=balanced_sampler(real_train, num_samples=len(real_train)),
+    )
+    print(
+        f"{len(real_train):,} training / {len(real_val):,} validation images, "
+        f"{real_train.patient_id.nunique():,} / {real_val.patient_id.nunique():,} "
+        "patients"
+    )
+    real_model, real_history = train_attnvgg(
+        profile, real_train_loader, real_val_loader, tag="kaggle"
+    )
     plot_history(real_history, label="AttnVGG on ISIC images")
     print(f"validation AUC on real images: {real_history.val_auc.iloc[-1]:.3f}")
 else:

@@ -32,25 +32,36 @@
 #   training images, as surgical markings do in real dermoscopy {cite:p}`winkler2019markings`)
 #   inflates a validation score, and how maps and measurements expose it.
 #
-# **Expected run time:** `smoke` about 15 s · `cpu` about 4 minutes (reuses chapter 10's
-# model; trains two more) · `gpu` not measured yet ({doc}`../book/performance`).
+# **Expected run time** (2 cores of an AMD EPYC without native bf16, in float32; {doc}`../book/performance`): `smoke` about 15 s · `cpu` about 4 min · `gpu` not measured yet.
+# Reuses chapter 10's model and trains two more.
 #
 # **Launch:** [open in Colab](https://colab.research.google.com/github/attention-course/attention-image-classification/blob/main/notebooks/11_seeing_attention.ipynb)
 
 # %% tags=["course-setup", "hide-input"]
 # Course setup: make `course_lib` importable (a no-op when it already is).
-import importlib.util, os, pathlib, subprocess, sys
+import importlib.util
+import os
+import pathlib
+import subprocess
+import sys
 
-# where the course is published (_config.yml's repository.url; a fork runs `make repository URL=...`)
-REPO = os.environ.get("COURSE_REPO_URL", "https://github.com/attention-course/attention-image-classification")
-# Colab wipes its disk when the runtime resets: set True (or COURSE_RUNS_ON_DRIVE=1) to keep
+# where the course is published (_config.yml's repository.url; a fork runs `make
+# repository URL=...`)
+REPO = os.environ.get(
+    "COURSE_REPO_URL",
+    "https://github.com/attention-course/attention-image-classification",
+)
+# Colab wipes its disk when the runtime resets: set True (or COURSE_RUNS_ON_DRIVE=1)
+# to keep
 # trained models (runs/) on your Google Drive
 KEEP_RUNS_ON_DRIVE = os.environ.get("COURSE_RUNS_ON_DRIVE") == "1"
 ON_COLAB = "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
 
 
 def _pip_install(target):
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", target], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", target], check=True
+    )
 
 
 if importlib.util.find_spec("course_lib") is None:
@@ -58,11 +69,17 @@ if importlib.util.find_spec("course_lib") is None:
         _pip_install(f"git+{REPO}")
     elif any(key.startswith("PAPERSPACE") for key in os.environ):  # Gradient
         cwd = pathlib.Path.cwd()
-        clone = next((p for p in (cwd, *cwd.parents) if (p / "course_lib").is_dir()), None)
+        clone = next(
+            (p for p in (cwd, *cwd.parents) if (p / "course_lib").is_dir()), None
+        )
         if clone is None:
-            clone = pathlib.Path(os.environ.get("COURSE_CLONE_DIR", "/notebooks/attention-course"))
+            clone = pathlib.Path(
+                os.environ.get("COURSE_CLONE_DIR", "/notebooks/attention-course")
+            )
             if not clone.exists():
-                subprocess.run(["git", "clone", "--depth", "1", REPO, str(clone)], check=True)
+                subprocess.run(
+                    ["git", "clone", "--depth", "1", REPO, str(clone)], check=True
+                )
         _pip_install(str(clone))
     else:
         raise ModuleNotFoundError(
@@ -82,8 +99,11 @@ if ON_COLAB and not pathlib.Path("runs").exists():
         pathlib.Path("runs").symlink_to(kept, target_is_directory=True)
         print(f"runs/ is {kept}: trained models survive a runtime reset")
     else:
-        print("Trained models go to runs/ on this Colab machine and vanish when its runtime resets; "
-              "set KEEP_RUNS_ON_DRIVE = True in this cell to keep them on Google Drive.")
+        print(
+            "Trained models go to runs/ on this Colab machine and vanish when its "
+            "runtime resets; "
+            "set KEEP_RUNS_ON_DRIVE = True in this cell to keep them on Google Drive."
+        )
 
 
 # %%
@@ -92,10 +112,20 @@ import pandas as pd
 import torch
 
 from course_lib.config import get_device, get_profile, seed_everything
-from course_lib.gradcam import default_target_layer, grad_cam
+from course_lib.gradcam import default_target_layer
 from course_lib.models import AttnVGG
-from course_lib.recipes import eval_loader, lesion_splits, profile_loaders, train_attnvgg
-from course_lib.saliency import baseline_maps, collect_maps, localisation_table, verdicts
+from course_lib.recipes import (
+    eval_loader,
+    lesion_splits,
+    profile_loaders,
+    train_attnvgg,
+)
+from course_lib.saliency import (
+    baseline_maps,
+    collect_maps,
+    localisation_table,
+    verdicts,
+)
 from course_lib.train import evaluate
 from course_lib.viz import attention_grid, use_course_style
 
@@ -103,15 +133,29 @@ profile = get_profile()
 device = get_device()
 seed_everything(0)
 use_course_style()  # legible figures (course_lib.viz)
-print(f"profile {profile.name}: {profile.image_size} px, width {profile.width}, device {device}")
-# What this chapter asserts, per profile. The cpu thresholds sit below what the book's run
-# measured on 2 CPU cores (Grad-CAM: 1.5x the random map's energy on the lesion and 2.6x its
-# pointing game; a gate without the global branch: +0.43 energy on the lesion; ink exposure
-# 2.7x). One epoch of the smoke profile learns too little to promise anything, and the gpu
-# profile has not been run end to end: there the cells print their numbers without asserting.
-EXPECT = {"cpu": {"grad-cam energy / random": 1.2, "grad-cam pointing / random": 1.8,
-                  "gate moves onto the lesion": 0.1, "ink exposure": 2.0, "ink inflates the AUC by": 0.02}
-          }.get(profile.name)
+print(
+    f"profile {profile.name}: {profile.image_size} px, width {profile.width}, device "
+    f"{device}"
+)
+# What this chapter asserts, per profile. The cpu thresholds sit below what the book's
+# run
+# measured on 2 CPU cores (Grad-CAM: 1.5x the random map's energy on the lesion and
+# 2.6x its
+# pointing game; a gate without the global branch: +0.43 energy on the lesion; ink
+# exposure
+# 2.7x). One epoch of the smoke profile learns too little to promise anything, and the
+# gpu
+# profile has not been run end to end: there the cells print their numbers without
+# asserting.
+EXPECT = {
+    "cpu": {
+        "grad-cam energy / random": 1.2,
+        "grad-cam pointing / random": 1.8,
+        "gate moves onto the lesion": 0.1,
+        "ink exposure": 2.0,
+        "ink inflates the AUC by": 0.02,
+    }
+}.get(profile.name)
 
 # %% [markdown]
 # ## 1. The model and its validation images
@@ -124,8 +168,12 @@ EXPECT = {"cpu": {"grad-cam energy / random": 1.2, "grad-cam pointing / random":
 train_frame, val_frame = lesion_splits(profile)
 train_loader, val_loader = profile_loaders(profile, train_frame, val_frame)
 model, history = train_attnvgg(profile, train_loader, val_loader, tag="softmax")
-val_masked = eval_loader(profile, val_frame, with_mask=True)  # images with their lesion masks, in order
-print(f"validation AUC after the last epoch: {history.val_auc.iloc[-1]:.3f} ({len(val_frame)} images)")
+# images with their lesion masks, in order
+val_masked = eval_loader(profile, val_frame, with_mask=True)
+print(
+    f"validation AUC after the last epoch: {history.val_auc.iloc[-1]:.3f} "
+    f"({len(val_frame)} images)"
+)
 
 # %% [markdown]
 # ## 2. Grad-CAM, through the `grad-cam` package
@@ -149,10 +197,19 @@ print(f"validation AUC after the last epoch: {history.val_auc.iloc[-1]:.3f} ({le
 
 # %%
 layer = default_target_layer(model)
-print("Grad-CAM target layer:", layer, "— output of", [n for n, m in model.named_modules() if m is layer][0])
+print(
+    "Grad-CAM target layer:",
+    layer,
+    "— output of",
+    [n for n, m in model.named_modules() if m is layer][0],
+)
 maps = collect_maps(model, val_masked, device=device)
 n = len(maps["target"])
-assert n == len(val_frame) and maps["Grad-CAM"].shape == (n, profile.image_size, profile.image_size)
+assert n == len(val_frame) and maps["Grad-CAM"].shape == (
+    n,
+    profile.image_size,
+    profile.image_size,
+)
 print({k: v.shape for k, v in maps.items()})
 
 # %% [markdown]
@@ -165,15 +222,24 @@ print({k: v.shape for k, v in maps.items()})
 
 # %%
 predicted = maps["probability"] >= 0.5
-kinds = {"true positive": predicted & (maps["target"] == 1), "true negative": ~predicted & (maps["target"] == 0),
-         "false positive": predicted & (maps["target"] == 0), "false negative": ~predicted & (maps["target"] == 1)}
+kinds = {
+    "true positive": predicted & (maps["target"] == 1),
+    "true negative": ~predicted & (maps["target"] == 0),
+    "false positive": predicted & (maps["target"] == 0),
+    "false negative": ~predicted & (maps["target"] == 1),
+}
 print({k: int(v.sum()) for k, v in kinds.items()})
 chosen = [(kind, i) for kind, where in kinds.items() for i in np.flatnonzero(where)[:2]]
 images = torch.stack([val_masked.dataset[i][0] for _, i in chosen])
-attention_grid(images, {name: maps[name][[i for _, i in chosen]] for name in ("pool-3 attention", "pool-4 attention", "Grad-CAM")},
-               masks=maps["mask"][[i for _, i in chosen]],
-               row_titles=[f"{kind}\np = {maps['probability'][i]:.2f}" for kind, i in chosen]);
-
+attention_grid(
+    images,
+    {
+        name: maps[name][[i for _, i in chosen]]
+        for name in ("pool-3 attention", "pool-4 attention", "Grad-CAM")
+    },
+    masks=maps["mask"][[i for _, i in chosen]],
+    row_titles=[f"{kind}\np = {maps['probability'][i]:.2f}" for kind, i in chosen],
+)
 # %% [markdown]
 # ## 4. Measuring localisation
 #
@@ -192,9 +258,13 @@ attention_grid(images, {name: maps[name][[i for _, i in chosen]] for name in ("p
 
 # %%
 size = maps["mask"].shape[-2:]
-candidates = {"pool-3 attention": maps["pool-3 attention"], "pool-4 attention": maps["pool-4 attention"],
-              "Grad-CAM": maps["Grad-CAM"], "random map": baseline_maps(n, size, "random", seed=0),
-              "centre blob": baseline_maps(n, size, "centre")}
+candidates = {
+    "pool-3 attention": maps["pool-3 attention"],
+    "pool-4 attention": maps["pool-4 attention"],
+    "Grad-CAM": maps["Grad-CAM"],
+    "random map": baseline_maps(n, size, "random", seed=0),
+    "centre blob": baseline_maps(n, size, "centre"),
+}
 table = localisation_table(candidates, maps["mask"])
 table.loc["(lesion area fraction)"] = pd.Series({"energy in mask": maps["mask"].mean()})
 table.round(3)
@@ -205,16 +275,21 @@ table.round(3)
 # at least 1.5 times is "on the lesion", below 2/3 "avoids the lesion")?
 
 # %%
-assert abs(table.loc["random map", "energy in mask"] - maps["mask"].mean()) < 0.01  # the lesion's area fraction
+# the lesion's area fraction
+assert abs(table.loc["random map", "energy in mask"] - maps["mask"].mean()) < 0.01
 verdict = verdicts(table)
 verdict.round(2)
 
 # %%
 if EXPECT:  # what this profile can promise (see the first code cell)
-    assert verdict.loc["Grad-CAM", "energy / random"] > EXPECT["grad-cam energy / random"], \
-        "Grad-CAM puts more of its energy on the lesion than chance"
-    assert table.loc["Grad-CAM", "pointing game"] > EXPECT["grad-cam pointing / random"] * \
-        table.loc["random map", "pointing game"], "Grad-CAM's peak lands on the lesion more often than chance"
+    assert (
+        verdict.loc["Grad-CAM", "energy / random"] > EXPECT["grad-cam energy / random"]
+    ), "Grad-CAM puts more of its energy on the lesion than chance"
+    assert (
+        table.loc["Grad-CAM", "pointing game"]
+        > EXPECT["grad-cam pointing / random"]
+        * table.loc["random map", "pointing game"]
+    ), "Grad-CAM's peak lands on the lesion more often than chance"
 
 # %% [markdown]
 # Read the table row by row. The random map scores the lesion's area fraction on pointing
@@ -238,8 +313,13 @@ if EXPECT:  # what this profile can promise (see the first code cell)
 seed_everything(0)
 untrained = AttnVGG(num_classes=1, width=profile.width).to(device)
 before = collect_maps(untrained, val_masked, device=device, gradcam=False)
-at_start = localisation_table({f"untrained {name}": before[name] for name in ("pool-3 attention", "pool-4 attention")},
-                              before["mask"])
+at_start = localisation_table(
+    {
+        f"untrained {name}": before[name]
+        for name in ("pool-3 attention", "pool-4 attention")
+    },
+    before["mask"],
+)
 at_start.round(3)
 
 # %% [markdown]
@@ -253,36 +333,67 @@ at_start.round(3)
 # find the lesion themselves.
 
 # %%
-no_global, no_global_history = train_attnvgg(profile, train_loader, val_loader, tag="no-global-branch",
-                                             global_branch=False)
+no_global, no_global_history = train_attnvgg(
+    profile, train_loader, val_loader, tag="no-global-branch", global_branch=False
+)
 without = collect_maps(no_global, val_masked, device=device, gradcam=False)
-ablation = pd.concat({
-    "AttnVGG (classifier reads g, ĝ1, ĝ2)": table.loc[["pool-3 attention", "pool-4 attention"]],
-    "global_branch=False (reads ĝ1, ĝ2)": localisation_table(
-        {name: without[name] for name in ("pool-3 attention", "pool-4 attention")}, without["mask"]),
-})
-ablation["validation AUC"] = [history.val_auc.iloc[-1]] * 2 + [no_global_history.val_auc.iloc[-1]] * 2
+ablation = pd.concat(
+    {
+        "AttnVGG (classifier reads g, ĝ1, ĝ2)": table.loc[
+            ["pool-3 attention", "pool-4 attention"]
+        ],
+        "global_branch=False (reads ĝ1, ĝ2)": localisation_table(
+            {name: without[name] for name in ("pool-3 attention", "pool-4 attention")},
+            without["mask"],
+        ),
+    }
+)
+ablation["validation AUC"] = [history.val_auc.iloc[-1]] * 2 + [
+    no_global_history.val_auc.iloc[-1]
+] * 2
 ablation.round(3)
 
 # %%
-moved = (ablation.loc[("global_branch=False (reads ĝ1, ĝ2)", "pool-4 attention"), "energy in mask"]
-         - ablation.loc[("AttnVGG (classifier reads g, ĝ1, ĝ2)", "pool-4 attention"), "energy in mask"])
+moved = (
+    ablation.loc[
+        ("global_branch=False (reads ĝ1, ĝ2)", "pool-4 attention"), "energy in mask"
+    ]
+    - ablation.loc[
+        ("AttnVGG (classifier reads g, ĝ1, ĝ2)", "pool-4 attention"), "energy in mask"
+    ]
+)
 print(f"pool-4 energy in mask, without minus with the global branch: {moved:+.3f}")
-moved_pool3 = (ablation.loc[("global_branch=False (reads ĝ1, ĝ2)", "pool-3 attention"), "energy in mask"]
-               - ablation.loc[("AttnVGG (classifier reads g, ĝ1, ĝ2)", "pool-3 attention"), "energy in mask"])
-print(f"pool-3 energy in mask, without minus with the global branch: {moved_pool3:+.3f}")
+moved_pool3 = (
+    ablation.loc[
+        ("global_branch=False (reads ĝ1, ĝ2)", "pool-3 attention"), "energy in mask"
+    ]
+    - ablation.loc[
+        ("AttnVGG (classifier reads g, ĝ1, ĝ2)", "pool-3 attention"), "energy in mask"
+    ]
+)
+print(
+    f"pool-3 energy in mask, without minus with the global branch: {moved_pool3:+.3f}"
+)
 if EXPECT:
-    assert max(moved, moved_pool3) > EXPECT["gate moves onto the lesion"], \
+    assert max(moved, moved_pool3) > EXPECT["gate moves onto the lesion"], (
         "without the global vector, a gate moves onto the lesion"
-    assert abs(no_global_history.val_auc.iloc[-1] - history.val_auc.iloc[-1]) < 0.03, "at no cost in AUC"
+    )
+    assert abs(no_global_history.val_auc.iloc[-1] - history.val_auc.iloc[-1]) < 0.03, (
+        "at no cost in AUC"
+    )
 
 # %%
 rows = list(range(4))
-attention_grid(torch.stack([val_masked.dataset[i][0] for i in rows]),
-               {"with g: pool-4": maps["pool-4 attention"][rows], "without g: pool-4": without["pool-4 attention"][rows],
-                "with g: pool-3": maps["pool-3 attention"][rows], "without g: pool-3": without["pool-3 attention"][rows]},
-               masks=maps["mask"][rows]);
-
+attention_grid(
+    torch.stack([val_masked.dataset[i][0] for i in rows]),
+    {
+        "with g: pool-4": maps["pool-4 attention"][rows],
+        "without g: pool-4": without["pool-4 attention"][rows],
+        "with g: pool-3": maps["pool-3 attention"][rows],
+        "without g: pool-3": without["pool-3 attention"][rows],
+    },
+    masks=maps["mask"][rows],
+)
 # %% [markdown]
 # Without the global vector the gates move onto the lesion, at no cost in AUC. (In the book's
 # run both gates moved; with another initialisation the course's authors saw only the pool-4
@@ -307,37 +418,63 @@ attention_grid(torch.stack([val_masked.dataset[i][0] for i in rows]),
 # %%
 CUE = dict(spurious_cue="ink", cue_rates=(0.1, 0.9))
 cue_train, cue_val = lesion_splits(profile, **CUE)
-assert cue_val.image_id.tolist() == val_frame.image_id.tolist()  # the same validation images
-print("share of images with ink:", cue_train.groupby("target").cue.mean().round(2).to_dict(), "(by class, training)")
+# the same validation images
+assert cue_val.image_id.tolist() == val_frame.image_id.tolist()
+print(
+    "share of images with ink:",
+    cue_train.groupby("target").cue.mean().round(2).to_dict(),
+    "(by class, training)",
+)
 cue_train_loader, cue_val_loader = profile_loaders(profile, cue_train, cue_val)
-cue_model, cue_history = train_attnvgg(profile, cue_train_loader, cue_val_loader, tag="ink-cue")
+cue_model, cue_history = train_attnvgg(
+    profile, cue_train_loader, cue_val_loader, tag="ink-cue"
+)
+
 
 # %%
 def auc(model, frame):
-    return evaluate(model, eval_loader(profile, frame), device=device)["auc"]  # the whole set at once
+    # the whole set at once
+    return evaluate(model, eval_loader(profile, frame), device=device)["auc"]
 
 
-shortcut = pd.DataFrame({
-    "validation images with ink": {"trained with ink": auc(cue_model, cue_val), "trained without": auc(model, cue_val)},
-    "the same images, ink removed": {"trained with ink": auc(cue_model, val_frame), "trained without": auc(model, val_frame)},
-})
+shortcut = pd.DataFrame(
+    {
+        "validation images with ink": {
+            "trained with ink": auc(cue_model, cue_val),
+            "trained without": auc(model, cue_val),
+        },
+        "the same images, ink removed": {
+            "trained with ink": auc(cue_model, val_frame),
+            "trained without": auc(model, val_frame),
+        },
+    }
+)
 shortcut["drop"] = shortcut.iloc[:, 0] - shortcut.iloc[:, 1]
 shortcut.round(3)
 
 # %%
-cue_summary = {"AUC with ink": shortcut.loc["trained with ink"].iloc[0],
-               "AUC without ink": shortcut.loc["trained with ink"].iloc[1]}
+cue_summary = {
+    "AUC with ink": shortcut.loc["trained with ink"].iloc[0],
+    "AUC without ink": shortcut.loc["trained with ink"].iloc[1],
+}
 print({k: round(float(v), 3) for k, v in cue_summary.items()})
 if EXPECT:
-    assert cue_summary["AUC with ink"] > cue_summary["AUC without ink"] + EXPECT["ink inflates the AUC by"], \
-        "the shortcut inflates the score"
+    assert (
+        cue_summary["AUC with ink"]
+        > cue_summary["AUC without ink"] + EXPECT["ink inflates the AUC by"]
+    ), "the shortcut inflates the score"
 
 # %%
 drops = shortcut["drop"]
-print(f"removing the ink costs the model trained with it {drops['trained with ink']:.3f} AUC, "
-      f"the honest model {drops['trained without']:.3f}")
+print(
+    f"removing the ink costs the model trained with it {drops['trained with ink']:.3f} "
+    "AUC, "
+    f"the honest model {drops['trained without']:.3f}"
+)
 if EXPECT:
-    assert drops["trained with ink"] > drops["trained without"], "the ink-trained model leans on the ink more"
+    assert drops["trained with ink"] > drops["trained without"], (
+        "the ink-trained model leans on the ink more"
+    )
 
 # %% [markdown]
 # The model trained with ink loses more when the ink is gone: part of what it learned was
@@ -351,34 +488,64 @@ if EXPECT:
 
 # %%
 with_cue = cue_val[cue_val.cue == 1].reset_index(drop=True)
-with_cue["mask_path"] = with_cue["cue_path"]  # score the maps against the ink, not the lesion
+# score the maps against the ink, not the lesion
+with_cue["mask_path"] = with_cue["cue_path"]
 cue_masked = eval_loader(profile, with_cue, with_mask=True)
-on_cue = {"trained with ink": collect_maps(cue_model, cue_masked, device=device),
-          "trained without": collect_maps(model, cue_masked, device=device)}
+on_cue = {
+    "trained with ink": collect_maps(cue_model, cue_masked, device=device),
+    "trained without": collect_maps(model, cue_masked, device=device),
+}
 rows = list(range(min(4, len(with_cue))))
 cue_images = next(iter(cue_masked))[0][rows].cpu()  # normalised, as the model saw them
-attention_grid(cue_images, {f"{who}: {name}": m[name][rows] for who, m in on_cue.items()
-                            for name in ("pool-3 attention", "Grad-CAM")},
-               masks=on_cue["trained with ink"]["mask"][rows], mask_title="ink");
-
+attention_grid(
+    cue_images,
+    {
+        f"{who}: {name}": m[name][rows]
+        for who, m in on_cue.items()
+        for name in ("pool-3 attention", "Grad-CAM")
+    },
+    masks=on_cue["trained with ink"]["mask"][rows],
+    mask_title="ink",
+)
 # %% [markdown]
 # And measured: the share of each map's energy that falls on the ink, over every validation
 # image that carries some, next to the ink's area fraction (what a random map would put there).
 
 # %%
-scored = {who: localisation_table({name: m[name] for name in ("pool-3 attention", "pool-4 attention", "Grad-CAM")},
-                                  m["mask"]) for who, m in on_cue.items()}
-energy_on_cue = pd.DataFrame({who: table["energy in mask"] for who, table in scored.items()})
+scored = {
+    who: localisation_table(
+        {
+            name: m[name]
+            for name in ("pool-3 attention", "pool-4 attention", "Grad-CAM")
+        },
+        m["mask"],
+    )
+    for who, m in on_cue.items()
+}
+energy_on_cue = pd.DataFrame(
+    {who: table["energy in mask"] for who, table in scored.items()}
+)
 energy_on_cue.loc["(ink area fraction)"] = on_cue["trained without"]["mask"].mean()
-print("maps without signal (left out):", {who: table["maps without signal"].to_dict() for who, table in scored.items()})
+print(
+    "maps without signal (left out):",
+    {who: table["maps without signal"].to_dict() for who, table in scored.items()},
+)
 energy_on_cue.round(3)
 
 # %%
 area = energy_on_cue.loc["(ink area fraction)", "trained without"]
-exposure = (energy_on_cue["trained with ink"] / energy_on_cue["trained without"].clip(lower=area)).drop("(ink area fraction)")
-print("energy on the ink, ink-trained model ÷ honest model (or the ink's area):", exposure.round(1).to_dict())
+exposure = (
+    energy_on_cue["trained with ink"]
+    / energy_on_cue["trained without"].clip(lower=area)
+).drop("(ink area fraction)")
+print(
+    "energy on the ink, ink-trained model ÷ honest model (or the ink's area):",
+    exposure.round(1).to_dict(),
+)
 if EXPECT:
-    assert exposure.max() > EXPECT["ink exposure"], "at least one kind of map shows the model looking at the ink"
+    assert exposure.max() > EXPECT["ink exposure"], (
+        "at least one kind of map shows the model looking at the ink"
+    )
 
 # %% [markdown]
 # Read the table column against column: the same maps, the same images, two models. Where

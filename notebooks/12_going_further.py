@@ -27,24 +27,35 @@
 #   {cite:p}`hou2021coordinate` and vision transformers {cite:p}`dosovitskiy2021vit`, each
 #   built small enough to read.
 #
-# **Expected run time:** `smoke` about 15 s · `cpu` about 5 minutes (two regularised models)
-# · `gpu` not measured yet ({doc}`../book/performance`).
+# **Expected run time** (2 cores of an AMD EPYC without native bf16, in float32; {doc}`../book/performance`): `smoke` about 10 s · `cpu` about 4 min · `gpu` not measured yet.
+# Trains two regularised models.
 #
 # **Launch:** [open in Colab](https://colab.research.google.com/github/attention-course/attention-image-classification/blob/main/notebooks/12_going_further.ipynb)
 # %% tags=["course-setup", "hide-input"]
 # Course setup: make `course_lib` importable (a no-op when it already is).
-import importlib.util, os, pathlib, subprocess, sys
+import importlib.util
+import os
+import pathlib
+import subprocess
+import sys
 
-# where the course is published (_config.yml's repository.url; a fork runs `make repository URL=...`)
-REPO = os.environ.get("COURSE_REPO_URL", "https://github.com/attention-course/attention-image-classification")
-# Colab wipes its disk when the runtime resets: set True (or COURSE_RUNS_ON_DRIVE=1) to keep
+# where the course is published (_config.yml's repository.url; a fork runs `make
+# repository URL=...`)
+REPO = os.environ.get(
+    "COURSE_REPO_URL",
+    "https://github.com/attention-course/attention-image-classification",
+)
+# Colab wipes its disk when the runtime resets: set True (or COURSE_RUNS_ON_DRIVE=1)
+# to keep
 # trained models (runs/) on your Google Drive
 KEEP_RUNS_ON_DRIVE = os.environ.get("COURSE_RUNS_ON_DRIVE") == "1"
 ON_COLAB = "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
 
 
 def _pip_install(target):
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", target], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", target], check=True
+    )
 
 
 if importlib.util.find_spec("course_lib") is None:
@@ -52,11 +63,17 @@ if importlib.util.find_spec("course_lib") is None:
         _pip_install(f"git+{REPO}")
     elif any(key.startswith("PAPERSPACE") for key in os.environ):  # Gradient
         cwd = pathlib.Path.cwd()
-        clone = next((p for p in (cwd, *cwd.parents) if (p / "course_lib").is_dir()), None)
+        clone = next(
+            (p for p in (cwd, *cwd.parents) if (p / "course_lib").is_dir()), None
+        )
         if clone is None:
-            clone = pathlib.Path(os.environ.get("COURSE_CLONE_DIR", "/notebooks/attention-course"))
+            clone = pathlib.Path(
+                os.environ.get("COURSE_CLONE_DIR", "/notebooks/attention-course")
+            )
             if not clone.exists():
-                subprocess.run(["git", "clone", "--depth", "1", REPO, str(clone)], check=True)
+                subprocess.run(
+                    ["git", "clone", "--depth", "1", REPO, str(clone)], check=True
+                )
         _pip_install(str(clone))
     else:
         raise ModuleNotFoundError(
@@ -76,8 +93,11 @@ if ON_COLAB and not pathlib.Path("runs").exists():
         pathlib.Path("runs").symlink_to(kept, target_is_directory=True)
         print(f"runs/ is {kept}: trained models survive a runtime reset")
     else:
-        print("Trained models go to runs/ on this Colab machine and vanish when its runtime resets; "
-              "set KEEP_RUNS_ON_DRIVE = True in this cell to keep them on Google Drive.")
+        print(
+            "Trained models go to runs/ on this Colab machine and vanish when its "
+            "runtime resets; "
+            "set KEEP_RUNS_ON_DRIVE = True in this cell to keep them on Google Drive."
+        )
 
 
 # %%
@@ -96,14 +116,22 @@ from course_lib.config import get_device, get_profile, seed_everything
 from course_lib.losses import AttentionMaskLoss, attention_dice_loss
 from course_lib.metrics import energy_in_mask
 from course_lib.recipes import lesion_splits, profile_loaders, train_attnvgg
-from course_lib.saliency import baseline_maps, collect_maps, localisation_table, verdicts
+from course_lib.saliency import (
+    baseline_maps,
+    collect_maps,
+    localisation_table,
+    verdicts,
+)
 from course_lib.viz import attention_grid, plot_history, use_course_style
 
 profile = get_profile()
 device = get_device()
 seed_everything(0)
 use_course_style()  # legible figures (course_lib.viz)
-print(f"profile {profile.name}: {profile.image_size} px, width {profile.width}, device {device}")
+print(
+    f"profile {profile.name}: {profile.image_size} px, width {profile.width}, device "
+    f"{device}"
+)
 
 # %% [markdown]
 # ## 1. Attention with a teacher
@@ -126,7 +154,8 @@ print(f"profile {profile.name}: {profile.image_size} px, width {profile.width}, 
 torch.manual_seed(0)
 masks = torch.zeros(4, 1, 96, 96)
 masks[:, :, 30:70, 25:60] = 1  # a rectangular "lesion"
-a1 = F.softmax(torch.randn(4, 144), dim=1).view(4, 1, 12, 12)  # softmax maps at 1/8 of the side
+# softmax maps at 1/8 of the side
+a1 = F.softmax(torch.randn(4, 144), dim=1).view(4, 1, 12, 12)
 
 
 def dice_loss_by_hand(a, mask):
@@ -147,9 +176,13 @@ print(f"1 - Dice = {dice_loss_by_hand(a1, masks):.4f} (by hand and course_lib ag
 
 # %%
 concentrated = F.adaptive_avg_pool2d(masks, (12, 12))
-concentrated = concentrated / concentrated.sum(dim=(2, 3), keepdim=True)  # all mass on the lesion
-print(f"softmax map entirely on the lesion: 1 - Dice = {attention_dice_loss(concentrated, masks):.3f}, "
-      f"energy in mask = {energy_in_mask(concentrated[:, 0], masks[:, 0]).mean():.2f}")
+# all mass on the lesion
+concentrated = concentrated / concentrated.sum(dim=(2, 3), keepdim=True)
+print(
+    "softmax map entirely on the lesion: 1 - Dice = "
+    f"{attention_dice_loss(concentrated, masks):.3f}, "
+    f"energy in mask = {energy_in_mask(concentrated[:, 0], masks[:, 0]).mean():.2f}"
+)
 assert attention_dice_loss(concentrated, masks) < attention_dice_loss(a1, masks)
 
 # %% [markdown]
@@ -161,21 +194,42 @@ assert attention_dice_loss(concentrated, masks) < attention_dice_loss(a1, masks)
 
 # %%
 train_frame, val_frame = lesion_splits(profile)
-# the same images as chapter 10, each batch now with its lesion masks (same crops, flips and rotation)
-train_masked, val_masked = profile_loaders(profile, train_frame, val_frame, with_mask=True)
+# the same images as chapter 10, each batch now with its lesion masks (same crops,
+# flips and rotation)
+train_masked, val_masked = profile_loaders(
+    profile, train_frame, val_frame, with_mask=True
+)
 WEIGHTS = {"AttnMel-Lesion (0.001, 0.01)": (0.001, 0.01), "×100 (0.1, 1)": (0.1, 1.0)}
-models = {"plain (chapter 10)": train_attnvgg(profile, train_masked, val_masked, tag="softmax")}
+models = {
+    "plain (chapter 10)": train_attnvgg(
+        profile, train_masked, val_masked, tag="softmax"
+    )
+}
 for label, weights in WEIGHTS.items():
-    models[label] = train_attnvgg(profile, train_masked, val_masked, aux_loss=AttentionMaskLoss(weights),
-                                  tag=f"mask-dice-{weights[0]}-{weights[1]}")
+    models[label] = train_attnvgg(
+        profile,
+        train_masked,
+        val_masked,
+        aux_loss=AttentionMaskLoss(weights),
+        tag=f"mask-dice-{weights[0]}-{weights[1]}",
+    )
 
 # %%
 axes = None
 for label, (_, history) in models.items():
-    # the classification part of the training loss, comparable across models (the mask term is tabled below)
-    classification = history.assign(train_loss=history.train_loss - history.get("train_aux_loss", 0))
+    # the classification part of the training loss, comparable across models (the
+    # mask term is tabled below)
+    classification = history.assign(
+        train_loss=history.train_loss - history.get("train_aux_loss", 0)
+    )
     axes = plot_history(classification, axes=axes, label=label)
-regularised = pd.DataFrame({label: h.train_aux_loss for label, (_, h) in models.items() if "train_aux_loss" in h})
+regularised = pd.DataFrame(
+    {
+        label: h.train_aux_loss
+        for label, (_, h) in models.items()
+        if "train_aux_loss" in h
+    }
+)
 regularised.index = models["plain (chapter 10)"][1].epoch
 regularised.round(5).rename_axis("epoch").add_prefix("mask term, ")
 
@@ -189,15 +243,31 @@ rows = []
 collected = {}
 for label, (model, history) in models.items():
     collected[label] = collect_maps(model, val_masked, device=device, gradcam=False)
-    table = localisation_table({name: collected[label][name] for name in ("pool-3 attention", "pool-4 attention")},
-                               collected[label]["mask"])
+    table = localisation_table(
+        {
+            name: collected[label][name]
+            for name in ("pool-3 attention", "pool-4 attention")
+        },
+        collected[label]["mask"],
+    )
     for name, scores in table.iterrows():
-        rows.append({"model": label, "map": name, "validation AUC": history.val_auc.iloc[-1], **scores})
+        rows.append(
+            {
+                "model": label,
+                "map": name,
+                "validation AUC": history.val_auc.iloc[-1],
+                **scores,
+            }
+        )
 first = next(iter(collected.values()))
-random_row = localisation_table({"random": baseline_maps(len(first["mask"]), first["mask"].shape[-2:], "random")},
-                                first["mask"]).iloc[0]
+random_row = localisation_table(
+    {"random": baseline_maps(len(first["mask"]), first["mask"].shape[-2:], "random")},
+    first["mask"],
+).iloc[0]
 rows.append({"model": "random map", "map": "—", "validation AUC": np.nan, **random_row})
-comparison = pd.DataFrame(rows).set_index(["model", "map"]).drop(columns="maps without signal")
+comparison = (
+    pd.DataFrame(rows).set_index(["model", "map"]).drop(columns="maps without signal")
+)
 comparison.round(3)
 
 # %% [markdown]
@@ -205,7 +275,9 @@ comparison.round(3)
 
 # %%
 energies = comparison.drop(index="random map", level="model")["energy in mask"]
-table = pd.DataFrame({"energy in mask": energies.values}, index=[" · ".join(i) for i in energies.index])
+table = pd.DataFrame(
+    {"energy in mask": energies.values}, index=[" · ".join(i) for i in energies.index]
+)
 table.loc["random map"] = comparison.loc[("random map", "—"), "energy in mask"]
 verdict = verdicts(table)
 verdict.round(2)
@@ -213,12 +285,20 @@ verdict.round(2)
 # %%
 plain = comparison.loc["plain (chapter 10)", "energy in mask"]
 strong = comparison.loc["×100 (0.1, 1)", "energy in mask"]
-print("energy in mask, plain → ×100:", {m: f"{plain[m]:.3f} → {strong[m]:.3f}" for m in plain.index})
+print(
+    "energy in mask, plain → ×100:",
+    {m: f"{plain[m]:.3f} → {strong[m]:.3f}" for m in plain.index},
+)
 if profile.name != "smoke":
     for m in ("pool-3 attention", "pool-4 attention"):
-        assert strong[m] > plain[m] + 0.2 and verdict.loc[f"×100 (0.1, 1) · {m}", "verdict"] == "on the lesion"
+        assert (
+            strong[m] > plain[m] + 0.2
+            and verdict.loc[f"×100 (0.1, 1) · {m}", "verdict"] == "on the lesion"
+        )
     auc = comparison["validation AUC"].xs("pool-4 attention", level="map")
-    assert abs(auc["×100 (0.1, 1)"] - auc["plain (chapter 10)"]) < 0.03, "looking at the lesion costs no AUC here"
+    assert abs(auc["×100 (0.1, 1)"] - auc["plain (chapter 10)"]) < 0.03, (
+        "looking at the lesion costs no AUC here"
+    )
 
 # %% [markdown]
 # The same validation images under the three models (pool-4 attention, lesion outline in
@@ -227,8 +307,11 @@ if profile.name != "smoke":
 # %%
 chosen = list(range(4))
 images = torch.stack([val_masked.dataset[i][0] for i in chosen])
-attention_grid(images, {label: collected[label]["pool-4 attention"][chosen] for label in models},
-               masks=first["mask"][chosen]);
+attention_grid(
+    images,
+    {label: collected[label]["pool-4 attention"][chosen] for label in models},
+    masks=first["mask"][chosen],
+)
 
 # %% [markdown]
 # How to read this. Chapter 11 found that, trained on labels alone, AttnVGG's gates look at
@@ -252,6 +335,7 @@ attention_grid(images, {label: collected[label]["pool-4 attention"][chosen] for 
 # needed: each channel's weight is computed from its *k neighbouring* channel averages with a
 # 1-D convolution, k growing slowly with C.
 
+
 # %%
 class ECA(nn.Module):
     def __init__(self, channels, gamma=2, b=1):
@@ -262,21 +346,29 @@ class ECA(nn.Module):
 
     def forward(self, x):
         w = x.mean(dim=(2, 3))  # squeeze: (N, C)
-        w = torch.sigmoid(self.conv(w[:, None, :]))[:, 0]  # local cross-channel interaction: (N, C)
+        # local cross-channel interaction: (N, C)
+        w = torch.sigmoid(self.conv(w[:, None, :]))[:, 0]
         return x * w[:, :, None, None]
 
 
 x = torch.randn(2, 512, 14, 14)
 eca = ECA(512)
 assert eca(x).shape == x.shape
-print(f"C = 512: ECA k = {eca.k}, {count_parameters(eca)} parameters; SE (r = 16): {count_parameters(SEBlock(512)):,}")
+print(
+    f"C = 512: ECA k = {eca.k}, {count_parameters(eca)} parameters; SE (r = 16): "
+    f"{count_parameters(SEBlock(512)):,}"
+)
 assert count_parameters(eca) == 5
 
-# the library's ECA, built by name like every attention module of the course (same weights, same output)
+# the library's ECA, built by name like every attention module of the course (same
+# weights, same output)
 library_eca = make_attention("eca", 512)
 library_eca.load_state_dict(eca.state_dict())
 torch.testing.assert_close(library_eca(x), eca(x))
-print("inline ECA == course_lib.attention.ECA; vgg16(attention='eca') and `--model vgg16-eca` use it")
+print(
+    "inline ECA == course_lib.attention.ECA; vgg16(attention='eca') and `--model "
+    "vgg16-eca` use it"
+)
 
 # %% [markdown]
 # ### Coordinate attention: channel attention that remembers where
@@ -286,18 +378,22 @@ print("inline ECA == course_lib.attention.ECA; vgg16(attention='eca') and `--mod
 # C×1×W summary — transforms both with a shared 1×1 convolution, and produces two gates, one
 # per row and one per column, whose product re-weights every position of every channel.
 
+
 # %%
 class CoordinateAttention(nn.Module):
     def __init__(self, channels, reduction=32):
         super().__init__()
         mid = max(8, channels // reduction)
-        self.shared = nn.Sequential(nn.Conv2d(channels, mid, 1), nn.BatchNorm2d(mid), nn.Hardswish())
+        self.shared = nn.Sequential(
+            nn.Conv2d(channels, mid, 1), nn.BatchNorm2d(mid), nn.Hardswish()
+        )
         self.to_h, self.to_w = nn.Conv2d(mid, channels, 1), nn.Conv2d(mid, channels, 1)
 
     def forward(self, x):
         n, c, h, w = x.shape
         along_h = x.mean(dim=3, keepdim=True)  # (N, C, H, 1): one summary per row
-        along_w = x.mean(dim=2, keepdim=True).transpose(2, 3)  # (N, C, W, 1): one per column
+        # (N, C, W, 1): one per column
+        along_w = x.mean(dim=2, keepdim=True).transpose(2, 3)
         y = self.shared(torch.cat([along_h, along_w], dim=2))  # (N, mid, H + W, 1)
         y_h, y_w = y.split([h, w], dim=2)
         gate_h = torch.sigmoid(self.to_h(y_h))  # (N, C, H, 1)
@@ -321,11 +417,14 @@ print(f"coordinate attention at C = 512: {count_parameters(ca):,} parameters")
 # %%
 vit = vit_b_16()
 tokens = (224 // 16) ** 2
-print(f"ViT-B/16: {count_parameters(vit):,} parameters; {tokens} tokens + 1 class token; "
-      f"attention matrix per head {tokens + 1}² = {(tokens + 1) ** 2:,} entries "
-      f"(pixel-level self-attention at 224 px: {(224 * 224) ** 2:.2e})")
+print(
+    f"ViT-B/16: {count_parameters(vit):,} parameters; {tokens} tokens + 1 class token; "
+    f"attention matrix per head {tokens + 1}² = {(tokens + 1) ** 2:,} entries "
+    f"(pixel-level self-attention at 224 px: {(224 * 224) ** 2:.2e})"
+)
 with torch.no_grad():
-    patches = vit.conv_proj(torch.randn(1, 3, 224, 224))  # the patch embedding is a stride-16 convolution
+    # the patch embedding is a stride-16 convolution
+    patches = vit.conv_proj(torch.randn(1, 3, 224, 224))
 assert patches.shape == (1, 768, 14, 14) and count_parameters(vit) == 86_567_656
 
 # %% [markdown]

@@ -29,24 +29,36 @@
 #   map by attention instead of uniformly changes for it — the idea of DELF
 #   {cite:p}`noh2017delf` — measured over two training seeds.
 #
-# **Expected run time:** RUNTIME-LINE
+# **Expected run time** (2 cores of an AMD EPYC without native bf16, in float32; {doc}`../book/performance`): `smoke` about 15 s · `cpu` about 3.5 min · `gpu` not measured yet.
+# Trains a lesion detector and a second seed of chapter 10's AttnVGG.
 #
 # **Launch:** [open in Colab](https://colab.research.google.com/github/attention-course/attention-image-classification/blob/main/notebooks/13_beyond_classification.ipynb)
 
 # %% tags=["course-setup", "hide-input"]
 # Course setup: make `course_lib` importable (a no-op when it already is).
-import importlib.util, os, pathlib, subprocess, sys
+import importlib.util
+import os
+import pathlib
+import subprocess
+import sys
 
-# where the course is published (_config.yml's repository.url; a fork runs `make repository URL=...`)
-REPO = os.environ.get("COURSE_REPO_URL", "https://github.com/attention-course/attention-image-classification")
-# Colab wipes its disk when the runtime resets: set True (or COURSE_RUNS_ON_DRIVE=1) to keep
+# where the course is published (_config.yml's repository.url; a fork runs `make
+# repository URL=...`)
+REPO = os.environ.get(
+    "COURSE_REPO_URL",
+    "https://github.com/attention-course/attention-image-classification",
+)
+# Colab wipes its disk when the runtime resets: set True (or COURSE_RUNS_ON_DRIVE=1)
+# to keep
 # trained models (runs/) on your Google Drive
 KEEP_RUNS_ON_DRIVE = os.environ.get("COURSE_RUNS_ON_DRIVE") == "1"
 ON_COLAB = "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
 
 
 def _pip_install(target):
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", target], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", target], check=True
+    )
 
 
 if importlib.util.find_spec("course_lib") is None:
@@ -54,11 +66,17 @@ if importlib.util.find_spec("course_lib") is None:
         _pip_install(f"git+{REPO}")
     elif any(key.startswith("PAPERSPACE") for key in os.environ):  # Gradient
         cwd = pathlib.Path.cwd()
-        clone = next((p for p in (cwd, *cwd.parents) if (p / "course_lib").is_dir()), None)
+        clone = next(
+            (p for p in (cwd, *cwd.parents) if (p / "course_lib").is_dir()), None
+        )
         if clone is None:
-            clone = pathlib.Path(os.environ.get("COURSE_CLONE_DIR", "/notebooks/attention-course"))
+            clone = pathlib.Path(
+                os.environ.get("COURSE_CLONE_DIR", "/notebooks/attention-course")
+            )
             if not clone.exists():
-                subprocess.run(["git", "clone", "--depth", "1", REPO, str(clone)], check=True)
+                subprocess.run(
+                    ["git", "clone", "--depth", "1", REPO, str(clone)], check=True
+                )
         _pip_install(str(clone))
     else:
         raise ModuleNotFoundError(
@@ -78,9 +96,11 @@ if ON_COLAB and not pathlib.Path("runs").exists():
         pathlib.Path("runs").symlink_to(kept, target_is_directory=True)
         print(f"runs/ is {kept}: trained models survive a runtime reset")
     else:
-        print("Trained models go to runs/ on this Colab machine and vanish when its runtime resets; "
-              "set KEEP_RUNS_ON_DRIVE = True in this cell to keep them on Google Drive.")
-
+        print(
+            "Trained models go to runs/ on this Colab machine and vanish when its "
+            "runtime resets; "
+            "set KEEP_RUNS_ON_DRIVE = True in this cell to keep them on Google Drive."
+        )
 
 
 # %%
@@ -92,22 +112,49 @@ from matplotlib.patches import Rectangle
 
 from course_lib.bench import count_parameters
 from course_lib.config import get_device, get_profile, seed_everything
-from course_lib.detection import (LesionBoxes, boxes_from_masks, default_detection_layer, detect,
-                                  detection_grad_cam, detection_loaders, detection_map)
-from course_lib.recipes import (eval_loader, lesion_splits, profile_loaders, train_attnvgg,
-                                train_lesion_detector)
-from course_lib.retrieval import DESCRIPTORS, attnvgg_descriptors, retrieval_metrics, retrieve
-from course_lib.saliency import baseline_maps, collect_maps, localisation_table, verdicts
+from course_lib.detection import (
+    LesionBoxes,
+    boxes_from_masks,
+    default_detection_layer,
+    detect,
+    detection_grad_cam,
+    detection_loaders,
+    detection_map,
+)
+from course_lib.recipes import (
+    eval_loader,
+    lesion_splits,
+    profile_loaders,
+    train_attnvgg,
+    train_lesion_detector,
+)
+from course_lib.retrieval import (
+    attnvgg_descriptors,
+    retrieval_metrics,
+    retrieve,
+)
+from course_lib.saliency import (
+    baseline_maps,
+    collect_maps,
+    localisation_table,
+    verdicts,
+)
 from course_lib.viz import overlay, to_display, use_course_style
 
 profile = get_profile()
 device = get_device()
 seed_everything(0)
 use_course_style()  # legible figures (course_lib.viz)
-print(f"profile {profile.name}: {profile.image_size} px, width {profile.width}, device {device}")
-# What this chapter asserts, per profile: in the cpu profile, margins below what the book's
-# run measured on 2 CPU cores (mAP@0.5 1.000; the detector's Grad-CAM 2.6x a random map's
-# energy on the lesion). One epoch of the smoke profile learns too little to promise anything,
+print(
+    f"profile {profile.name}: {profile.image_size} px, width {profile.width}, device "
+    f"{device}"
+)
+# What this chapter asserts, per profile: in the cpu profile, margins below what the
+# book's
+# run measured on 2 CPU cores (mAP@0.5 1.000; the detector's Grad-CAM 2.6x a random
+# map's
+# energy on the lesion). One epoch of the smoke profile learns too little to promise
+# anything,
 # and the gpu profile has not been run end to end: there the cells print their numbers.
 EXPECT = {"cpu": {"map_50": 0.9, "detector energy / random": 1.8}}.get(profile.name)
 
@@ -126,13 +173,19 @@ examples = [items[i] for i in range(4)]
 masks = torch.stack([items.items[i][2] for i in range(4)])  # (4, 1, H, W) uint8 masks
 boxes = boxes_from_masks(masks)
 assert boxes.shape == (4, 4) and (boxes[:, 2:] > boxes[:, :2]).all()
-torch.testing.assert_close(boxes, torch.cat([target["boxes"] for _, target in examples]))
+torch.testing.assert_close(
+    boxes, torch.cat([target["boxes"] for _, target in examples])
+)
 
 fig, axes = plt.subplots(1, 4, figsize=(9, 2.6))
 for ax, (image, target) in zip(axes, examples):
     ax.imshow(image.permute(1, 2, 0))
     x0, y0, x1, y1 = target["boxes"][0].tolist()
-    ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, color="yellow", lw=1.5))
+    ax.add_patch(
+        Rectangle(
+            (x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, color="yellow", lw=1.5
+        )
+    )
     ax.set_axis_off()
 fig.suptitle("each lesion's box, from its mask")
 fig.tight_layout()
@@ -160,14 +213,21 @@ stride = 8
 x0, y0, x1, y1 = examples[0][1]["boxes"][0].tolist()
 side = profile.image_size // stride
 centres = (torch.arange(side) + 0.5) * stride  # the pixel each position stands for
-cx, cy = torch.meshgrid(centres, centres, indexing="xy")  # (side, side): x along a row, y down a column
-l, t, r, b = cx - x0, cy - y0, x1 - cx, y1 - cy  # distances to the four sides, (side, side) each
-inside = (torch.stack([l, t, r, b]) > 0).all(0)
-centreness = torch.where(inside, ((torch.minimum(l, r) / torch.maximum(l, r)) *
-                                  (torch.minimum(t, b) / torch.maximum(t, b))).clamp(min=0).sqrt(), 0.0)
+# (side, side): x along a row, y down a column
+cx, cy = torch.meshgrid(centres, centres, indexing="xy")
+# distances to the four sides, (side, side) each
+left, top, right, bottom = cx - x0, cy - y0, x1 - cx, y1 - cy
+inside = (torch.stack([left, top, right, bottom]) > 0).all(0)
+ratio = (torch.minimum(left, right) / torch.maximum(left, right)) * (
+    torch.minimum(top, bottom) / torch.maximum(top, bottom)
+)
+centreness = torch.where(inside, ratio.clamp(min=0).sqrt(), 0.0)
 assert centreness.shape == (side, side) and inside.any() and centreness.max() <= 1
-print(f"{int(inside.sum())} of {side * side} positions lie inside the box; the best centre-ness is "
-      f"{centreness.max():.2f}")
+print(
+    f"{int(inside.sum())} of {side * side} positions lie inside the box; the best "
+    "centre-ness is "
+    f"{centreness.max():.2f}"
+)
 
 # %% [markdown]
 # The course's detector is torchvision's FCOS on a small backbone: the VGG16 of chapter 02 at
@@ -175,15 +235,20 @@ print(f"{int(inside.sum())} of {side * side} positions lie inside the box; the b
 # (`course_lib.detection.lesion_detector`). In training mode it returns its three losses:
 
 # %%
-train_boxes, val_boxes = detection_loaders(train_frame, val_frame, profile.image_size, profile.batch_size)
+train_boxes, val_boxes = detection_loaders(
+    train_frame, val_frame, profile.image_size, profile.batch_size
+)
 images, targets = next(iter(train_boxes))
 seed_everything(0)
-from course_lib.detection import lesion_detector  # noqa: E402  (the recipe below builds the same)
+# noqa: E402  (the recipe below builds the same)
+from course_lib.detection import lesion_detector
 
 untrained = lesion_detector(width=profile.width, image_size=profile.image_size)
 losses = untrained.train()(list(images), list(targets))
-print({name: round(float(value.detach()), 3) for name, value in losses.items()},
-      f"— {count_parameters(untrained):,} parameters")
+print(
+    {name: round(float(value.detach()), 3) for name, value in losses.items()},
+    f"— {count_parameters(untrained):,} parameters",
+)
 assert set(losses) == {"classification", "bbox_regression", "bbox_ctrness"}
 
 # %% [markdown]
@@ -196,9 +261,12 @@ assert set(losses) == {"classification", "bbox_regression", "bbox_ctrness"}
 # %%
 detector, detector_history = train_lesion_detector(profile, train_frame, device=device)
 quality = detection_map(detector, val_boxes, device=device)
-print(f"trained in {detector_history.seconds.sum():.0f} s; on {len(val_frame)} validation images: "
-      f"mAP@0.5 {quality['map_50']:.3f}, mAP@0.5:0.95 {quality['map']:.3f}, "
-      f"recall with one box per image {quality['mar_1']:.3f}")
+print(
+    f"trained in {detector_history.seconds.sum():.0f} s; on {len(val_frame)} "
+    "validation images: "
+    f"mAP@0.5 {quality['map_50']:.3f}, mAP@0.5:0.95 {quality['map']:.3f}, "
+    f"recall with one box per image {quality['mar_1']:.3f}"
+)
 assert 0 <= quality["map_50"] <= 1
 if EXPECT:
     assert quality["map_50"] >= EXPECT["map_50"], "the detector finds most lesions"
@@ -209,9 +277,16 @@ found = detect(detector, [image for image, _ in shown], device)
 fig, axes = plt.subplots(1, 6, figsize=(10, 2.2))
 for ax, (image, target), out in zip(axes, shown, found):
     ax.imshow(image.permute(1, 2, 0))
-    for box, colour in ((target["boxes"][0], "yellow"), *((b, "cyan") for b in out["boxes"][:1])):
+    for box, colour in (
+        (target["boxes"][0], "yellow"),
+        *((b, "cyan") for b in out["boxes"][:1]),
+    ):
         x0, y0, x1, y1 = box.tolist()
-        ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, color=colour, lw=1.5))
+        ax.add_patch(
+            Rectangle(
+                (x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, color=colour, lw=1.5
+            )
+        )
     score = f"{float(out['scores'][0]):.2f}" if len(out["scores"]) else "none"
     ax.set_title(f"score {score}")
     ax.set_axis_off()
@@ -232,7 +307,9 @@ fig.tight_layout()
 
 # %%
 val_masked = eval_loader(profile, val_frame, with_mask=True)
-attnvgg, _ = train_attnvgg(profile, *profile_loaders(profile, train_frame, val_frame), tag="softmax")
+attnvgg, _ = train_attnvgg(
+    profile, *profile_loaders(profile, train_frame, val_frame), tag="softmax"
+)
 maps = collect_maps(attnvgg, val_masked, device=device, gradcam=False)
 
 cams, missing = [], 0
@@ -240,21 +317,31 @@ for i in range(len(val_frame)):
     try:
         cams.append(detection_grad_cam(detector, items[i][0], box_index=0)[0])
     except ValueError:  # no box found in this image: no detection to explain
-        cams.append(np.zeros((profile.image_size, profile.image_size), dtype=np.float32))
+        cams.append(
+            np.zeros((profile.image_size, profile.image_size), dtype=np.float32)
+        )
         missing += 1
 maps["detector Grad-CAM"] = np.stack(cams)
-print(f"Grad-CAM of the top detection for {len(cams) - missing} of {len(cams)} validation images "
-      f"(target layer: the backbone's stage 4, ending in {default_detection_layer(detector)[-1]})")
+print(
+    f"Grad-CAM of the top detection for {len(cams) - missing} of {len(cams)} "
+    "validation images "
+    "(target layer: the backbone's stage 4, ending in "
+    f"{default_detection_layer(detector)[-1]})"
+)
 
 # %%
 rows = list(range(4))
 fig, axes = plt.subplots(len(rows), 4, figsize=(8, 2 * len(rows)), squeeze=False)
 for row, i in enumerate(rows):
     image = items[i][0]
-    cells = {"image and box": to_display(image, normalized=False),
-             "detector Grad-CAM": overlay(image, maps["detector Grad-CAM"][i], normalized=False),
-             "AttnVGG pool-3": overlay(image, maps["pool-3 attention"][i], normalized=False),
-             "AttnVGG pool-4": overlay(image, maps["pool-4 attention"][i], normalized=False)}
+    cells = {
+        "image and box": to_display(image, normalized=False),
+        "detector Grad-CAM": overlay(
+            image, maps["detector Grad-CAM"][i], normalized=False
+        ),
+        "AttnVGG pool-3": overlay(image, maps["pool-3 attention"][i], normalized=False),
+        "AttnVGG pool-4": overlay(image, maps["pool-4 attention"][i], normalized=False),
+    }
     for ax, (title, picture) in zip(axes[row], cells.items()):
         ax.imshow(picture)
         ax.contour(maps["mask"][i], levels=[0.5], colors="white", linewidths=0.8)
@@ -269,7 +356,10 @@ fig.tight_layout()
 
 # %%
 n = len(maps["mask"])
-candidates = {name: maps[name] for name in ("detector Grad-CAM", "pool-3 attention", "pool-4 attention")}
+candidates = {
+    name: maps[name]
+    for name in ("detector Grad-CAM", "pool-3 attention", "pool-4 attention")
+}
 candidates["random map"] = baseline_maps(n, maps["mask"].shape[-2:], "random")
 candidates["centre blob"] = baseline_maps(n, maps["mask"].shape[-2:], "centre")
 table = localisation_table(candidates, maps["mask"])
@@ -279,8 +369,10 @@ display_table.round(3)
 
 # %%
 if EXPECT:
-    assert verdict.loc["detector Grad-CAM", "energy / random"] > EXPECT["detector energy / random"], \
-        "a detector's Grad-CAM sits on the lesion it found"
+    assert (
+        verdict.loc["detector Grad-CAM", "energy / random"]
+        > EXPECT["detector energy / random"]
+    ), "a detector's Grad-CAM sits on the lesion it found"
 
 # %% [markdown]
 # In the book's run (`cpu` profile) the detector's Grad-CAM put 2.6 times a random map's
@@ -312,16 +404,34 @@ if EXPECT:
 loader = eval_loader(profile, val_frame)
 results = []
 for seed in profile.seeds:
-    model, _ = train_attnvgg(profile, *profile_loaders(profile, train_frame, val_frame), tag="softmax", seed=seed)
+    model, _ = train_attnvgg(
+        profile,
+        *profile_loaders(profile, train_frame, val_frame),
+        tag="softmax",
+        seed=seed,
+    )
     descriptors = attnvgg_descriptors(model, loader, device=device)
     assert all(len(d) == len(val_frame) for d in descriptors.values())
     for name, d in descriptors.items():
-        for relevance, labels in (("class", val_frame.target), ("patient", val_frame.patient_id)):
-            results.append({"seed": seed, "descriptor": name, "relevant": relevance,
-                            **retrieval_metrics(d, labels.to_numpy(), ks=(1, 5))})
+        for relevance, labels in (
+            ("class", val_frame.target),
+            ("patient", val_frame.patient_id),
+        ):
+            results.append(
+                {
+                    "seed": seed,
+                    "descriptor": name,
+                    "relevant": relevance,
+                    **retrieval_metrics(d, labels.to_numpy(), ks=(1, 5)),
+                }
+            )
 results = pd.DataFrame(results)
-summary = results.groupby(["relevant", "descriptor"], sort=False)[["recall@1", "recall@5", "mAP"]].mean()
-summary["mAP spread (max − min)"] = results.groupby(["relevant", "descriptor"], sort=False).mAP.agg(np.ptp)
+summary = results.groupby(["relevant", "descriptor"], sort=False)[
+    ["recall@1", "recall@5", "mAP"]
+].mean()
+summary["mAP spread (max − min)"] = results.groupby(
+    ["relevant", "descriptor"], sort=False
+).mAP.agg(np.ptp)
 summary.round(3)
 
 # %% [markdown]
@@ -335,29 +445,51 @@ for relevance in ("class", "patient"):
         attention = summary.loc[(relevance, f"attention {stage}")]
         uniform = summary.loc[(relevance, f"GAP {stage}")]
         delta = attention["mAP"] - uniform["mAP"]
-        noise = max(attention["mAP spread (max − min)"], uniform["mAP spread (max − min)"])
+        noise = max(
+            attention["mAP spread (max − min)"], uniform["mAP spread (max − min)"]
+        )
         if len(profile.seeds) < 2:
             words = "one seed only: no spread to judge against"
         elif abs(delta) <= noise:
-            words = f"{delta:+.3f}: within the seed spread ({noise:.3f}), no evidence either way"
+            words = f"{delta:+.3f}: within the seed spread ({noise:.3f}), no evidence"
         else:
             words = f"{delta:+.3f}: larger than the seed spread ({noise:.3f})"
         judged[(relevance, stage)] = words
         print(f"{relevance:8s} {stage}: attention vs GAP mAP {words}")
 
 # %%
-query = int(np.flatnonzero((val_frame.target == 1).to_numpy() &
-                           val_frame.patient_id.duplicated(keep=False).to_numpy())[0])
+query = int(
+    np.flatnonzero(
+        (val_frame.target == 1).to_numpy()
+        & val_frame.patient_id.duplicated(keep=False).to_numpy()
+    )[0]
+)
 fig, axes = plt.subplots(2, 6, figsize=(10, 3.9))
 for row, name in enumerate(("GAP pool-4", "attention pool-4")):
     found_ids = retrieve(descriptors[name], query, k=5)
     for ax, index in zip(axes[row], [query, *found_ids]):
         ax.imshow(items[int(index)][0].permute(1, 2, 0))
         item = val_frame.iloc[int(index)]
-        same = "same patient" if item.patient_id == val_frame.patient_id.iloc[query] else ""
-        ax.set_title("query" if index == query else f"{'mel.' if item.target else 'benign'} {same}".strip())
+        same = (
+            "same patient"
+            if item.patient_id == val_frame.patient_id.iloc[query]
+            else ""
+        )
+        ax.set_title(
+            "query"
+            if index == query
+            else f"{'mel.' if item.target else 'benign'} {same}".strip()
+        )
         ax.set_axis_off()
-    axes[row, 0].text(-0.15, 0.5, name, transform=axes[row, 0].transAxes, rotation=90, va="center", ha="right")
+    axes[row, 0].text(
+        -0.15,
+        0.5,
+        name,
+        transform=axes[row, 0].transAxes,
+        rotation=90,
+        va="center",
+        ha="right",
+    )
 fig.suptitle("the five most similar validation images (last seed's model)")
 fig.tight_layout()
 
