@@ -257,7 +257,9 @@ def restore_run(
         saved["best_auc"],
         saved["epoch"],
     )
-    if verbose:
+    if verbose and state.epoch >= manifest["epochs"]:
+        print(f"reloaded the finished run in {out}: {state.epoch} epochs, none left")
+    elif verbose:
         print(
             f"resuming from {last}: epoch {state.epoch} done, continuing at epoch {state.epoch + 1}"
         )

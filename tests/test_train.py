@@ -157,6 +157,19 @@ def test_resume_continues_where_it_stopped(loaders, tmp_path):
     )
 
 
+def test_resuming_a_finished_run_trains_nothing_and_says_so(loaders, tmp_path, capsys):
+    train, val = loaders
+    options = dict(epochs=2, device="cpu", seed=1, out_dir=tmp_path, progress=False)
+    first = fit(_model(), train, val, verbose=False, **options)
+    counted = _StopAtEpoch(train, stop=0)
+    again = fit(_model(seed=99), counted, val, resume=True, **options)
+    assert counted.passes == 0, "a finished run is reloaded, not trained"
+    assert f"reloaded the finished run in {tmp_path}: 2 epochs, none left" in (
+        capsys.readouterr().out
+    )
+    pd.testing.assert_frame_equal(again, first)
+
+
 def test_tuple_outputs_and_multiclass():
     torch.manual_seed(0)
     x, y = torch.randn(60, 4), torch.arange(60) % 3
