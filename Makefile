@@ -68,6 +68,10 @@ bench: check-profile setup
 	if $(PY) -c "from course_lib.config import native_bf16; raise SystemExit(not native_bf16('cpu'))"; then \
 	  $(PY) benchmarks/notebook_times.py --profile cpu --precision bf16 --results benchmarks/results; \
 	fi
+	if $(PY) -c "import torch; raise SystemExit(not torch.cuda.is_available())"; then \
+	  $(PY) benchmarks/step_mfu.py --profile gpu --batches 64 256 --results benchmarks/results; \
+	  $(PY) benchmarks/notebook_times.py --profile gpu --results benchmarks/results; \
+	fi
 	$(PY) benchmarks/render_performance.py
 
 # Uses the system Python on purpose: course_lib.config does not need torch to validate.

@@ -68,7 +68,9 @@ def main(argv=None) -> dict:
     paths = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     if args.notebooks:
         paths = [p for p in paths if p.name[:2] in args.notebooks]
-    seconds = {}
+    seconds, record = {}, {}
+    suffix = f"-{args.precision}" if args.precision else ""
+    filename = f"notebook_times-{args.profile}{suffix}.json"
     with tempfile.TemporaryDirectory(prefix="notebook-times-") as scratch:
         work = Path(scratch) / "notebooks"
         work.mkdir()
@@ -89,15 +91,15 @@ def main(argv=None) -> dict:
                 args.executed.mkdir(parents=True, exist_ok=True)
                 nbformat.write(nb, args.executed / path.name)
             print(f"{seconds[path.stem]:8.1f} s  {path.stem}", flush=True)
+            # written after every notebook, so that a pass cut short keeps what it measured
+            record = {
+                "machine": machine,
+                "profile": args.profile,
+                "precision": precision,
+                "seconds": seconds,
+            }
+            save_record(args.results, filename, record)
     print(f"{sum(seconds.values()):8.1f} s  total")
-    record = {
-        "machine": machine,
-        "profile": args.profile,
-        "precision": precision,
-        "seconds": seconds,
-    }
-    suffix = f"-{args.precision}" if args.precision else ""
-    save_record(args.results, f"notebook_times-{args.profile}{suffix}.json", record)
     return record
 
 

@@ -2,7 +2,7 @@
 
     python -m course_lib.train --data-root DIR --model vgg16 --out DIR [--epochs N] [--image-size S]
                                [--resume | --overwrite] [--profile P] [--val-fraction F] [--seed S]
-                               [--amp] [--channels-last] [--compile] [--verify] [--make-synthetic]
+                               [--amp] [--deterministic] [--channels-last] [--compile] [--verify] [--make-synthetic]
     torchrun --nproc_per_node 2 -m course_lib.train ...   # the same, on two processes
 
 It splits the data by patient, trains with :func:`course_lib.train.fit` and writes
@@ -141,6 +141,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--amp", action="store_true", help="mixed precision")
     p.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="deterministic kernels (slower on a GPU): a repeated or resumed run on the same GPU "
+        "reproduces the numbers exactly",
+    )
+    p.add_argument(
         "--channels-last",
         action="store_true",
         help="NHWC memory layout (faster on GPUs)",
@@ -225,7 +231,7 @@ def _run(args, argv: list[str]) -> int:
     if current.is_main:
         check_run_folder(args.out, resume=args.resume, overwrite=args.overwrite)
     frame, train_frame, val_frame = _data(args, profile, size, current)
-    seed_everything(args.seed)
+    seed_everything(args.seed, deterministic=args.deterministic)
     device = get_device()
     train_loader, val_loader = make_loaders(
         train_frame, val_frame, size, batch_size, workers, device=device, seed=args.seed

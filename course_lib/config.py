@@ -236,6 +236,9 @@ def seed_everything(seed: int, deterministic: bool = False) -> int:
     # for subprocesses (DataLoader workers inherit seeds)
     os.environ["PYTHONHASHSEED"] = str(seed)
     if deterministic:
+        # cuBLAS needs a fixed workspace for reproducible matrix products; it reads this
+        # variable when CUDA starts, so set it before the first CUDA operation
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
         if torch.backends.cudnn.is_available():
             torch.backends.cudnn.benchmark = False

@@ -59,8 +59,11 @@ def collect_maps(
         parts["probability"].append(
             torch.sigmoid(logits.float()).reshape(len(images), -1)[:, 0].cpu().numpy()
         )
-        parts["target"].append(targets.numpy())
-        parts["mask"].append(masks.reshape(len(masks), *masks.shape[-2:]).numpy() > 0.5)
+        # a loader built with device="cuda" delivers its batches on the GPU
+        parts["target"].append(targets.cpu().numpy())
+        parts["mask"].append(
+            masks.reshape(len(masks), *masks.shape[-2:]).cpu().numpy() > 0.5
+        )
         parts["pool-3 attention"].append(a1.float()[:, 0].cpu().numpy())
         parts["pool-4 attention"].append(a2.float()[:, 0].cpu().numpy())
         # "predicted": the classes of the logits above, not another forward pass

@@ -33,7 +33,7 @@
 # - what makes a training loop fast (measured) and what makes it lose nothing when it is
 #   interrupted; how the same code runs on several GPUs.
 #
-# **Expected run time** (2 cores of an AMD EPYC without native bf16, in float32; {doc}`../book/performance`): `smoke` about 15 s · `cpu` about 3.5 min · `gpu` not measured yet.
+# **Expected run time** (2 cores of an AMD EPYC without native bf16, in float32; {doc}`../book/performance`): `smoke` about 15 s · `cpu` about 3.5 min · `gpu` about 4.5 min (one H100 80GB HBM3, bf16, from scratch).
 # Two AttnVGGs (softmax and sigmoid gates). Trained models are checkpointed under `runs/`;
 # running the notebook again reuses them.
 #
@@ -134,7 +134,7 @@ from course_lib.config import (
     seed_everything,
 )
 from course_lib.data import (
-    KaggleCredentialsError,
+    DataError,
     MelanomaDataset,
     balanced_sampler,
     default_data_dir,
@@ -585,9 +585,14 @@ print(
     "epochs"
 )
 assert 0 <= final_auc <= 1
-if profile.name == "cpu":
-    assert final_auc >= 0.90, (
-        "the cpu profile reaches AUC 0.90 on the synthetic lesions"
+# measured: 0.919 in the cpu profile (2 CPU cores), 0.917 in the gpu profile trained from
+# scratch on an H100 (with ImageNet weights not measured yet, hence the wider margin)
+MIN_AUC = {"cpu": 0.90, "gpu": 0.88}.get(
+    profile.name
+)  # smoke: one epoch promises nothing
+if MIN_AUC is not None:
+    assert final_auc >= MIN_AUC, (
+        f"the {profile.name} profile reaches AUC {MIN_AUC} on the synthetic lesions"
     )
 
 # %% [markdown]
@@ -874,8 +879,8 @@ if profile.name != "gpu":
 else:
     try:
         download_melanoma(kaggle_root)  # returns at once when the data is already there
-    except KaggleCredentialsError as err:
-        print(err)
+    except DataError as err:  # no token, no network, or the kaggle package missing
+        print(f"No Kaggle data, so this section is skipped: {err}")
 
 # %%
 if profile.name == "gpu" and (kaggle_root / "marking.csv").is_file():

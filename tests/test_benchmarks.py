@@ -187,3 +187,38 @@ def test_precision_cost_records_both_precisions(tmp_path):
     assert row["model"] == "vgg16" and set(row["median_ms"]) == {"fp32", "bf16"}
     ratio = row["median_ms"]["bf16"] / row["median_ms"]["fp32"]
     assert row["bf16_over_fp32"] == pytest.approx(ratio, abs=0.01)
+
+
+def test_step_mfu_measures_every_configuration(tmp_path):
+    result = _run(
+        "step_mfu.py",
+        "--profile",
+        "smoke",
+        "--models",
+        "attnvgg",
+        "vgg16",
+        "--steps",
+        "1",
+        "--rounds",
+        "1",
+        "--results",
+        str(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr
+    record = json.loads((tmp_path / "step_mfu-cpu.json").read_text())
+    rows = record["rows"]
+    # on a CPU: NCHW and channels_last for each model (cuDNN and compile rows need CUDA)
+    assert [(r["model"], r["config"]) for r in rows] == [
+        ("attnvgg", "NCHW"),
+        ("attnvgg", "channels_last"),
+        ("vgg16", "NCHW"),
+        ("vgg16", "channels_last"),
+    ]
+    assert all(r["img_s"] > 0 and r["gflop_per_img"] > 0 for r in rows)
+    # FLOPs of a training step: forward and backward, about three forward passes
+    from course_lib.bench import count_flops
+    from course_lib.models import vgg16
+
+    forward = count_flops(vgg16(1, width=1 / 8, head="gap"), (1, 3, 64, 64))
+    vgg = next(r for r in rows if r["model"] == "vgg16")
+    assert 2.5 < vgg["gflop_per_img"] * 1e9 / forward < 3.2

@@ -6,6 +6,9 @@ has it, fp16 with a gradient scaler where it has not, as on Colab's T4), ``chann
 the CPU, which the rest of the suite covers on every machine.
 """
 
+import copy
+
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -14,6 +17,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from course_lib.data import BatchAugment, load_melanoma, make_loaders, split_by_patient
 from course_lib.models import AttnVGG
+from course_lib.saliency import collect_maps
 from course_lib.train import fit
 
 pytestmark = [
@@ -150,3 +154,25 @@ def test_device_loader_delivers_augmented_batches_on_cuda(lesion_root):
         and images.dtype == torch.float32
     )
     assert set(masks.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_maps_from_a_cuda_loader_equal_those_from_the_cpu(lesion_root):
+    """Chapter 11 collects maps from the profile's loaders, which deliver batches on the GPU."""
+    train, val = split_by_patient(load_melanoma(lesion_root), 0.25, seed=0)
+    torch.manual_seed(0)
+    model = AttnVGG(num_classes=1, width=1 / 8).eval()
+    maps = {}
+    for device in ("cpu", "cuda"):
+        _, loader = make_loaders(
+            train, val, 64, 16, num_workers=0, with_mask=True, device=device
+        )
+        maps[device] = collect_maps(copy.deepcopy(model).to(device), loader)
+    cpu, gpu = maps["cpu"], maps["cuda"]
+    assert cpu.keys() == gpu.keys()
+    np.testing.assert_array_equal(gpu["target"], cpu["target"])
+    np.testing.assert_array_equal(gpu["mask"], cpu["mask"])
+    # cuDNN convolutions run in TF32 by default: close, not equal
+    np.testing.assert_allclose(gpu["probability"], cpu["probability"], atol=1e-2)
+    for name in ("pool-3 attention", "pool-4 attention"):
+        np.testing.assert_allclose(gpu[name], cpu[name], atol=1e-2)
+    assert np.abs(gpu["Grad-CAM"] - cpu["Grad-CAM"]).mean() < 0.02

@@ -9,6 +9,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 
@@ -31,9 +33,23 @@ def _stems():
 
 
 def test_every_notebook_was_measured_in_every_profile():
-    for profile, record in _tool().load_times().items():
-        missing = set(_stems()) - set(record["seconds"])
+    tool = _tool()
+    records = tool.load_times()
+    for profile in tool.SOURCES:
+        missing = set(_stems()) - set(records[profile]["seconds"])
         assert not missing, f"{profile}: no measured time for {sorted(missing)}"
+
+
+def test_a_partial_gpu_record_says_why_each_notebook_is_missing():
+    records = _tool().load_times()
+    if "gpu" not in records:
+        pytest.skip("no gpu notebook times recorded (no GPU measured them)")
+    gpu = records["gpu"]
+    missing = set(_stems()) - set(gpu["seconds"])
+    assert missing == set(gpu.get("not_measured", {})), (
+        "every notebook without a gpu time is listed, with a reason, under not_measured"
+    )
+    assert all(gpu["not_measured"].values())
 
 
 def test_the_cpu_measurements_are_float32_on_two_cores():

@@ -3,9 +3,10 @@
     python tools/run_times.py          # rewrite the lines in notebooks/*.py, then `make sync`
     python tools/run_times.py --check  # exit 1 when a notebook's line differs (as the tests do)
 
-The figures come from ``benchmarks/results/notebook_times-smoke.json`` and
-``notebook_times-cpu-fp32.json`` (``benchmarks/notebook_times.py``), never from memory; the
-line names the machine and the precision they were measured with. A notebook says its
+The figures come from ``benchmarks/results/notebook_times-smoke.json``,
+``notebook_times-cpu-fp32.json`` and, where a GPU measured it, ``notebook_times-gpu.json``
+(``benchmarks/notebook_times.py``), never from memory; the line names the machine and the
+precision they were measured with. A notebook says its
 lesson-specific notes (what it trains, what it reuses) on the lines after this one.
 """
 
@@ -20,6 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 MARK = "# **Expected run time**"
 SOURCES = {"smoke": "notebook_times-smoke.json", "cpu": "notebook_times-cpu-fp32.json"}
+GPU_SOURCE = (
+    "notebook_times-gpu.json"  # optional: only where a GPU was lent to measure it
+)
 
 
 def about(seconds: float) -> str:
@@ -31,10 +35,22 @@ def about(seconds: float) -> str:
 
 
 def load_times() -> dict[str, dict]:
-    return {
+    records = {
         profile: json.loads((RESULTS / name).read_text())
         for profile, name in SOURCES.items()
     }
+    if (RESULTS / GPU_SOURCE).is_file():
+        records["gpu"] = json.loads((RESULTS / GPU_SOURCE).read_text())
+    return records
+
+
+def gpu_part(stem: str, record: dict | None) -> str:
+    """The line's `gpu` entry: the measured time and what measured it, or "not measured yet"."""
+    if record is None or stem not in record["seconds"]:
+        return "`gpu` not measured yet"
+    gpu = record["machine"]["gpu"].replace("NVIDIA ", "")
+    start = "from scratch" if record.get("pretrained") is False else "ImageNet weights"
+    return f"`gpu` {about(record['seconds'][stem])} (one {gpu}, bf16, {start})"
 
 
 def run_time_line(stem: str, records: dict[str, dict]) -> str:
@@ -43,12 +59,11 @@ def run_time_line(stem: str, records: dict[str, dict]) -> str:
     bf16 = "with" if cpu.get("native_bf16") else "without"
     machine = f"{cpu['cores']} cores of an {cpu['cpu']} {bf16} native bf16, in float32"
     times = " · ".join(
-        f"`{profile}` {about(record['seconds'][stem])}"
-        for profile, record in records.items()
+        f"`{profile}` {about(records[profile]['seconds'][stem])}" for profile in SOURCES
     )
     return (
         f"{MARK} ({machine}; {{doc}}`../book/performance`): {times} · "
-        "`gpu` not measured yet."
+        f"{gpu_part(stem, records.get('gpu'))}."
     )
 
 
