@@ -81,6 +81,25 @@ def _multiple_of_32(text: str) -> int:
     return value
 
 
+def _add_speed_switches(p: argparse.ArgumentParser) -> None:
+    """How a step runs: precision, determinism, memory layout, compilation (notebook ``10``)."""
+    p.add_argument("--amp", action="store_true", help="mixed precision")
+    p.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="deterministic kernels (slower on a GPU): a repeated or resumed run on the same GPU "
+        "reproduces the numbers exactly",
+    )
+    p.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="NHWC memory layout (faster on GPUs)",
+    )
+    p.add_argument(
+        "--compile", action="store_true", help="train a torch.compile'd model"
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="python -m course_lib.train",
@@ -139,21 +158,7 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="replace the run --out holds (its files only)",
     )
-    p.add_argument("--amp", action="store_true", help="mixed precision")
-    p.add_argument(
-        "--deterministic",
-        action="store_true",
-        help="deterministic kernels (slower on a GPU): a repeated or resumed run on the same GPU "
-        "reproduces the numbers exactly",
-    )
-    p.add_argument(
-        "--channels-last",
-        action="store_true",
-        help="NHWC memory layout (faster on GPUs)",
-    )
-    p.add_argument(
-        "--compile", action="store_true", help="train a torch.compile'd model"
-    )
+    _add_speed_switches(p)
     p.add_argument(
         "--verify", action="store_true", help="decode every image once before training"
     )

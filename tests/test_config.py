@@ -205,3 +205,21 @@ def test_course_pretrained_turns_imagenet_weights_off_or_on(monkeypatch):
     assert (
         get_profile("gpu").pretrained is True and get_profile("cpu").pretrained is False
     )
+
+
+def test_deterministic_seeding_asks_torch_and_cublas_for_reproducible_kernels(
+    monkeypatch,
+):
+    import torch
+
+    from course_lib.config import seed_everything
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    before = torch.are_deterministic_algorithms_enabled()
+    try:
+        seed_everything(0, deterministic=True)
+        assert torch.are_deterministic_algorithms_enabled()
+        # cuBLAS reads it when CUDA starts; without it, matrix products may differ run to run
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    finally:
+        torch.use_deterministic_algorithms(before)

@@ -146,8 +146,11 @@ def test_an_interrupted_run_says_what_is_saved_and_how_to_resume(tmp_path, how):
     data, out = tmp_path / "data", tmp_path / "run"
     make_synthetic_lesions(data, n_images=320, image_size=64, seed=11)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = _command(data, out, 2)
+    # enough epochs that the signal always lands inside the run, however fast the machine
+    command[command.index("--epochs") + 1] = "50"
     run = subprocess.Popen(
-        _command(data, out, 2),
+        command,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -172,7 +175,8 @@ def test_an_interrupted_run_says_what_is_saved_and_how_to_resume(tmp_path, how):
     lines = [line for line in err.splitlines() if line.strip()]
     assert run.returncode == 130, err[-3000:]
     assert len(lines) == 1 and "Traceback" not in err, err[-3000:]
-    assert lines[0].startswith("interrupted: epoch 1 is the last one saved") and lines[
-        0
-    ].endswith("--resume")
-    assert load_checkpoint(out / "last.pt")["epoch"] == 1
+    saved = load_checkpoint(out / "last.pt")["epoch"]
+    assert saved >= 1
+    assert lines[0].startswith(
+        f"interrupted: epoch {saved} is the last one saved"
+    ) and lines[0].endswith("--resume"), lines[0]
