@@ -585,8 +585,8 @@ print(
     "epochs"
 )
 assert 0 <= final_auc <= 1
-# measured: 0.919 in the cpu profile (2 CPU cores), 0.917 in the gpu profile trained from
-# scratch on an H100 (with ImageNet weights not measured yet, hence the wider margin)
+# measured: 0.919 in the cpu profile (2 CPU cores); 0.917 in the gpu profile on an H100,
+# trained from scratch (with ImageNet weights: not measured yet, hence the wider margin)
 MIN_AUC = {"cpu": 0.90, "gpu": 0.88}.get(
     profile.name
 )  # smoke: one epoch promises nothing
