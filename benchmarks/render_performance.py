@@ -305,10 +305,10 @@ def gpu_now() -> str:
         t = cuda[0]
         text += [
             "**Against the goals for an H100**: `fit` at "
-            f"{t['fit_images_per_s'] / t['step_images_per_s']:.0%} of the model-alone step rate (goal 85 %), "
+            f"{t['fit_images_per_s'] / t['step_images_per_s']:.0%} of the model-alone step rate (goal 85%), "
             f"{t['ratio']:.1f}x the tutorial's loop (goal 15x)"
             + (
-                f", the compiled step at {best['mfu']:.0%} MFU (goal 40 %)"
+                f", the compiled step at {best['mfu']:.0%} MFU (goal 40%)"
                 if best
                 else ""
             )
