@@ -21,27 +21,13 @@ import statistics
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
+from model_step import random_batch, training_step  # benchmarks/model_step.py
 from records import describe_machine, machine_line, save_record  # benchmarks/records.py
+from torch import nn
 
 from course_lib.bench import latency_ms
 from course_lib.config import get_profile, native_bf16
 from course_lib.models import build_model
-from course_lib.train import logits_of
-
-
-def training_step(model, optimizer, x, y, bf16: bool):
-    """One step, the work ``fit`` does per batch (without data loading)."""
-
-    def step():
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits = logits_of(model(x))
-        loss = F.binary_cross_entropy_with_logits(logits.float().squeeze(1), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    return step
 
 
 def measure(name: str, profile, rounds: int) -> dict:
@@ -50,12 +36,12 @@ def measure(name: str, profile, rounds: int) -> dict:
     model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     size, batch = profile.image_size, profile.batch_size
-    x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 2, (batch,)).float()
+    x, y = random_batch(batch, size, "cpu")
     times = {"fp32": [], "bf16": []}
     for _ in range(rounds):
         for precision in times:
-            step = training_step(model, optimizer, x, y, bf16=precision == "bf16")
+            amp = "bf16" if precision == "bf16" else False
+            step = training_step(model, optimizer, x, y, amp, nn.BCEWithLogitsLoss())
             step()  # warm-up (first bf16 call builds its kernels)
             times[precision].append(latency_ms(step, min_run_time=1.0))
     medians = {p: statistics.median(t) for p, t in times.items()}

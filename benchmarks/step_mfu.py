@@ -29,13 +29,13 @@ import time
 from pathlib import Path
 
 import torch
+from model_step import random_batch, training_step  # benchmarks/model_step.py
 from records import describe_machine, machine_line, save_record  # benchmarks/records.py
 from torch.utils.flop_counter import FlopCounterMode
 
 from course_lib.config import fast_mixed_precision, get_device, get_profile
-from course_lib.losses import FocalLoss
-from course_lib.models import AttnVGG, vgg16
-from course_lib.train import _autocast
+from course_lib.models import build_model
+from course_lib.train import _autocast, logits_of
 
 # dense (no sparsity) bf16 tensor-core peaks from the vendors' datasheets, TFLOP/s
 DATASHEET_BF16_TFLOPS = {
@@ -75,9 +75,7 @@ def _sync(device):
 
 def build(name: str, width: float) -> torch.nn.Module:
     torch.manual_seed(0)
-    if name == "attnvgg":
-        return AttnVGG(num_classes=1, width=width)
-    return vgg16(1, width=width, head="gap")
+    return build_model(name, num_classes=1, width=width)
 
 
 def train_step_flops(model, size: int, device, amp: bool) -> float:
@@ -86,40 +84,34 @@ def train_step_flops(model, size: int, device, amp: bool) -> float:
     context, _ = _autocast(device, amp)
     with FlopCounterMode(display=False) as counter:
         with context:
-            out = model(x)
-        logits = out[0] if isinstance(out, tuple) else out
+            logits = logits_of(model(x))
         logits.float().sum().backward()
     model.zero_grad(set_to_none=True)
     return counter.get_total_flops() / 2
 
 
 class Step:
-    """One configuration: a model copy, its optimiser, and a random batch on the device."""
+    """One configuration: a model copy, its optimiser, a random batch on the device, and
+    whether cuDNN searches its algorithms (a global switch, set before each timing)."""
 
-    def __init__(self, name, width, size, batch, device, amp, memory, compiled):
-        self.model = build(name, width).to(device).to(memory_format=memory).train()
-        self.net = torch.compile(self.model) if compiled else self.model
+    def __init__(
+        self, name, width, size, device, amp, batch, memory, benchmark, compiled
+    ):
+        model = build(name, width).to(device).to(memory_format=memory).train()
+        net = torch.compile(model) if compiled else model
         fused = {"fused": True} if device.type == "cuda" else {}
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-4, **fused)
-        self.x = torch.randn(batch, 3, size, size, device=device).contiguous(
-            memory_format=memory
-        )
-        self.y = (torch.rand(batch, device=device) < 0.3).float()
-        self.context, _ = _autocast(device, amp)
-        self.loss_fn, self.device, self.batch = FocalLoss(), device, batch
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, **fused)
+        x, y = random_batch(batch, size, device, memory == torch.channels_last)
+        self.step = training_step(net, optimizer, x, y, amp)
+        self.device, self.batch, self.benchmark = device, batch, benchmark
 
     def run(self, steps: int) -> float:
         """Images per second over ``steps`` steps."""
+        torch.backends.cudnn.benchmark = self.benchmark
         _sync(self.device)
         started = time.perf_counter()
         for _ in range(steps):
-            with self.context:
-                out = self.net(self.x)
-            logits = out[0] if isinstance(out, tuple) else out
-            loss = self.loss_fn(logits.squeeze(1).float(), self.y)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            self.step()
         _sync(self.device)
         return self.batch * steps / (time.perf_counter() - started)
 
@@ -172,20 +164,12 @@ def main(argv=None) -> dict:
             build(name, profile.width).to(device).train(), size, device, amp
         )
         steps = {}
-        for label, batch, memory, benchmark, compiled in configurations(
-            batches, gpu, gpu and not args.no_compile
-        ):
-            torch.backends.cudnn.benchmark = benchmark
-            steps[label] = Step(
-                name, profile.width, size, batch, device, amp, memory, compiled
-            )
+        for label, *config in configurations(batches, gpu, gpu and not args.no_compile):
+            steps[label] = Step(name, profile.width, size, device, amp, *config)
             steps[label].run(3)  # warm-up: compilation, cuDNN's algorithm search
         rates = {label: [] for label in steps}
         for _ in range(args.rounds):
             for label, step in steps.items():
-                torch.backends.cudnn.benchmark = (
-                    "benchmark" in label or "compile" in label
-                )
                 rates[label].append(step.run(args.steps))
         for label, values in rates.items():
             rate = statistics.median(values)

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from model_step import random_batch, training_step  # benchmarks/model_step.py
 from PIL import Image
 from records import describe_machine, machine_line, save_record  # benchmarks/records.py
 from torch import nn
@@ -142,24 +143,14 @@ def step_seconds(
 ) -> float:
     """Seconds per training step of ``model`` alone: a random batch already on the device, the
     course's loss, AdamW, channels_last and (where fast) mixed precision; median of ``steps``."""
-    from course_lib.train import _autocast
-
     model.train()
-    x = torch.randn(batch, 3, size, size, device=device).contiguous(
-        memory_format=torch.channels_last
-    )
-    y = (torch.rand(batch, device=device) < 0.3).float()
-    loss_fn, optimizer = FocalLoss(), torch.optim.AdamW(model.parameters(), lr=1e-4)
-    context, _ = _autocast(torch.device(device), amp)
+    x, y = random_batch(batch, size, device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    step = training_step(model, optimizer, x, y, amp)
     times = []
     for _ in range(steps + 1):  # the first step warms up
         started = time.perf_counter()
-        with context:
-            logits = model(x)[0]
-        loss = loss_fn(logits.squeeze(1).float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        step()
         if torch.device(device).type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - started)

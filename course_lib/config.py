@@ -45,9 +45,8 @@ class Profile:
     name: str
     image_size: int  # square side in pixels; a multiple of 32 (five 2x poolings in VGG)
     width: float  # VGG channel multiplier: 1.0 is the real VGG16 (64 ... 512 channels)
-    n_images: (
-        int  # synthetic images to generate (the gpu profile prefers the Kaggle data)
-    )
+    # synthetic images to generate (the gpu profile prefers the Kaggle data)
+    n_images: int
     epochs: int
     batch_size: int
     pretrained: bool  # start from ImageNet weights (needs a download: gpu only)

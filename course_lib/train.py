@@ -483,12 +483,10 @@ def _start_run(epochs, device, out_dir, resume, overwrite, val_loader):
     """Check the arguments, pick the device (one GPU per process under ``torchrun``), and
     prepare the run folder (refusing one that holds another run). Returns
     ``(process, device, out)``."""
-    if epochs < 1 or (resume and out_dir is None):
-        raise ValueError(
-            f"epochs must be at least 1 (got {epochs})"
-            if epochs < 1
-            else "resume=True needs out_dir, where the checkpoints are"
-        )
+    if epochs < 1:
+        raise ValueError(f"epochs must be at least 1 (got {epochs})")
+    if resume and out_dir is None:
+        raise ValueError("resume=True needs out_dir, where the checkpoints are")
     current = init_from_environment()
     if device is None and current.distributed and torch.cuda.is_available():
         device = torch.device("cuda", current.local_rank)

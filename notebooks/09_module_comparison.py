@@ -126,9 +126,8 @@ from course_lib.viz import use_course_style
 profile = get_profile()
 device = get_device()
 use_course_style()  # legible figures (course_lib.viz)
-MODELS = (
-    COMPARED_MODELS  # label -> command-line name, shared with benchmarks/module_cost.py
-)
+# label -> command-line name, shared with benchmarks/module_cost.py
+MODELS = COMPARED_MODELS
 # twelve trainings (six models, two seeds) must fit the profile's budget: in the cpu
 # profile at
 # half the width and 2 epochs each, about 3 minutes on 2 CPU cores (see CONTRIBUTING.md)

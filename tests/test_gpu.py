@@ -47,26 +47,23 @@ def _toy_model():
     )
 
 
-def test_fit_on_cuda_equals_the_cpu_within_rounding():
+def _fit_toy(device, **switches):
+    """Two epochs of the toy model on the toy data: the history."""
     loader = _toy_loader()
-    cpu = fit(
+    return fit(
         _toy_model(),
         loader,
         loader,
         epochs=2,
-        device="cpu",
+        device=device,
         progress=False,
         verbose=False,
+        **switches,
     )
-    gpu = fit(
-        _toy_model(),
-        loader,
-        loader,
-        epochs=2,
-        device="cuda",
-        progress=False,
-        verbose=False,
-    )
+
+
+def test_fit_on_cuda_equals_the_cpu_within_rounding():
+    cpu, gpu = _fit_toy("cpu"), _fit_toy("cuda")
     pd.testing.assert_frame_equal(
         cpu.drop(columns="seconds"),
         gpu.drop(columns="seconds"),
@@ -97,26 +94,7 @@ def test_mixed_precision_trains_attnvgg_without_nan(amp, lesion_root):
 
 @pytest.mark.parametrize("switch", ["channels_last", "compile"])
 def test_speed_switches_on_cuda_change_speed_not_results(switch):
-    loader = _toy_loader()
-    plain = fit(
-        _toy_model(),
-        loader,
-        loader,
-        epochs=2,
-        device="cuda",
-        progress=False,
-        verbose=False,
-    )
-    fast = fit(
-        _toy_model(),
-        loader,
-        loader,
-        epochs=2,
-        device="cuda",
-        progress=False,
-        verbose=False,
-        **{switch: True},
-    )
+    plain, fast = _fit_toy("cuda"), _fit_toy("cuda", **{switch: True})
     pd.testing.assert_frame_equal(
         plain.drop(columns="seconds"),
         fast.drop(columns="seconds"),

@@ -21,9 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 MARK = "# **Expected run time**"
 SOURCES = {"smoke": "notebook_times-smoke.json", "cpu": "notebook_times-cpu-fp32.json"}
-GPU_SOURCE = (
-    "notebook_times-gpu.json"  # optional: only where a GPU was lent to measure it
-)
+# optional: only where a GPU was lent to measure it
+GPU_SOURCE = "notebook_times-gpu.json"
 
 
 def about(seconds: float) -> str:

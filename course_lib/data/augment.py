@@ -161,9 +161,8 @@ class BatchAugment:
             saturation,
         )
         self.mean, self.std = mean, std
-        self.cpu_chunk = (
-            cpu_chunk  # on a CPU, small groups of images stay in cache (2x faster)
-        )
+        # on a CPU, small groups of images stay in cache (2x faster)
+        self.cpu_chunk = cpu_chunk
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> AugmentParams:
         """Draw the parameters of ``n`` images (on the CPU, from ``generator``)."""
