@@ -29,9 +29,9 @@ class CheckpointError(RuntimeError):
     """A checkpoint file is missing, truncated, corrupt or not a checkpoint at all."""
 
 
-def save_atomic(obj, path: str | Path) -> Path:
-    """``torch.save(obj, path)``, atomically."""
-    with atomic_open(path, "wb") as f:
+def save_atomic(obj, path: str | Path, kill_point: str | None = None) -> Path:
+    """``torch.save(obj, path)``, atomically (``kill_point``: see :mod:`course_lib.faults`)."""
+    with atomic_open(path, "wb", kill_point=kill_point) as f:
         torch.save(obj, f)
     return Path(path)
 

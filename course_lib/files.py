@@ -22,6 +22,8 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+from .faults import reached
+
 __all__ = ["atomic_open", "staged_folder", "write_text_atomic"]
 
 
@@ -71,8 +73,11 @@ def _remove_stale(folder: Path, prefix: str) -> None:
 
 
 @contextmanager
-def atomic_open(path: str | Path, mode: str = "wb"):
-    """Open a temporary file beside ``path``; on success it replaces ``path`` atomically."""
+def atomic_open(path: str | Path, mode: str = "wb", kill_point: str | None = None):
+    """Open a temporary file beside ``path``; on success it replaces ``path`` atomically.
+
+    ``kill_point`` names the moment between the two for fault injection (:mod:`course_lib.faults`).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".{path.name}."
@@ -87,6 +92,8 @@ def atomic_open(path: str | Path, mode: str = "wb"):
             yield f
             f.flush()
             os.fsync(f.fileno())
+        if kill_point is not None:
+            reached(kill_point)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

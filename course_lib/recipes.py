@@ -152,13 +152,19 @@ def run_identity(
     normalize_attn: bool,
     aux_loss=None,
     pretrained: bool = False,
+    amp: bool = False,
     **model_options,
 ) -> dict:
-    """Everything that makes an AttnVGG run what it is, as a plain dict (stored in its manifest)."""
+    """Everything that makes an AttnVGG run what it is, as a plain dict (stored in its manifest).
+
+    ``amp`` (mixed precision) is part of it: bf16 and float32 take different paths through
+    training and end at different models, so one never stands in for the other.
+    """
     return {
         **_profile_identity("attnvgg", profile, epochs, seed),
         "normalize_attn": normalize_attn,
         "pretrained": pretrained,
+        "amp": amp,
         "aux_loss": repr(aux_loss) if aux_loss is not None else None,
         "loss": "FocalLoss(alpha=None, gamma=2.0)",
         "lr": 1e-3,
@@ -218,6 +224,7 @@ def train_attnvgg(
         normalize_attn=normalize_attn,
         aux_loss=aux_loss,
         pretrained=pretrained,
+        amp=fast_mixed_precision(device),
         **model_options,
     )
     out = attnvgg_run_dir(profile, tag, identity)
@@ -240,7 +247,7 @@ def train_attnvgg(
         device=device,
         out_dir=out,
         resume=True,
-        amp=fast_mixed_precision(device),
+        amp=identity["amp"],
         channels_last=True,
         seed=seed,
         run_info=identity,

@@ -58,6 +58,7 @@ from .distributed import (
     shard_loader,
     unwrap,
 )
+from .faults import reached
 from .metrics import classification_metrics
 from .runs import (
     RunFolderError,
@@ -322,6 +323,7 @@ def train_one_epoch(
         running += detached * len(y)
         seen += len(y)
         bar.update(1)
+        reached(f"epoch {epoch} step {steps}")  # fault injection, for the tests only
         if progress and steps % 10 == 1:  # logging is the one place that synchronises
             bar.set_postfix(loss=f"{float(running) / seen:.4f}")
     bar.close()
@@ -382,7 +384,12 @@ def save_epoch(out: Path, state: TrainingState, manifest: dict, improved: bool) 
             },
             out / "best.pt",
         )
-    save_atomic(state.checkpoint(manifest), out / "last.pt")
+    save_atomic(
+        state.checkpoint(manifest),
+        out / "last.pt",
+        kill_point=f"epoch {state.epoch} writing last.pt",
+    )
+    reached(f"epoch {state.epoch} before metrics.csv")
     write_text_atomic(
         pd.DataFrame(state.history).to_csv(index=False), out / "metrics.csv"
     )

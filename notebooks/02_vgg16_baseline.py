@@ -378,10 +378,15 @@ fig.tight_layout()
 best = history.val_auc.max()
 print(f"best validation AUC: {best:.3f}")
 assert history.train_loss.notna().all()
-# the gpu profile measured 0.921 on an H100, trained from scratch (COURSE_PRETRAINED=0)
-if profile.name in ("cpu", "gpu"):
-    assert best >= 0.85, (
-        "the GAP baseline should reach an AUC of 0.85 on synthetic lesions"
+# What the profile can promise. cpu: below the lowest value over three seeds, in float32
+# and bf16 (benchmarks/lesson_spread.py); gpu: 0.921 on an H100, trained from scratch.
+EXPECT = {
+    "cpu": {"baseline best AUC": 0.85},
+    "gpu": {"baseline best AUC": 0.85},
+}.get(profile.name)
+if EXPECT:
+    assert best >= EXPECT["baseline best AUC"], (
+        "the GAP baseline reaches the profile's AUC on synthetic lesions"
     )
 
 # %% [markdown]

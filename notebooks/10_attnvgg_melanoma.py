@@ -585,14 +585,14 @@ print(
     "epochs"
 )
 assert 0 <= final_auc <= 1
-# measured: 0.919 in the cpu profile (2 CPU cores); 0.917 in the gpu profile on an H100,
-# trained from scratch (with ImageNet weights: not measured yet, hence the wider margin)
-MIN_AUC = {"cpu": 0.90, "gpu": 0.88}.get(
-    profile.name
-)  # smoke: one epoch promises nothing
-if MIN_AUC is not None:
-    assert final_auc >= MIN_AUC, (
-        f"the {profile.name} profile reaches AUC {MIN_AUC} on the synthetic lesions"
+# What the profile can promise (smoke: one epoch promises nothing). cpu: below the lowest
+# value over three seeds, in float32 and bf16 (benchmarks/lesson_spread.py); gpu: 0.917 on
+# an H100, trained from scratch (with ImageNet weights not measured yet: a wider margin).
+EXPECT = {"cpu": {"AttnVGG AUC": 0.89}, "gpu": {"AttnVGG AUC": 0.88}}.get(profile.name)
+if EXPECT:
+    assert final_auc >= EXPECT["AttnVGG AUC"], (
+        f"the {profile.name} profile reaches AUC {EXPECT['AttnVGG AUC']} on the "
+        "synthetic lesions"
     )
 
 # %% [markdown]

@@ -27,7 +27,7 @@
 #   {term}`Jaccard index of the binarised map <Binarised Jaccard>` {cite:p}`yan2019attnmel` — and to compare every map with
 #   baselines that know nothing about the image;
 # - why the attention maps of a trained AttnVGG need not point at the lesion at all — and an
-#   experiment that shows what decides where they point;
+#   experiment that tests one explanation, and why one training run cannot settle it;
 # - how a {term}`shortcut <Shortcut learning>` (ink marks that come with melanoma in the
 #   training images, as surgical markings do in real dermoscopy {cite:p}`winkler2019markings`)
 #   inflates a validation score, and how maps and measurements expose it.
@@ -137,23 +137,19 @@ print(
     f"profile {profile.name}: {profile.image_size} px, width {profile.width}, device "
     f"{device}"
 )
-# What this chapter asserts, per profile. The cpu thresholds sit below what the book's
-# run
-# measured on 2 CPU cores (Grad-CAM: 1.5x the random map's energy on the lesion and
-# 2.6x its
-# pointing game; a gate without the global branch: +0.43 energy on the lesion; ink
-# exposure
-# 2.7x). One epoch of the smoke profile learns too little to promise anything, and the
-# gpu
-# profile has not been run end to end: there the cells print their numbers without
-# asserting.
+# What this chapter asserts, per profile. In the cpu profile: only what held in every one
+# of six trainings (seeds 0-2, in float32 and in bf16: benchmarks/lesson_spread.py), with
+# a margin. One epoch of the smoke profile learns too little to promise anything, and the
+# gpu profile has not been run end to end: there the cells print without asserting.
 EXPECT = {
     "cpu": {
-        "grad-cam energy / random": 1.2,
-        "grad-cam pointing / random": 1.8,
-        "gate moves onto the lesion": 0.1,
-        "ink exposure": 2.0,
+        "Grad-CAM energy / random": 1.2,
+        "Grad-CAM pointing / random": 1.3,
+        "pool-3 attention energy / random, at most": 0.67,  # "avoids the lesion"
+        "AUC change without the global branch, at most": 0.03,
         "ink inflates the AUC by": 0.02,
+        "ink drop minus honest drop": 0.0,
+        "ink exposure, best map": 1.1,
     }
 }.get(profile.name)
 
@@ -290,6 +286,10 @@ if EXPECT:  # what this profile can promise (see the first code cell)
         > EXPECT["grad-cam pointing / random"]
         * table.loc["random map", "pointing game"]
     ), "Grad-CAM's peak lands on the lesion more often than chance"
+    assert (
+        verdict.loc["pool-3 attention", "energy / random"]
+        < EXPECT["pool-3 attention energy / random, at most"]
+    ), "the pool-3 gate avoids the lesion"
 
 # %% [markdown]
 # Read the table row by row. The random map scores the lesion's area fraction on pointing
@@ -298,11 +298,14 @@ if EXPECT:  # what this profile can promise (see the first code cell)
 # photographer's habit of centring it. The Jaccard index punishes maps that are right but
 # blurry: at 1/8 and 1/16 of the image side, attention maps cannot trace a lesion's border.
 #
-# The attention maps deserve a second look. In the book's run (`cpu` profile) they do not sit
-# on the lesion: the pool-3 gate puts less of its attention there than a random map would, and
-# the pool-4 gate about as much — in the pictures of section 3, and in the verdicts above
-# (check what yours say). That is not what the attention maps printed in papers suggest. The
-# next section asks why.
+# The attention maps deserve a second look. The pool-3 gate puts far *less* of its attention
+# on the lesion than a random map would: in every one of six trainings of this recipe (three
+# seeds, in float32 and in bf16, `benchmarks/lesson_spread.py`) it put between 0.03 and 0.09
+# times the random map's energy there, and the cell above asserts it. The pool-4 gate is
+# not even consistent: over the same six trainings its energy on the lesion ranged from 0.17
+# to 2.8 times the random map's — looking away in one run, on the lesion in another. Check
+# what the verdicts say in yours. Neither is what the attention maps printed in papers
+# suggest. The next section asks why.
 #
 # ## 5. Why would attention look away from the lesion?
 #
@@ -375,12 +378,10 @@ print(
     f"pool-3 energy in mask, without minus with the global branch: {moved_pool3:+.3f}"
 )
 if EXPECT:
-    assert max(moved, moved_pool3) > EXPECT["gate moves onto the lesion"], (
-        "without the global vector, a gate moves onto the lesion"
-    )
-    assert abs(no_global_history.val_auc.iloc[-1] - history.val_auc.iloc[-1]) < 0.03, (
-        "at no cost in AUC"
-    )
+    assert (
+        abs(no_global_history.val_auc.iloc[-1] - history.val_auc.iloc[-1])
+        < EXPECT["AUC change without the global branch, at most"]
+    ), "the global branch costs or buys no AUC here"
 
 # %%
 rows = list(range(4))
@@ -395,13 +396,20 @@ attention_grid(
     masks=maps["mask"][rows],
 )
 # %% [markdown]
-# Without the global vector the gates move onto the lesion, at no cost in AUC. (In the book's
-# run both gates moved; with another initialisation the course's authors saw only the pool-4
-# gate move — one more reason to measure rather than look.) The lesson reaches beyond this
-# model: an attention map shows what a gate found *useful given the rest of the
-# network*, which need not be "where the evidence is". Attention weights are part of a
-# computation, not by themselves an explanation {cite:p}`jain2019attention`. To *make* the
-# maps point at the lesion, tell the model where it is — chapter 12 does.
+# Did the gates move onto the lesion? The two lines printed above say how far each moved in
+# this run. Here the hypothesis meets its test, and fails it as a general rule: over six
+# trainings (three seeds, two precisions) the pool-4 gate's energy on the lesion changed by
+# between −0.03 and +0.20 when the global vector was removed, and the pool-3 gate's by
+# between 0.00 and +0.44 — a large move in one run, none in the others. What holds in every
+# run is only that the model without the global vector classifies as well (its AUC within
+# 0.03, asserted above). So the story "the global vector pushes the gates off the lesion"
+# is one run's story. The lesson that survives reaches beyond this model: an attention map
+# shows what a gate found *useful given the rest of the network* — and what that is can
+# change with nothing but the random seed — which need not be "where the evidence is".
+# Attention weights are part of a computation, not by themselves an explanation
+# {cite:p}`jain2019attention`; and a claim about what attention does needs more than one
+# training run behind it. To *make* the maps point at the lesion, tell the model where it
+# is — chapter 12 does.
 #
 # ## 6. A shortcut, exposed
 #
@@ -460,8 +468,8 @@ cue_summary = {
 print({k: round(float(v), 3) for k, v in cue_summary.items()})
 if EXPECT:
     assert (
-        cue_summary["AUC with ink"]
-        > cue_summary["AUC without ink"] + EXPECT["ink inflates the AUC by"]
+        cue_summary["AUC with ink"] - cue_summary["AUC without ink"]
+        > EXPECT["ink inflates the AUC by"]
     ), "the shortcut inflates the score"
 
 # %%
@@ -472,14 +480,15 @@ print(
     f"the honest model {drops['trained without']:.3f}"
 )
 if EXPECT:
-    assert drops["trained with ink"] > drops["trained without"], (
-        "the ink-trained model leans on the ink more"
-    )
+    assert (
+        drops["trained with ink"] - drops["trained without"]
+        > EXPECT["ink drop minus honest drop"]
+    ), "the ink-trained model leans on the ink more"
 
 # %% [markdown]
 # The model trained with ink loses more when the ink is gone: part of what it learned was
 # the ink. Look at the second row too. The honest model may also score ink-marked images a
-# little higher (it did in the book's run): violet dots are dark and bluish, like the
+# little higher (the second row shows whether yours does): violet dots are dark and bluish, like the
 # blue-grey patches of malignant lesions, so ink *looks like* evidence even to a model that
 # never learned the shortcut. The drop column separates the two effects.
 #
@@ -543,20 +552,22 @@ print(
     exposure.round(1).to_dict(),
 )
 if EXPECT:
-    assert exposure.max() > EXPECT["ink exposure"], (
-        "at least one kind of map shows the model looking at the ink"
+    assert exposure.max() > EXPECT["ink exposure, best map"], (
+        "at least one kind of map puts more energy on the ink than the honest model's"
     )
 
 # %% [markdown]
 # Read the table column against column: the same maps, the same images, two models. Where
 # the model trained with ink puts more of a map's energy on the ink than the honest model
-# does, that map exposes the shortcut; where the two agree, that map is blind to it. In the
-# book's run (`cpu` profile) the pool-4 gate of the ink-trained model put 2.7 times as much of
-# its attention on the ink as the honest model's did (the ink covers about 1.5 % of the
-# image), while its pool-3 gate and Grad-CAM at stage 5 showed no more interest in the ink
-# than the honest model. Which map exposes a shortcut depends on the model and its inputs —
-# in an earlier version of the course (96 px images) it was the pool-3 gate. Worth knowing
-# before you trust one kind of map to audit a model.
+# does, that map exposes the shortcut; where the two agree, that map is blind to it. Compare
+# the strength of the two kinds of evidence. The AUC test — remove the ink, score again —
+# exposed the shortcut in every one of six trainings (three seeds, float32 and bf16): the
+# ink added between 0.05 and 0.06 AUC for the model trained with it. The maps did not:
+# the best of the three maps put between 1.2 and 10 times the honest model's energy on the
+# ink, and *which* map that was changed from run to run (the pool-3 gate in one run, the
+# pool-4 gate in two, Grad-CAM at stage 5 in three, there with 1.2 to 1.5 times). All the cell
+# above can promise is that some map leans towards the ink a little. A map can expose a
+# shortcut, but a map that shows nothing does not clear a model: test the behaviour.
 #
 # One more thing this experiment taught its authors. The course first drew a *ruler* along an
 # image edge as the cue. The model trained with it scored 0.914 with rulers and 0.910 without
@@ -571,12 +582,13 @@ if EXPECT:
 #   gradients at a layer you choose. They answer different questions and can disagree.
 # - Pictures of maps persuade; localisation measures against masks decide. Always show a
 #   random map and a centre prior next to the learned maps.
-# - What a gate attends to depends on what else the classifier reads: here, with the global
-#   vector at hand, the gates learned to look around the lesion. Attention is part of the
-#   computation, not a guaranteed explanation.
+# - Where a gate attends is learned, and need not be the lesion: here the pool-3 gate
+#   avoided it in every run, while the pool-4 gate's verdict changed with the seed.
+#   Attention is part of the computation, not a guaranteed explanation — and a claim about
+#   it needs several training runs behind it.
 # - A cue that goes with the label in the training data is learned. A validation set drawn
-#   from the same source hides it; removing the cue, and looking at where the maps go,
-#   exposes it.
+#   from the same source hides it; removing the cue and scoring again exposes it every
+#   time, while the maps expose it only sometimes.
 #
 # ## Exercises
 #

@@ -136,8 +136,9 @@ print(
 # %% [markdown]
 # ## 1. Attention with a teacher
 #
-# Chapter 11 showed that attention learned from labels alone goes wherever the labels point —
-# to the lesion, but also to a ruler when rulers come with melanoma. Where lesion masks are
+# Chapter 11 showed that attention learned from labels alone goes wherever it helps the rest
+# of the network — not necessarily to the lesion — and that a model trained on images where
+# ink marks come with melanoma learns the ink. Where lesion masks are
 # available (ISIC 2017 ships segmentations for its training images), we can say where the
 # model *should* look. Yan et al. add to the classification loss a Dice term per attention map:
 #
@@ -289,16 +290,27 @@ print(
     "energy in mask, plain → ×100:",
     {m: f"{plain[m]:.3f} → {strong[m]:.3f}" for m in plain.index},
 )
-if profile.name != "smoke":
+# What the profile can promise. cpu: beyond the worst value over three seeds, in float32
+# and bf16 (benchmarks/lesson_spread.py); the gpu profile has not run it yet.
+EXPECT = {
+    "cpu": {
+        "gain in energy, weaker gate": 0.2,
+        "energy / random, weaker gate": 1.5,  # "on the lesion"
+        "AUC change with mask supervision, at most": 0.03,
+    }
+}.get(profile.name)
+auc = comparison["validation AUC"].xs("pool-4 attention", level="map")
+if EXPECT:
     for m in ("pool-3 attention", "pool-4 attention"):
+        assert strong[m] > plain[m] + EXPECT["gain in energy, weaker gate"], m
         assert (
-            strong[m] > plain[m] + 0.2
-            and verdict.loc[f"×100 (0.1, 1) · {m}", "verdict"] == "on the lesion"
-        )
-    auc = comparison["validation AUC"].xs("pool-4 attention", level="map")
-    assert abs(auc["×100 (0.1, 1)"] - auc["plain (chapter 10)"]) < 0.03, (
-        "looking at the lesion costs no AUC here"
-    )
+            verdict.loc[f"×100 (0.1, 1) · {m}", "energy / random"]
+            >= EXPECT["energy / random, weaker gate"]
+        ), f"the supervised {m} lies on the lesion"
+    assert (
+        abs(auc["×100 (0.1, 1)"] - auc["plain (chapter 10)"])
+        < EXPECT["AUC change with mask supervision, at most"]
+    ), "looking at the lesion costs no AUC here"
 
 # %% [markdown]
 # The same validation images under the three models (pool-4 attention, lesion outline in
@@ -314,16 +326,18 @@ attention_grid(
 )
 
 # %% [markdown]
-# How to read this. Chapter 11 found that, trained on labels alone, AttnVGG's gates look at
-# the skin around the lesion. The Dice term tells them where the lesion is, and the verdicts
-# show how far each weighting moved each map: a weight acts on the map it is attached to —
-# in the book's run AttnMel-Lesion's 0.01 moved the pool-4 map onto the lesion and its 0.001
-# left the pool-3 map where it was, while the stronger weighting moved both. The AUC column
-# shows what that did to classification: on synthetic lesions, where the label is a function
-# of the lesion alone, about nothing — the model classified as well while looking elsewhere,
-# because its global branch read the lesion anyway. Mask supervision earns its keep where
-# labels alone lead attention astray in ways that *do* cost accuracy (confounders such as the
-# rulers of chapter 11, small data sets), and wherever the maps themselves are the product —
+# How to read this. Chapter 11 found that, trained on labels alone, AttnVGG's gates need not
+# look at the lesion, and that where they look changes from one training seed to the next.
+# The Dice term tells them where the lesion is, and the verdicts show how far each weighting
+# moved each map. A weight acts on the map it is attached to: compare, in the verdicts above,
+# what AttnMel-Lesion's small weights (0.001 on pool-3, 0.01 on pool-4) did to each map with
+# what the stronger weighting did — which moves both maps onto the lesion in every seed
+# measured (that is what the cell above asserts). The AUC column shows what that did to
+# classification: on synthetic lesions, where the label is a function of the lesion alone,
+# about nothing — the model classified as well while looking elsewhere, because its global
+# branch read the lesion anyway. Mask supervision earns its keep where labels alone lead
+# attention astray in ways that *do* cost accuracy (confounders such as the ink of chapter
+# 11, small data sets), and wherever the maps themselves are the product —
 # a clinician reads them.
 #
 # ## 4. Where the field went next
@@ -450,8 +464,8 @@ assert patches.shape == (1, 768, 14, 14) and count_parameters(vit) == 86_567_656
 # :::{exercise}
 # :label: ex-12-shortcut
 #
-# Does mask supervision protect against the shortcut of chapter 11? Train on the ruler set
-# (`lesion_splits(profile, spurious_cue="ruler", cue_rates=(0.1, 0.9))`) with the stronger
+# Does mask supervision protect against the shortcut of chapter 11? Train on the ink set
+# (`lesion_splits(profile, spurious_cue="ink", cue_rates=(0.1, 0.9))`) with the stronger
 # weighting and score on the cue-free twin.
 # :::
 #
@@ -459,9 +473,9 @@ assert patches.shape == (1, 768, 14, 14) and count_parameters(vit) == 86_567_656
 # :class: dropdown
 #
 # Build the masked loaders from the cue set, train with
-# `train_attnvgg(..., aux_loss=AttentionMaskLoss((0.1, 1.0)), tag="ruler-dice")`, and compare
+# `train_attnvgg(..., aux_loss=AttentionMaskLoss((0.1, 1.0)), tag="ink-dice")`, and compare
 # chapter 11's two AUCs. Expect only partial protection: the gates' maps move onto the lesion,
-# but the global branch (the average of pool-5) still sees the ruler and can still use it. A
+# but the global branch (the average of pool-5) still sees the ink and can still use it. A
 # fuller fix removes the cue from the data or penalises the global branch too.
 # :::
 #

@@ -1,7 +1,9 @@
-"""A training run killed with SIGKILL mid-epoch and restarted with --resume loses nothing.
+"""A training run killed with SIGKILL and restarted with --resume loses nothing.
 
-The command line runs in a subprocess; the test kills it (no cleanup handlers run, as when a
-laptop sleeps or a cloud notebook is preempted) partway through epoch 2, restarts it with
+The command line runs in a subprocess that kills itself at a named point (no cleanup
+handlers run, as when a laptop sleeps or a cloud notebook is preempted): inside epoch 2's
+steps, inside the write of its checkpoint, or between the checkpoint and the metrics row.
+The test restarts it with
 ``--resume``, and compares the rest of its metrics with an uninterrupted run: on the CPU
 with a fixed seed they are identical — with the data loaded in the training process and with
 two persistent worker processes (whose random streams would otherwise run on from where
@@ -21,6 +23,7 @@ import torch
 
 from course_lib.checkpoint import load_checkpoint
 from course_lib.data import make_synthetic_lesions
+from course_lib.faults import KILL_VAR
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,14 +62,25 @@ def _rows(path):
     return len(pd.read_csv(path)) if path.is_file() else 0
 
 
+# where the run kills itself (course_lib.faults), and the last epoch saved when it dies
+KILL_POINTS = {
+    "epoch 2 step 5": 1,  # inside epoch 2's training steps
+    "epoch 2 writing last.pt": 1,  # the new checkpoint complete, not yet in place
+    "epoch 2 before metrics.csv": 2,  # last.pt has epoch 2, metrics.csv only epoch 1
+}
+
+
 @pytest.mark.parametrize(
-    "workers, device",
+    "workers, device, point",
     [
-        (0, "cpu"),
-        (2, "cpu"),
+        (0, "cpu", "epoch 2 step 5"),
+        (2, "cpu", "epoch 2 step 5"),
+        (0, "cpu", "epoch 2 writing last.pt"),
+        (2, "cpu", "epoch 2 before metrics.csv"),
         pytest.param(
             2,
             "cuda",
+            "epoch 2 step 5",
             marks=[
                 pytest.mark.gpu,
                 pytest.mark.skipif(
@@ -77,12 +91,15 @@ def _rows(path):
         ),
     ],
 )
-def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(
-    tmp_path, workers, device
+def test_sigkill_then_resume_matches_an_uninterrupted_run(
+    tmp_path, workers, device, point
 ):
+    """The run kills itself at an exact point (COURSE_KILL_AT), so the test does not depend
+    on the machine's speed or load: no sleep decides where the kill lands."""
     data = tmp_path / "data"
     make_synthetic_lesions(data, n_images=320, image_size=64, seed=11)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop(KILL_VAR, None)
     # on CUDA, some kernels (atomics, TF32 algorithm choice) round differently from run to
     # run; --deterministic asks for kernels that do not, so both devices promise exact equality
     extra = ["--deterministic"] if device == "cuda" else []
@@ -98,33 +115,18 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(
     )
     expected = pd.read_csv(reference / "metrics.csv")
 
-    run = subprocess.Popen(
+    killed = subprocess.run(
         _command(data, interrupted, workers, *extra),
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        env={**env, KILL_VAR: point},
+        timeout=300,
+        capture_output=True,
     )
-    try:
-        deadline = time.monotonic() + 240
-        while _rows(interrupted / "metrics.csv") < 1:  # epoch 1 done and saved
-            assert run.poll() is None and time.monotonic() < deadline, (
-                "the run ended before epoch 1 was saved"
-            )
-            time.sleep(0.05)
-        # well inside epoch 2's training steps
-        time.sleep(0.4 * expected["seconds"].iloc[1])
-        assert run.poll() is None, "the run finished before it could be killed"
-        run.send_signal(signal.SIGKILL)
-    finally:
-        run.kill()
-        run.wait()
-    assert run.returncode == -signal.SIGKILL
-    assert load_checkpoint(interrupted / "last.pt")["epoch"] == 1, (
-        "killed mid-epoch 2: epoch 1 is the last saved"
-    )
-    assert not list(interrupted.glob("*.tmp")), (
-        "no half-written checkpoint is left behind"
-    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    saved = KILL_POINTS[point]
+    assert load_checkpoint(interrupted / "last.pt")["epoch"] == saved
+    assert _rows(interrupted / "metrics.csv") == 1
+    left = list(interrupted.glob(".last.pt.*.tmp"))
+    assert len(left) == (point == "epoch 2 writing last.pt"), left
 
     resumed = subprocess.run(
         _command(data, interrupted, workers, *extra, "--resume"),
@@ -134,11 +136,19 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(
         text=True,
     )
     assert resumed.returncode == 0, resumed.stderr
-    assert "continuing at epoch 2" in resumed.stdout
+    assert f"continuing at epoch {saved + 1}" in resumed.stdout
+    assert not list(interrupted.glob("*.tmp")), "the dead writer's temporary is gone"
     got = pd.read_csv(interrupted / "metrics.csv")
     pd.testing.assert_frame_equal(
         got.drop(columns="seconds"), expected.drop(columns="seconds"), check_exact=True
     )
+
+
+def test_a_kill_point_that_is_never_reached_changes_nothing(tmp_path, monkeypatch):
+    from course_lib.faults import reached
+
+    monkeypatch.setenv(KILL_VAR, "epoch 99 step 1")
+    reached("epoch 1 step 1")  # not the named point: returns
 
 
 @pytest.mark.parametrize("how", ["Ctrl-C to the process group", "SIGTERM"])

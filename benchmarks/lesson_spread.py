@@ -1,0 +1,344 @@
+"""How much the book's trained results move with the seed and the precision.
+
+    python benchmarks/lesson_spread.py --seeds 0 1 2 --precisions fp32 bf16 --results benchmarks/results
+
+For every seed and precision (float32, or bf16 autocast) it trains what the ``cpu`` profile's
+chapters train — chapter 02's GAP baseline, chapter 10's AttnVGG, chapter 11's AttnVGG
+without the global branch and the one trained with ink, chapter 12's mask-supervised
+AttnVGG (×100 weights), chapter 13's detector — with the course's recipes, and computes
+each quantity a chapter asserts, the way the chapter computes it. The seed is the training
+seed (initial weights, augmentation, batch order); the data set and its split stay the
+book's (seed 0), so the spread is what a reader who re-runs a chapter with another seed
+would see. ``lesson_spread-cpu.json`` keeps every value; CONTRIBUTING.md reports the
+spread, and each chapter's thresholds sit below the smallest value measured here.
+
+Runs go to a folder of their own (``--runs``, default a temporary one), never to the
+book's ``notebooks/runs``. About 7 minutes per seed and precision on 2 cores in float32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from records import describe_machine, save_record  # noqa: E402
+
+PRECISIONS = {"fp32": "0", "bf16": "1"}
+
+
+def _energy(maps, names, masks):
+    from course_lib.saliency import localisation_table
+
+    return localisation_table({n: maps[n] for n in names}, masks)
+
+
+def measure(profile, seed: int, device) -> dict:
+    """Every asserted quantity of chapters 02 and 10–13 for one training seed."""
+    import course_lib.recipes as recipes
+    from course_lib.config import fast_mixed_precision, seed_everything
+    from course_lib.detection import (
+        LesionBoxes,
+        detection_grad_cam,
+        detection_loaders,
+        detection_map,
+    )
+    from course_lib.losses import AttentionMaskLoss
+    from course_lib.models import vgg16
+    from course_lib.saliency import (
+        baseline_maps,
+        collect_maps,
+        localisation_table,
+        verdicts,
+    )
+    from course_lib.train import evaluate, fit
+
+    out: dict = {}
+    train_frame, val_frame = recipes.lesion_splits(profile)
+    train_loader, val_loader = recipes.profile_loaders(profile, train_frame, val_frame)
+
+    # chapter 02: the GAP baseline, best epoch's validation AUC
+    seed_everything(seed)
+    history = fit(
+        vgg16(1, width=profile.width, head="gap"),
+        train_loader,
+        val_loader,
+        epochs=profile.epochs,
+        lr=1e-3,
+        device=device,
+        out_dir=recipes.RUNS / f"02-seed{seed}-amp{int(fast_mixed_precision(device))}",
+        resume=True,
+        seed=seed,
+        amp=fast_mixed_precision(device),
+        channels_last=True,
+        progress=False,
+        verbose=False,
+    )
+    out["02 baseline best AUC"] = float(history.val_auc.max())
+    out["02 baseline last AUC"] = float(history.val_auc.iloc[-1])
+
+    # chapter 10: AttnVGG, last epoch
+    train = dict(seed=seed, device=device, verbose=False)
+    model, history = recipes.train_attnvgg(
+        profile, train_loader, val_loader, tag="softmax", **train
+    )
+    auc = float(history.val_auc.iloc[-1])
+    out["10 AttnVGG AUC"] = auc
+
+    # chapter 11, sections 2-4: Grad-CAM against the lesion
+    val_masked = recipes.eval_loader(profile, val_frame, with_mask=True)
+    maps = collect_maps(model, val_masked, device=device)
+    n, size = len(maps["mask"]), maps["mask"].shape[-2:]
+    table = localisation_table(
+        {
+            "pool-3 attention": maps["pool-3 attention"],
+            "pool-4 attention": maps["pool-4 attention"],
+            "Grad-CAM": maps["Grad-CAM"],
+            "random map": baseline_maps(n, size, "random", seed=0),
+        },
+        maps["mask"],
+    )
+    verdict = verdicts(table)
+    for name in ("pool-3 attention", "pool-4 attention", "Grad-CAM"):
+        out[f"11 {name} energy / random"] = float(verdict.loc[name, "energy / random"])
+    out["11 Grad-CAM pointing / random"] = float(
+        table.loc["Grad-CAM", "pointing game"]
+        / table.loc["random map", "pointing game"]
+    )
+
+    # chapter 11, section 5: without the global branch
+    no_global, no_global_history = recipes.train_attnvgg(
+        profile,
+        train_loader,
+        val_loader,
+        tag="no-global-branch",
+        global_branch=False,
+        **train,
+    )
+    without = collect_maps(no_global, val_masked, device=device, gradcam=False)
+    gates = ("pool-3 attention", "pool-4 attention")
+    moved = (
+        _energy(without, gates, without["mask"])["energy in mask"]
+        - table.loc[list(gates), "energy in mask"]
+    )
+    out["11 pool-3 moves onto the lesion"] = float(moved["pool-3 attention"])
+    out["11 pool-4 moves onto the lesion"] = float(moved["pool-4 attention"])
+    out["11 no-global AUC - AttnVGG AUC"] = float(
+        no_global_history.val_auc.iloc[-1] - auc
+    )
+
+    # chapter 11, section 6: the ink shortcut
+    cue_train, cue_val = recipes.lesion_splits(
+        profile, spurious_cue="ink", cue_rates=(0.1, 0.9)
+    )
+    cue_model, _ = recipes.train_attnvgg(
+        profile,
+        *recipes.profile_loaders(profile, cue_train, cue_val),
+        tag="ink-cue",
+        **train,
+    )
+
+    def auc_of(m, frame):
+        loader = recipes.eval_loader(profile, frame)
+        return evaluate(m, loader, device=device)["auc"]
+
+    with_ink, without_ink = auc_of(cue_model, cue_val), auc_of(cue_model, val_frame)
+    honest_drop = auc_of(model, cue_val) - auc_of(model, val_frame)
+    out["11 ink inflates the AUC by"] = float(with_ink - without_ink)
+    out["11 ink drop minus honest drop"] = float(with_ink - without_ink - honest_drop)
+    inked = cue_val[cue_val.cue == 1].reset_index(drop=True)
+    inked["mask_path"] = inked["cue_path"]
+    cue_masked = recipes.eval_loader(profile, inked, with_mask=True)
+    on_cue = {
+        "cue": collect_maps(cue_model, cue_masked, device=device),
+        "honest": collect_maps(model, cue_masked, device=device),
+    }
+    area = float(on_cue["honest"]["mask"].mean())
+    names = ("pool-3 attention", "pool-4 attention", "Grad-CAM")
+    energy = {
+        who: _energy(m, names, m["mask"])["energy in mask"] for who, m in on_cue.items()
+    }
+    for name in names:
+        out[f"11 ink exposure, {name}"] = float(
+            energy["cue"][name] / max(energy["honest"][name], area)
+        )
+
+    # chapter 12: attention supervised with the lesion masks (×100 weights)
+    train_masked, val_masked_loader = recipes.profile_loaders(
+        profile, train_frame, val_frame, with_mask=True
+    )
+    strong, strong_history = recipes.train_attnvgg(
+        profile,
+        train_masked,
+        val_masked_loader,
+        aux_loss=AttentionMaskLoss((0.1, 1.0)),
+        tag="mask-dice-0.1-1.0",
+        **train,
+    )
+    supervised = collect_maps(strong, val_masked_loader, device=device, gradcam=False)
+    plain = collect_maps(model, val_masked_loader, device=device, gradcam=False)
+    random_energy = table.loc["random map", "energy in mask"]
+    gain = (
+        _energy(supervised, gates, supervised["mask"])["energy in mask"]
+        - _energy(plain, gates, plain["mask"])["energy in mask"]
+    )
+    strong_energy = _energy(supervised, gates, supervised["mask"])["energy in mask"]
+    for name in gates:
+        out[f"12 {name} gain in energy"] = float(gain[name])
+        out[f"12 {name} energy / random"] = float(strong_energy[name] / random_energy)
+    out["12 supervised AUC - AttnVGG AUC"] = float(
+        strong_history.val_auc.iloc[-1] - auc
+    )
+
+    # chapter 13: the detector
+    detector, _ = recipes.train_lesion_detector(
+        profile, train_frame, seed=seed, device=device, verbose=False
+    )
+    _, val_boxes = detection_loaders(
+        train_frame, val_frame, profile.image_size, profile.batch_size
+    )
+    out["13 detector mAP@0.5"] = float(
+        detection_map(detector, val_boxes, device=device)["map_50"]
+    )
+    items = LesionBoxes(val_frame, profile.image_size)
+    cams = []
+    for i in range(len(val_frame)):
+        try:
+            cams.append(detection_grad_cam(detector, items[i][0], box_index=0)[0])
+        except ValueError:  # no box: nothing to explain
+            cams.append(np.zeros(tuple(size), dtype=np.float32))
+    cam_table = localisation_table(
+        {
+            "detector Grad-CAM": np.stack(cams),
+            "random map": baseline_maps(n, size, "random"),
+        },
+        maps["mask"],
+    )
+    out["13 detector Grad-CAM energy / random"] = float(
+        verdicts(cam_table).loc["detector Grad-CAM", "energy / random"]
+    )
+    return out
+
+
+#: Bounds that are upper limits of a difference's size (|value| must stay below them); every
+#: other quantity is asserted from below (it must stay above its chapter's threshold).
+AT_MOST = ", at most"
+
+
+def asserted(values: dict) -> dict[str, dict[str, float]]:
+    """The quantities the chapters assert, by chapter, under the names of their ``EXPECT``."""
+    v = values
+    return {
+        "02": {"baseline best AUC": v["02 baseline best AUC"]},
+        "10": {"AttnVGG AUC": v["10 AttnVGG AUC"]},
+        "11": {
+            "Grad-CAM energy / random": v["11 Grad-CAM energy / random"],
+            "Grad-CAM pointing / random": v["11 Grad-CAM pointing / random"],
+            "pool-3 attention energy / random" + AT_MOST: v[
+                "11 pool-3 attention energy / random"
+            ],
+            "AUC change without the global branch" + AT_MOST: abs(
+                v["11 no-global AUC - AttnVGG AUC"]
+            ),
+            "ink inflates the AUC by": v["11 ink inflates the AUC by"],
+            "ink drop minus honest drop": v["11 ink drop minus honest drop"],
+            "ink exposure, best map": max(
+                v[f"11 ink exposure, {m}"]
+                for m in ("pool-3 attention", "pool-4 attention", "Grad-CAM")
+            ),
+        },
+        "12": {
+            "gain in energy, weaker gate": min(
+                v["12 pool-3 attention gain in energy"],
+                v["12 pool-4 attention gain in energy"],
+            ),
+            "energy / random, weaker gate": min(
+                v["12 pool-3 attention energy / random"],
+                v["12 pool-4 attention energy / random"],
+            ),
+            "AUC change with mask supervision" + AT_MOST: abs(
+                v["12 supervised AUC - AttnVGG AUC"]
+            ),
+        },
+        "13": {
+            "map_50": v["13 detector mAP@0.5"],
+            "detector energy / random": v["13 detector Grad-CAM energy / random"],
+        },
+    }
+
+
+def summarise(values: list[dict]) -> dict:
+    keys = values[0].keys()
+    return {
+        k: {
+            "min": float(np.min([v[k] for v in values])),
+            "max": float(np.max([v[k] for v in values])),
+            "mean": float(np.mean([v[k] for v in values])),
+        }
+        for k in keys
+    }
+
+
+def asserted_spread(runs: dict) -> dict:
+    """For each chapter's asserted quantity: its smallest and largest value over every run."""
+    every = [asserted(v) for by_seed in runs.values() for v in by_seed.values()]
+    return {
+        chapter: {
+            name: {
+                "min": min(a[chapter][name] for a in every),
+                "max": max(a[chapter][name] for a in every),
+            }
+            for name in quantities
+        }
+        for chapter, quantities in every[0].items()
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument(
+        "--precisions", nargs="+", choices=list(PRECISIONS), default=list(PRECISIONS)
+    )
+    parser.add_argument(
+        "--profile", default="cpu", help="cpu (the book's), or smoke to try it"
+    )
+    parser.add_argument("--runs", type=Path, default=None, help="where runs are kept")
+    parser.add_argument("--results", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    import course_lib.recipes as recipes
+    from course_lib.config import get_device, get_profile
+
+    recipes.RUNS = args.runs or Path(tempfile.mkdtemp(prefix="lesson-spread-"))
+    profile, device = get_profile(args.profile), get_device()
+    record = {
+        "machine": describe_machine(device),
+        "profile": profile.name,
+        "seeds": args.seeds,
+        "runs": {},
+    }
+    for precision in args.precisions:
+        os.environ["COURSE_AMP"] = PRECISIONS[precision]
+        for seed in args.seeds:
+            started = time.perf_counter()
+            values = measure(profile, seed, device)
+            values["seconds"] = time.perf_counter() - started
+            record["runs"].setdefault(precision, {})[str(seed)] = values
+            print(precision, seed, {k: round(v, 3) for k, v in values.items()})
+            record["spread"] = {
+                p: summarise(list(runs.values())) for p, runs in record["runs"].items()
+            }
+            record["asserted"] = asserted_spread(record["runs"])
+            save_record(args.results, f"lesson_spread-{profile.name}.json", record)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
