@@ -585,9 +585,9 @@ print(
     "epochs"
 )
 assert 0 <= final_auc <= 1
-# What the profile can promise (smoke: one epoch promises nothing). cpu: below the lowest
-# value over three seeds, in float32 and bf16 (benchmarks/lesson_spread.py); gpu: 0.917 on
-# an H100, trained from scratch (with ImageNet weights not measured yet: a wider margin).
+# What the profile can promise (smoke: one epoch promises nothing). cpu: below the
+# lowest value over three seeds, in float32 and bf16 (benchmarks/lesson_spread.py);
+# gpu: 0.917 on an H100, trained from scratch (ImageNet weights: not measured yet).
 EXPECT = {"cpu": {"AttnVGG AUC": 0.89}, "gpu": {"AttnVGG AUC": 0.88}}.get(profile.name)
 if EXPECT:
     assert final_auc >= EXPECT["AttnVGG AUC"], (

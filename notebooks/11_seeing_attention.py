@@ -137,10 +137,10 @@ print(
     f"profile {profile.name}: {profile.image_size} px, width {profile.width}, device "
     f"{device}"
 )
-# What this chapter asserts, per profile. In the cpu profile: only what held in every one
-# of six trainings (seeds 0-2, in float32 and in bf16: benchmarks/lesson_spread.py), with
-# a margin. One epoch of the smoke profile learns too little to promise anything, and the
-# gpu profile has not been run end to end: there the cells print without asserting.
+# What this chapter asserts, per profile. In the cpu profile: only what held in every
+# one of six trainings (seeds 0-2, in float32 and in bf16: benchmarks/lesson_spread.py),
+# with a margin. One epoch of the smoke profile learns too little to promise anything,
+# and the gpu profile has not been run end to end: there the cells print, not assert.
 EXPECT = {
     "cpu": {
         "Grad-CAM energy / random": 1.2,
