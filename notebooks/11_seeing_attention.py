@@ -279,11 +279,11 @@ verdict.round(2)
 # %%
 if EXPECT:  # what this profile can promise (see the first code cell)
     assert (
-        verdict.loc["Grad-CAM", "energy / random"] > EXPECT["grad-cam energy / random"]
+        verdict.loc["Grad-CAM", "energy / random"] > EXPECT["Grad-CAM energy / random"]
     ), "Grad-CAM puts more of its energy on the lesion than chance"
     assert (
         table.loc["Grad-CAM", "pointing game"]
-        > EXPECT["grad-cam pointing / random"]
+        > EXPECT["Grad-CAM pointing / random"]
         * table.loc["random map", "pointing game"]
     ), "Grad-CAM's peak lands on the lesion more often than chance"
     assert (

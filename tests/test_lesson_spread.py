@@ -9,6 +9,7 @@ So a lesson the book asserts is one that held in every measured run, not in one.
 """
 
 import ast
+import re
 import json
 import sys
 from pathlib import Path
@@ -65,3 +66,11 @@ def test_cpu_expectations_reads_a_notebook(tmp_path):
     assert cpu_expectations(nb) == {"a": 1.0}
     nb.write_text("x = 1\n")
     assert cpu_expectations(nb) == {}
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_every_expectation_is_used_and_every_use_is_defined(chapter):
+    """A renamed key fails here in a second, not in the book's chapter after minutes."""
+    (notebook,) = (ROOT / "notebooks").glob(f"{chapter}_*.py")
+    used = set(re.findall(r"EXPECT\[\s*[\"']([^\"']+)[\"']\s*\]", notebook.read_text()))
+    assert used == set(cpu_expectations(notebook))
