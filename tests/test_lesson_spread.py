@@ -9,8 +9,8 @@ So a lesson the book asserts is one that held in every measured run, not in one.
 """
 
 import ast
-import re
 import json
+import re
 import sys
 from pathlib import Path
 
