@@ -184,11 +184,8 @@ def measure(profile, seed: int, device) -> dict:
     supervised = collect_maps(strong, val_masked_loader, device=device, gradcam=False)
     plain = collect_maps(model, val_masked_loader, device=device, gradcam=False)
     random_energy = table.loc["random map", "energy in mask"]
-    gain = (
-        _energy(supervised, gates, supervised["mask"])["energy in mask"]
-        - _energy(plain, gates, plain["mask"])["energy in mask"]
-    )
     strong_energy = _energy(supervised, gates, supervised["mask"])["energy in mask"]
+    gain = strong_energy - _energy(plain, gates, plain["mask"])["energy in mask"]
     for name in gates:
         out[f"12 {name} gain in energy"] = float(gain[name])
         out[f"12 {name} energy / random"] = float(strong_energy[name] / random_energy)
