@@ -151,6 +151,13 @@ def test_a_kill_point_that_is_never_reached_changes_nothing(tmp_path, monkeypatc
     reached("epoch 1 step 1")  # not the named point: returns
 
 
+def _as_from_a_terminal():
+    """In the child: Ctrl-C acts as in a terminal's foreground job. A shell starts background
+    jobs (``make test &``, ``nohup``) with SIGINT ignored, and Python then installs no
+    KeyboardInterrupt handler: without this, the test's SIGINT would be lost there."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("how", ["Ctrl-C to the process group", "SIGTERM"])
 def test_an_interrupted_run_says_what_is_saved_and_how_to_resume(tmp_path, how):
     data, out = tmp_path / "data", tmp_path / "run"
@@ -166,6 +173,7 @@ def test_an_interrupted_run_says_what_is_saved_and_how_to_resume(tmp_path, how):
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=_as_from_a_terminal,
     )
     try:
         deadline = time.monotonic() + 240
