@@ -45,14 +45,16 @@ from torchvision import transforms as v1
 
 from course_lib.config import fast_mixed_precision, get_device, get_profile
 from course_lib.data import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
     ensure_synthetic_lesions,
     load_melanoma,
     make_loaders,
     split_by_patient,
 )
-from course_lib.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from course_lib.losses import FocalLoss
 from course_lib.models import AttnVGG
+from course_lib.runspec import OptimizerSpec, TrainConfig
 from course_lib.train import fit
 
 
@@ -221,12 +223,14 @@ def main(argv=None) -> dict:
             course_model,
             course_train,
             course_val,
-            epochs=1,
-            lr=1e-4,
-            loss_fn=course_loss,
-            device=device,
-            amp=amp,
-            channels_last=True,
+            TrainConfig(
+                epochs=1,
+                optimizer=OptimizerSpec(lr=1e-4),
+                loss=course_loss,
+                amp=amp,
+                channels_last=True,
+                device=device,
+            ),
             progress=False,
             verbose=False,
         )

@@ -35,9 +35,19 @@ from dataclasses import dataclass, fields
 import torch
 import torch.nn.functional as F
 
-from .transforms import IMAGENET_MEAN, IMAGENET_STD
+__all__ = [
+    "AugmentParams",
+    "BatchAugment",
+    "BatchNormalize",
+    "GRAY_WEIGHTS",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+]
 
-__all__ = ["AugmentParams", "BatchAugment", "BatchNormalize", "GRAY_WEIGHTS"]
+# ImageNet statistics: what pretrained VGG16 weights expect (the gpu profile uses them);
+# the course normalises the same way in every profile so that one pipeline serves all.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 #: The luma weights torchvision uses to turn RGB into gray (contrast and saturation use them).
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
@@ -124,45 +134,49 @@ def _normalise_(x: torch.Tensor, mean, std) -> torch.Tensor:
     return x.sub_(m).div_(s)
 
 
+@dataclass(frozen=True)
 class BatchAugment:
     """Random crop, flips, rotation and colour jitter of ``uint8`` batches, then normalisation.
 
-    The defaults match the per-image :func:`~course_lib.data.train_transforms`: a crop of 70–100 %
-    of the area with aspect 0.9–1.1, flips with probability ½ each, rotation within ±20°,
-    brightness and contrast ±10 %, saturation ±5 %, ImageNet normalisation.
+    The course's training augmentation, and the one place its constants live (the per-image
+    :func:`~course_lib.data.train_transforms` of notebook 01 reads them from here): a crop of
+    70–100 % of the area with aspect 0.9–1.1, flips with probability ½ each, rotation within
+    ±20°, brightness and contrast ±10 %, saturation ±5 %, ImageNet normalisation.
+
+    A frozen dataclass: two equal settings compare equal, and a run's fingerprint
+    (:class:`course_lib.runspec.DataSpec`) records every field, so a changed augmentation
+    trains a new run instead of reusing an old one.
 
     ``augment(images, masks=None, generator=None)`` takes ``(N, 3, H, W)`` ``uint8`` images
     (and ``(N, 1, H, W)`` masks) on any device and returns float images normalised for the
     network (and float masks in {0, 1}), on the same device, at the same size.
+    ``cpu_chunk``: on a CPU, groups of that many images stay in cache (2x faster); it changes
+    no number.
     """
 
-    def __init__(
-        self,
-        scale=(0.7, 1.0),
-        ratio=(0.9, 1.1),
-        degrees: float = 20.0,
-        flip_p: float = 0.5,
-        brightness: float = 0.1,
-        contrast: float = 0.1,
-        saturation: float = 0.05,
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        cpu_chunk: int = 8,
-    ):
-        self.scale, self.ratio, self.degrees, self.flip_p = (
-            scale,
-            ratio,
-            degrees,
-            flip_p,
-        )
-        self.brightness, self.contrast, self.saturation = (
-            brightness,
-            contrast,
-            saturation,
-        )
-        self.mean, self.std = mean, std
-        # on a CPU, small groups of images stay in cache (2x faster)
-        self.cpu_chunk = cpu_chunk
+    scale: tuple[float, float] = (0.7, 1.0)
+    ratio: tuple[float, float] = (0.9, 1.1)
+    degrees: float = 20.0
+    flip_p: float = 0.5
+    brightness: float = 0.1
+    contrast: float = 0.1
+    saturation: float = 0.05
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    cpu_chunk: int = 8
+
+    def __post_init__(self):
+        for name in ("scale", "ratio"):
+            low, high = getattr(self, name)
+            if not 0 < low <= high:
+                raise ValueError(f"{name} must be (low, high) with 0 < low <= high")
+        if not 0 <= self.flip_p <= 1:
+            raise ValueError(
+                f"flip_p must be a probability in [0, 1], not {self.flip_p}"
+            )
+        for name in ("degrees", "brightness", "contrast", "saturation"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, not {getattr(self, name)}")
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> AugmentParams:
         """Draw the parameters of ``n`` images (on the CPU, from ``generator``)."""
@@ -267,19 +281,13 @@ class BatchAugment:
     ):
         return self.apply(images, self.sample(len(images), generator), masks)
 
-    def __repr__(self) -> str:
-        return (
-            f"BatchAugment(scale={self.scale}, ratio={self.ratio}, degrees={self.degrees}, "
-            f"flip_p={self.flip_p}, brightness={self.brightness}, contrast={self.contrast}, "
-            f"saturation={self.saturation})"
-        )
 
-
+@dataclass(frozen=True)
 class BatchNormalize:
     """The evaluation transform: ``uint8`` batches to normalised floats (masks to floats); no randomness."""
 
-    def __init__(self, mean=IMAGENET_MEAN, std=IMAGENET_STD):
-        self.mean, self.std = mean, std
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
 
     def __call__(
         self,
@@ -289,6 +297,3 @@ class BatchNormalize:
     ):
         x = _normalise_(images.float().div_(255), self.mean, self.std)
         return x, (None if masks is None else masks.float())
-
-    def __repr__(self) -> str:
-        return "BatchNormalize()"

@@ -1,5 +1,8 @@
 """Image + mask augmentation with torchvision transforms v2 (notebook ``01_lesion_data``).
 
+The per-image pipeline that notebook 01 teaches; training runs the batched
+:class:`~course_lib.data.augment.BatchAugment`, and both read the same constants from it.
+
 A lesion mask must follow its image through every *geometric* change (crop, flip,
 rotation) and ignore every *photometric* one (colour jitter, normalisation). Wrapping the
 mask as ``tv_tensors.Mask`` tells torchvision exactly that: one call transforms both.
@@ -10,6 +13,8 @@ from __future__ import annotations
 import torch
 from torchvision.transforms import v2
 
+from .augment import IMAGENET_MEAN, IMAGENET_STD, BatchAugment
+
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -18,29 +23,30 @@ __all__ = [
     "denormalize",
 ]
 
-# ImageNet statistics: what pretrained VGG16 weights expect (the gpu profile uses them);
-# the course normalises the same way in every profile so that one pipeline serves all.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
-
-def train_transforms(image_size: int) -> v2.Compose:
+def train_transforms(
+    image_size: int, augment: BatchAugment | None = None
+) -> v2.Compose:
     """Random crop-and-resize, flips, small rotations and colour jitter; then normalise.
 
     Lesions have no canonical orientation, so vertical flips and rotations are as valid as
     horizontal ones. Photometric jitter is mild: colour is a diagnostic cue (the C of ABCD).
+    The ranges are ``augment``'s (by default the course's training augmentation).
     """
+    a = augment or BatchAugment()
     return v2.Compose(
         [
             v2.RandomResizedCrop(
-                image_size, scale=(0.7, 1.0), ratio=(0.9, 1.1), antialias=True
+                image_size, scale=a.scale, ratio=a.ratio, antialias=True
             ),
-            v2.RandomHorizontalFlip(),
-            v2.RandomVerticalFlip(),
-            v2.RandomRotation(20),
-            v2.ColorJitter(brightness=0.1, contrast=0.1, saturation=0.05),
+            v2.RandomHorizontalFlip(a.flip_p),
+            v2.RandomVerticalFlip(a.flip_p),
+            v2.RandomRotation(a.degrees),
+            v2.ColorJitter(
+                brightness=a.brightness, contrast=a.contrast, saturation=a.saturation
+            ),
             v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+            v2.Normalize(a.mean, a.std),
         ]
     )
 
