@@ -42,7 +42,6 @@ def _energy(maps, names, masks):
 def measure(profile, seed: int, device) -> dict:
     """Every asserted quantity of chapters 02 and 10–13 for one training seed."""
     import course_lib.recipes as recipes
-    from course_lib.config import fast_mixed_precision, seed_everything
     from course_lib.detection import (
         LesionBoxes,
         detection_grad_cam,
@@ -50,34 +49,27 @@ def measure(profile, seed: int, device) -> dict:
         detection_map,
     )
     from course_lib.losses import AttentionMaskLoss
-    from course_lib.models import vgg16
+    from course_lib.runspec import ModelSpec, TrainConfig
     from course_lib.saliency import (
         baseline_maps,
         collect_maps,
         localisation_table,
         verdicts,
     )
-    from course_lib.train import evaluate, fit
+    from course_lib.train import evaluate, train_run
 
     out: dict = {}
     train_frame, val_frame = recipes.lesion_splits(profile)
     train_loader, val_loader = recipes.profile_loaders(profile, train_frame, val_frame)
 
     # chapter 02: the GAP baseline, best epoch's validation AUC
-    seed_everything(seed)
-    history = fit(
-        vgg16(1, width=profile.width, head="gap"),
+    _, history = train_run(
+        ModelSpec("vgg16", {"width": profile.width}),
         train_loader,
         val_loader,
-        epochs=profile.epochs,
-        lr=1e-3,
-        device=device,
-        out_dir=recipes.RUNS / f"02-seed{seed}-amp{int(fast_mixed_precision(device))}",
-        resume=True,
-        seed=seed,
-        amp=fast_mixed_precision(device),
-        channels_last=True,
-        progress=False,
+        TrainConfig.for_profile(profile, device, seed=seed),
+        tag="02-baseline",
+        root=recipes.RUNS,
         verbose=False,
     )
     out["02 baseline best AUC"] = float(history.val_auc.max())

@@ -24,8 +24,20 @@ Each sub-module is introduced by one notebook of the course and reused by the la
 - :mod:`course_lib.detection`, :mod:`course_lib.retrieval` (13): the same backbone as a
   lesion detector (FCOS) and as an image-retrieval descriptor.
 
+``course_lib.setup_notebook()`` (:mod:`course_lib.notebook`) starts every chapter: profile,
+device, seed, figure style, and on Colab where trained models are kept.
+
 Importing the package is cheap: heavy libraries (torch, torchvision) are imported by the
 sub-modules that need them, so ``python -m course_lib.config`` works before torch is installed.
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # setup_notebook is imported on first use: `import course_lib` stays cheap (no torch)
+    if name == "setup_notebook":
+        from .notebook import setup_notebook
+
+        return setup_notebook
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

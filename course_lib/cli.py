@@ -18,13 +18,16 @@ resume, with exit status 130.
 from __future__ import annotations
 
 import argparse
-import math
 import shlex
 import signal
 import sys
 from pathlib import Path
 
+import pandas as pd
+import torch
+
 from .checkpoint import CheckpointError
+from .cli_args import INTERRUPTED, USAGE_ERROR, Parser, number, one_line
 from .config import ProfileError, get_device, get_profile, seed_everything
 from .data import (
     DataError,
@@ -35,44 +38,16 @@ from .data import (
     split_by_patient,
 )
 from .distributed import barrier, init_from_environment, shutdown
-from .models import MODEL_NAMES, build_model
+from .models import MODEL_NAMES
 from .runs import RunFolderError, check_run_folder
+from .runspec import DataSpec, ModelSpec, OptimizerSpec, RunSpec, TrainConfig
 from .train import fit
 
 __all__ = ["main", "parser"]
 
-#: Exit statuses: a usage or data error, and an interruption (128 + SIGINT, as shells report it).
-USAGE_ERROR, INTERRUPTED = 2, 130
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but an error is one line (no usage block) and exit status 2."""
-
-    def error(self, message):
-        self.exit(USAGE_ERROR, f"error: {message} (see --help)\n")
-
-
-def _number(kind, low=None, high=None, low_open=False, high_open=False, what=""):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{text!r} is not {'an integer' if kind is int else 'a number'}"
-            ) from None
-        if isinstance(value, float) and not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
-        too_low = low is not None and (value <= low if low_open else value < low)
-        too_high = high is not None and (value >= high if high_open else value > high)
-        if too_low or too_high:
-            raise argparse.ArgumentTypeError(f"{text} is not {what}")
-        return value
-
-    return parse
-
 
 def _multiple_of_32(text: str) -> int:
-    value = _number(int, 32, what="at least 32")(text)
+    value = number(int, 32, what="at least 32")(text)
     if value % 32:
         raise argparse.ArgumentTypeError(
             f"{value} is not a multiple of 32 (VGG halves the image five times); "
@@ -101,7 +76,7 @@ def _add_speed_switches(p: argparse.ArgumentParser) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = Parser(
         prog="python -m course_lib.train",
         description=(
             "Train a course model on a melanoma data set (Kaggle or simple layout), split by patient. "
@@ -115,28 +90,28 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out", required=True, type=Path, help="folder for checkpoints and metrics.csv"
     )
-    p.add_argument("--epochs", type=_number(int, 1, what="a positive number of epochs"))
+    p.add_argument("--epochs", type=number(int, 1, what="a positive number of epochs"))
     p.add_argument("--image-size", type=_multiple_of_32, help="a multiple of 32")
     p.add_argument(
         "--width",
-        type=_number(float, 0, 4, low_open=True, what="a width multiplier in (0, 4]"),
+        type=number(float, 0, 4, low_open=True, what="a width multiplier in (0, 4]"),
         help="VGG channel multiplier (1 is the real VGG16)",
     )
-    p.add_argument("--batch-size", type=_number(int, 1, what="a positive batch size"))
+    p.add_argument("--batch-size", type=number(int, 1, what="a positive batch size"))
     p.add_argument(
         "--lr",
-        type=_number(float, 0, low_open=True, what="a positive learning rate"),
+        type=number(float, 0, low_open=True, what="a positive learning rate"),
         default=1e-3,
     )
     p.add_argument(
-        "--num-workers", type=_number(int, 0, what="a number of workers >= 0")
+        "--num-workers", type=number(int, 0, what="a number of workers >= 0")
     )
     p.add_argument(
         "--profile", choices=("smoke", "cpu", "gpu"), help="default: COURSE_PROFILE"
     )
     p.add_argument(
         "--val-fraction",
-        type=_number(
+        type=number(
             float,
             0,
             1,
@@ -146,7 +121,7 @@ def parser() -> argparse.ArgumentParser:
         ),
         default=0.2,
     )
-    p.add_argument("--seed", type=_number(int, 0, what="a seed >= 0"), default=0)
+    p.add_argument("--seed", type=number(int, 0, what="a seed >= 0"), default=0)
     again = p.add_mutually_exclusive_group()
     again.add_argument(
         "--resume",
@@ -171,16 +146,6 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _one_line(err: BaseException) -> str:
-    """An exception's message on one line; for errors re-raised from a DataLoader worker, the original."""
-    text = str(err).strip()
-    # "Caught DataError in DataLoader worker ... \n...\nmodule.DataError: msg"
-    if "Original Traceback" in text:
-        last = text.splitlines()[-1]
-        text = last.split(": ", 1)[1] if ": " in last else last
-    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
-
-
 def _resume_command(argv: list[str]) -> str:
     kept = [a for a in argv if a not in ("--overwrite", "--resume", "--make-synthetic")]
     return shlex.join(["python", "-m", "course_lib.train", *kept, "--resume"])
@@ -188,8 +153,6 @@ def _resume_command(argv: list[str]) -> str:
 
 def _interrupted(out: Path, argv: list[str]) -> str:
     try:
-        import pandas as pd  # (with torch, kept out of the module's import: see main)
-
         done = len(pd.read_csv(out / "metrics.csv"))
     except Exception:
         done = 0
@@ -217,7 +180,7 @@ def _data(args, profile, size, current):
     barrier()
     frame = load_melanoma(args.data_root, verify=args.verify)
     train_frame, val_frame = split_by_patient(frame, args.val_fraction, args.seed)
-    return frame, train_frame, val_frame
+    return train_frame, val_frame
 
 
 def _run(args, argv: list[str]) -> int:
@@ -235,13 +198,27 @@ def _run(args, argv: list[str]) -> int:
     current = init_from_environment()  # under torchrun: join the other processes
     if current.is_main:
         check_run_folder(args.out, resume=args.resume, overwrite=args.overwrite)
-    frame, train_frame, val_frame = _data(args, profile, size, current)
+    train_frame, val_frame = _data(args, profile, size, current)
     seed_everything(args.seed, deterministic=args.deterministic)
-    device = get_device()
+    device = get_device()  # decided once: the loaders deliver there, fit trains there
     train_loader, val_loader = make_loaders(
         train_frame, val_frame, size, batch_size, workers, device=device, seed=args.seed
     )
-    model = build_model(args.model, num_classes=1, width=width)
+    config = TrainConfig(
+        epochs=epochs,
+        optimizer=OptimizerSpec(lr=args.lr),
+        amp=args.amp,
+        channels_last=args.channels_last,
+        compile=args.compile,
+        seed=args.seed,
+        device=device,
+    )
+    spec = RunSpec(
+        ModelSpec(args.model, {"width": width}),
+        DataSpec.of(train_loader, val_loader),
+        config,
+    )
+    model = spec.model.build()
     if current.is_main:
         print(
             f"{args.model}: {sum(p.numel() for p in model.parameters()):,} parameters; "
@@ -254,31 +231,15 @@ def _run(args, argv: list[str]) -> int:
                 else ""
             )
         )
-    run_info = {
-        "model": args.model,
-        "width": width,
-        "image_size": size,
-        "batch_size": batch_size,
-        "lr": args.lr,
-        "seed": args.seed,
-        "val_fraction": args.val_fraction,
-        "data": f"{args.data_root.resolve()} ({len(frame)} images)",
-    }
     history = fit(
         model,
         train_loader,
         val_loader,
-        epochs=epochs,
-        lr=args.lr,
+        config,
         out_dir=args.out,
         resume=args.resume,
         overwrite=args.overwrite,
-        amp=args.amp,
-        channels_last=args.channels_last,
-        compile=args.compile,
-        seed=args.seed,
-        run_info=run_info,
-        device=device,
+        run_info=spec.describe(),
         progress=not args.no_progress,
     )
     if len(history) and current.is_main:
@@ -297,9 +258,6 @@ def main(argv: list[str] | None = None) -> int:
         args = parser().parse_args(argv)
     except SystemExit as stop:  # --help, or a one-line usage error
         return int(stop.code or 0)
-    # imported only now: a usage error above answers at once, before torch loads (seconds)
-    import torch
-
     previous = signal.getsignal(signal.SIGTERM)
     try:  # a scheduler's SIGTERM (preemption) ends the run like Ctrl-C: with a message
         signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
@@ -324,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         FloatingPointError,
         ValueError,
     ) as err:
-        print(f"error: {_one_line(err)}", file=sys.stderr)
+        print(f"error: {one_line(err)}", file=sys.stderr)
         return USAGE_ERROR
     finally:
         if previous is not None:

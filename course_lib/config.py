@@ -179,8 +179,19 @@ def get_device():
             raise ProfileError(
                 f"{DEVICE_VAR}={wanted} but this machine has no {wanted} device (it has: {there})"
             )
-        return torch.device(wanted)
-    return torch.device(next(name for name in ("cuda", "mps", "cpu") if present[name]))
+        return _this_process(torch.device(wanted))
+    chosen = next(name for name in ("cuda", "mps", "cpu") if present[name])
+    return _this_process(torch.device(chosen))
+
+
+def _this_process(device):
+    """Under ``torchrun`` (``LOCAL_RANK`` set), each process's own GPU: ``cuda:<local rank>``."""
+    import torch
+
+    rank = os.environ.get("LOCAL_RANK", "")
+    if device.type == "cuda" and device.index is None and rank.isdigit():
+        return torch.device("cuda", int(rank))
+    return device
 
 
 def native_bf16(device=None) -> bool:

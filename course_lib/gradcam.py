@@ -39,7 +39,7 @@ from pytorch_grad_cam.utils.model_targets import BinaryClassifierOutputTarget
 from torch import nn
 
 from .metrics import predicted_class
-from .train import logits_of
+from .models import logits_of
 
 __all__ = ["LogitsOnly", "default_target_layer", "grad_cam"]
 

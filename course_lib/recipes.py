@@ -11,24 +11,24 @@ epochs; focal loss with ``gamma = 2`` and no class weight; mixed precision where
 runs it natively; ``channels_last``; the last epoch is the model (no choice of epoch on the
 validation set).
 
-**A run knows what it holds.** Its folder, ``runs/attnvgg/<profile>-<size>px/<tag>-seed<S>-<id>``,
-carries the seed and a fingerprint of everything that makes the run what it is — the images
-and labels of both splits, the model options, the loss, the epochs — and ``fit`` stores the
-same description in the run's manifest and checks it before resuming. A different seed,
-different data or a different option therefore never reloads another run.
+**A run knows what it holds.** The recipe is a :class:`~course_lib.runspec.RunSpec` trained
+by :func:`~course_lib.train.train_run`: its folder, ``runs/attnvgg/<size>px/<tag>-seed<S>-<id>``,
+carries the seed and a fingerprint of every setting — the images and labels of both splits,
+the augmentation, the model options, the optimiser, the loss, the epochs, the precision —
+and ``fit`` stores the same description in the run's manifest and checks it before
+resuming. A different seed, different data or a different option never reloads another run.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .checkpoint import load_checkpoint, save_atomic
-from .config import fast_mixed_precision, get_device, seed_everything
+from .config import get_device, seed_everything
 from .data import (
     BatchNormalize,
     DeviceLoader,
@@ -40,22 +40,17 @@ from .data import (
 )
 from .detection import detection_loaders, lesion_detector, train_detector
 from .losses import FocalLoss
-from .models import AttnVGG
-from .train import fit
+from .runspec import RUNS, ModelSpec, TrainConfig
+from .train import train_run
 
 __all__ = [
     "lesion_splits",
     "profile_loaders",
     "eval_loader",
-    "run_identity",
-    "attnvgg_run_dir",
     "train_attnvgg",
     "train_lesion_detector",
     "RUNS",
 ]
-
-#: Where runs are checkpointed, relative to the working directory (``notebooks/`` in the book).
-RUNS = Path("runs")
 
 
 def lesion_splits(
@@ -117,20 +112,8 @@ def _fingerprint(paths, targets) -> str:
     return digest.hexdigest()[:10]
 
 
-def _data_fingerprint(loader) -> str:
-    """The fingerprint of the images and labels a course loader reads."""
-    dataset = loader.dataset
-    paths, targets = getattr(dataset, "paths", None), getattr(dataset, "targets", None)
-    if paths is None or targets is None:
-        raise TypeError(
-            "train_attnvgg needs the course's loaders (MelanomaDataset inside): "
-            "build them with profile_loaders(...)"
-        )
-    return _fingerprint(paths, targets.numpy())
-
-
 def _profile_identity(recipe: str, profile, epochs: int, seed: int) -> dict:
-    """What every recipe's run identity starts with: the recipe, the profile, epochs, seed."""
+    """What the detector's run identity starts with: the recipe, the profile, epochs, seed."""
     return {
         "recipe": recipe,
         "profile": profile.name,
@@ -140,51 +123,6 @@ def _profile_identity(recipe: str, profile, epochs: int, seed: int) -> dict:
         "epochs": epochs,
         "seed": seed,
     }
-
-
-def run_identity(
-    profile,
-    train_loader,
-    val_loader,
-    *,
-    seed: int,
-    epochs: int,
-    normalize_attn: bool,
-    aux_loss=None,
-    pretrained: bool = False,
-    amp: bool = False,
-    **model_options,
-) -> dict:
-    """Everything that makes an AttnVGG run what it is, as a plain dict (stored in its manifest).
-
-    ``amp`` (mixed precision) is part of it: bf16 and float32 take different paths through
-    training and end at different models, so one never stands in for the other.
-    """
-    return {
-        **_profile_identity("attnvgg", profile, epochs, seed),
-        "normalize_attn": normalize_attn,
-        "pretrained": pretrained,
-        "amp": amp,
-        "aux_loss": repr(aux_loss) if aux_loss is not None else None,
-        "loss": "FocalLoss(alpha=None, gamma=2.0)",
-        "lr": 1e-3,
-        "model_options": {k: repr(v) for k, v in sorted(model_options.items())},
-        "train_data": _data_fingerprint(train_loader),
-        "val_data": _data_fingerprint(val_loader),
-    }
-
-
-def attnvgg_run_dir(profile, tag: str, identity: dict) -> Path:
-    """``runs/attnvgg/<profile>-<size>px/<tag>-seed<S>-<fingerprint of identity>``."""
-    fingerprint = hashlib.sha1(
-        json.dumps(identity, sort_keys=True).encode()
-    ).hexdigest()[:8]
-    return (
-        RUNS
-        / "attnvgg"
-        / f"{profile.name}-{profile.image_size}px"
-        / f"{tag}-seed{identity['seed']}-{fingerprint}"
-    )
 
 
 def train_attnvgg(
@@ -207,58 +145,31 @@ def train_attnvgg(
     carries the seed and a fingerprint of data and options (see the module's docstring).
     ``epochs`` defaults to the profile's; ``model_options`` go to :class:`~course_lib.models.AttnVGG`.
     """
-    device = device or get_device()
-    epochs = epochs or profile.epochs
     pretrained = profile.pretrained and profile.width == 1.0
     if profile.name == "gpu" and not pretrained and verbose:
         print(
-            "ImageNet weights off (COURSE_PRETRAINED=0, or a width below 1): AttnVGG trains from scratch, "
-            "so expect a lower AUC than with them"
+            "ImageNet weights off (COURSE_PRETRAINED=0, or a width below 1): AttnVGG trains "
+            "from scratch, so expect a lower AUC than with them"
         )
-    identity = run_identity(
+    config = TrainConfig.for_profile(
         profile,
-        train_loader,
-        val_loader,
-        seed=seed,
-        epochs=epochs,
-        normalize_attn=normalize_attn,
+        device,
+        loss=FocalLoss(alpha=None, gamma=2.0),
         aux_loss=aux_loss,
-        pretrained=pretrained,
-        amp=fast_mixed_precision(device),
-        **model_options,
-    )
-    out = attnvgg_run_dir(profile, tag, identity)
-    seed_everything(seed)
-    model = AttnVGG(
-        num_classes=1,
-        normalize_attn=normalize_attn,
-        width=profile.width,
-        pretrained=pretrained,
-        **model_options,
-    )
-    history = fit(
-        model,
-        train_loader,
-        val_loader,
-        epochs=epochs,
-        lr=identity["lr"],
-        loss_fn=FocalLoss(alpha=None, gamma=2.0),
-        aux_loss=aux_loss,
-        device=device,
-        out_dir=out,
-        resume=True,
-        amp=identity["amp"],
-        channels_last=True,
         seed=seed,
-        run_info=identity,
-        progress=False,
-        verbose=verbose,
+        **({"epochs": epochs} if epochs else {}),
     )
-    history.attrs["run_dir"] = str(out)
-    # a finished run on disk: fit loaded its last epoch's weights
-    return (
-        model.eval(),
-        history,
+    model = ModelSpec(
+        "attnvgg",
+        {
+            "width": profile.width,
+            "normalize_attn": normalize_attn,
+            "pretrained": pretrained,
+            **model_options,
+        },
+    )
+    return train_run(
+        model, train_loader, val_loader, config, tag=tag, root=RUNS, verbose=verbose
     )
 
 

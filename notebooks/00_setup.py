@@ -43,77 +43,27 @@
 # - **on Colab** the notebook arrives alone, so the cell installs the library from the
 #   repository with `pip` (Colab already has PyTorch, which is left as it is);
 # - **on Gradient** the notebook usually runs inside a clone of the repository: the cell
-#   installs that clone, cloning it first into `/notebooks` when it is missing.
+#   installs that clone (outside one, it installs from the repository, as on Colab);
+# - **anywhere else** without the library it stops, and says how to install it.
 #
 # Set `COURSE_REPO_URL` before running it to install from a fork.
 
 # %% tags=["course-setup", "hide-input"]
-# Course setup: make `course_lib` importable (a no-op when it already is).
 import importlib.util
 import os
-import pathlib
 import subprocess
 import sys
+from pathlib import Path
 
-# where the course is published (_config.yml's repository.url; a fork runs `make
-# repository URL=...`)
-REPO = os.environ.get(
-    "COURSE_REPO_URL",
-    "https://github.com/attention-course/attention-image-classification",
-)
-# Colab wipes its disk when the runtime resets: set True (or COURSE_RUNS_ON_DRIVE=1)
-# to keep
-# trained models (runs/) on your Google Drive
-KEEP_RUNS_ON_DRIVE = os.environ.get("COURSE_RUNS_ON_DRIVE") == "1"
-ON_COLAB = "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
-
-
-def _pip_install(target):
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", target], check=True
-    )
-
-
-if importlib.util.find_spec("course_lib") is None:
-    if ON_COLAB:
-        _pip_install(f"git+{REPO}")
-    elif any(key.startswith("PAPERSPACE") for key in os.environ):  # Gradient
-        cwd = pathlib.Path.cwd()
-        clone = next(
-            (p for p in (cwd, *cwd.parents) if (p / "course_lib").is_dir()), None
-        )
-        if clone is None:
-            clone = pathlib.Path(
-                os.environ.get("COURSE_CLONE_DIR", "/notebooks/attention-course")
-            )
-            if not clone.exists():
-                subprocess.run(
-                    ["git", "clone", "--depth", "1", REPO, str(clone)], check=True
-                )
-        _pip_install(str(clone))
-    else:
-        raise ModuleNotFoundError(
-            "course_lib is not installed. In the repository root run `make book`, "
-            "or `pip install -e .` inside your environment, then restart the kernel."
-        )
+REPO = "https://github.com/attention-course/attention-image-classification"
+if importlib.util.find_spec("course_lib") is None:  # Colab, Gradient: install it
+    if not any(k.startswith(("COLAB_", "PAPERSPACE_")) for k in os.environ):
+        raise ModuleNotFoundError("course_lib is missing: run `make book` first")
+    here = [Path.cwd(), *Path.cwd().parents]  # Gradient starts in a clone: that one
+    clone = [str(p) for p in here if (p / "course_lib").is_dir()]
+    source = clone[0] if clone else f"git+{os.environ.get('COURSE_REPO_URL', REPO)}"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", source], check=True)
     importlib.invalidate_caches()
-
-if ON_COLAB and not pathlib.Path("runs").exists():
-    if KEEP_RUNS_ON_DRIVE:
-        from google.colab import drive
-
-        mount = os.environ.get("COURSE_DRIVE_MOUNT", "/content/drive")
-        drive.mount(mount)
-        kept = pathlib.Path(mount, "MyDrive", "attention-course", "runs")
-        kept.mkdir(parents=True, exist_ok=True)
-        pathlib.Path("runs").symlink_to(kept, target_is_directory=True)
-        print(f"runs/ is {kept}: trained models survive a runtime reset")
-    else:
-        print(
-            "Trained models go to runs/ on this Colab machine and vanish when its "
-            "runtime resets; "
-            "set KEEP_RUNS_ON_DRIVE = True in this cell to keep them on Google Drive."
-        )
 
 # %% [markdown]
 # ## 2. The run profile
@@ -249,6 +199,21 @@ assert torch.equal(a, b), "same seed, same numbers"
 print(a)
 
 # %% [markdown]
+# ### Every later chapter starts with one call
+#
+# `course_lib.setup_notebook()` does the steps of sections 2–4 at once: it reads the profile,
+# picks the device, seeds every generator with 0 and sets the figure style, and returns
+# `(profile, device)`. On Colab it also says where trained models go: `runs/` on the
+# machine's disk vanishes when the runtime resets, and
+# `course_lib.setup_notebook(keep_runs_on_drive=True)` (or `COURSE_RUNS_ON_DRIVE=1`) keeps it
+# on your Google Drive instead.
+
+# %%
+profile_again, device_again = course_lib.setup_notebook()
+assert (profile_again, device_again) == (profile, device)
+assert torch.equal(torch.randn(3), a), "seeded with 0, as above"
+
+# %% [markdown]
 # ## 5. Where the data comes from
 #
 # The course's task is to tell melanoma from benign skin lesions. Two data sources feed it:
@@ -275,6 +240,8 @@ print(a)
 # - `COURSE_PROFILE` (`smoke`, `cpu`, `gpu`) scales every notebook; `get_profile()` reads it
 #   and rejects unknown names with a readable error.
 # - `get_device()` picks CUDA, then MPS, then the CPU; `seed_everything()` makes runs repeatable.
+# - `course_lib.setup_notebook()` does all of it in one call, and on Colab keeps trained models
+#   on Google Drive when asked: every later chapter starts with it.
 # - Synthetic lesions with masks stand in for the Kaggle data wherever there is no GPU or no
 #   download.
 #

@@ -32,72 +32,21 @@
 # **Launch:** [open in Colab](https://colab.research.google.com/github/attention-course/attention-image-classification/blob/main/notebooks/02_vgg16_baseline.ipynb)
 
 # %% tags=["course-setup", "hide-input"]
-# Course setup: make `course_lib` importable (a no-op when it already is).
 import importlib.util
 import os
-import pathlib
 import subprocess
 import sys
+from pathlib import Path
 
-# where the course is published (_config.yml's repository.url; a fork runs `make
-# repository URL=...`)
-REPO = os.environ.get(
-    "COURSE_REPO_URL",
-    "https://github.com/attention-course/attention-image-classification",
-)
-# Colab wipes its disk when the runtime resets: set True (or COURSE_RUNS_ON_DRIVE=1)
-# to keep
-# trained models (runs/) on your Google Drive
-KEEP_RUNS_ON_DRIVE = os.environ.get("COURSE_RUNS_ON_DRIVE") == "1"
-ON_COLAB = "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
-
-
-def _pip_install(target):
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", target], check=True
-    )
-
-
-if importlib.util.find_spec("course_lib") is None:
-    if ON_COLAB:
-        _pip_install(f"git+{REPO}")
-    elif any(key.startswith("PAPERSPACE") for key in os.environ):  # Gradient
-        cwd = pathlib.Path.cwd()
-        clone = next(
-            (p for p in (cwd, *cwd.parents) if (p / "course_lib").is_dir()), None
-        )
-        if clone is None:
-            clone = pathlib.Path(
-                os.environ.get("COURSE_CLONE_DIR", "/notebooks/attention-course")
-            )
-            if not clone.exists():
-                subprocess.run(
-                    ["git", "clone", "--depth", "1", REPO, str(clone)], check=True
-                )
-        _pip_install(str(clone))
-    else:
-        raise ModuleNotFoundError(
-            "course_lib is not installed. In the repository root run `make book`, "
-            "or `pip install -e .` inside your environment, then restart the kernel."
-        )
+REPO = "https://github.com/attention-course/attention-image-classification"
+if importlib.util.find_spec("course_lib") is None:  # Colab, Gradient: install it
+    if not any(k.startswith(("COLAB_", "PAPERSPACE_")) for k in os.environ):
+        raise ModuleNotFoundError("course_lib is missing: run `make book` first")
+    here = [Path.cwd(), *Path.cwd().parents]  # Gradient starts in a clone: that one
+    clone = [str(p) for p in here if (p / "course_lib").is_dir()]
+    source = clone[0] if clone else f"git+{os.environ.get('COURSE_REPO_URL', REPO)}"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", source], check=True)
     importlib.invalidate_caches()
-
-if ON_COLAB and not pathlib.Path("runs").exists():
-    if KEEP_RUNS_ON_DRIVE:
-        from google.colab import drive
-
-        mount = os.environ.get("COURSE_DRIVE_MOUNT", "/content/drive")
-        drive.mount(mount)
-        kept = pathlib.Path(mount, "MyDrive", "attention-course", "runs")
-        kept.mkdir(parents=True, exist_ok=True)
-        pathlib.Path("runs").symlink_to(kept, target_is_directory=True)
-        print(f"runs/ is {kept}: trained models survive a runtime reset")
-    else:
-        print(
-            "Trained models go to runs/ on this Colab machine and vanish when its "
-            "runtime resets; "
-            "set KEEP_RUNS_ON_DRIVE = True in this cell to keep them on Google Drive."
-        )
 
 # %%
 import matplotlib.pyplot as plt
@@ -105,19 +54,10 @@ import pandas as pd
 import torch
 from torch import nn
 
+import course_lib
 from course_lib.bench import count_flops, count_parameters
-from course_lib.config import (
-    fast_mixed_precision,
-    get_device,
-    get_profile,
-    seed_everything,
-)
-from course_lib.viz import use_course_style
 
-profile = get_profile()
-device = get_device()
-seed_everything(0)
-use_course_style()  # legible figures (course_lib.viz)
+profile, device = course_lib.setup_notebook()  # seeded with 0, figure style set
 print(
     f"profile {profile.name}: {profile.image_size} px, width {profile.width}, "
     f"{profile.epochs} epochs on {device}"
@@ -319,7 +259,8 @@ from course_lib.data import (
     make_loaders,
     split_by_patient,
 )
-from course_lib.train import fit
+from course_lib.runspec import DataSpec, ModelSpec, OptimizerSpec, RunSpec, TrainConfig
+from course_lib.train import train_run
 
 frame = load_melanoma(
     ensure_synthetic_lesions(profile.n_images, profile.image_size, seed=0)
@@ -340,23 +281,57 @@ print(
 )
 assert images.shape == (profile.batch_size, 3, profile.image_size, profile.image_size)
 
+# %% [markdown]
+# **A run is a value.** Before training, we write down everything that makes the run what it
+# is, in three frozen dataclasses of `course_lib.runspec`:
+#
+# - `TrainConfig`: how to train — epochs, the optimiser (`OptimizerSpec`: AdamW, learning
+#   rate 10⁻³, weight decay 10⁻⁴, cosine schedule), the loss (here the default,
+#   `BCEWithLogitsLoss`), mixed precision, memory layout, the seed, and the device. The device
+#   is decided once, here; `fit` checks that the loaders deliver their batches there.
+#   `TrainConfig.for_profile` fills in the profile's epochs and speed switches;
+# - `ModelSpec`: what to train — a model name (the command line's) and its options;
+# - `DataSpec.of(train_loader, val_loader)`: what the loaders deliver — a fingerprint of the
+#   images and labels of each split, the image size, the batch size, the augmentation.
+#
+# `RunSpec` puts the three together. Its fingerprint, a hash of every field, names the run's
+# folder under `runs/`. `train_run` trains into that folder with `fit(..., resume=True)`, so
+# running this notebook again reloads the finished run instead of training it again — and
+# any change of a setting gives another folder, so an old run is never passed off as new.
+
 # %%
-seed_everything(0)
-model = vgg16(1, width=profile.width, head="gap")
-history = fit(
-    model,
-    train_loader,
-    val_loader,
-    epochs=profile.epochs,
-    lr=1e-3,
-    device=device,
-    out_dir=f"runs/02_baseline_{profile.name}_{profile.image_size}px",
-    resume=True,
-    seed=0,
-    amp=fast_mixed_precision(device),
-    channels_last=True,
-)
+config = TrainConfig.for_profile(profile, device, seed=0)
+baseline = ModelSpec("vgg16", {"width": profile.width})  # the GAP head
+spec = RunSpec(baseline, DataSpec.of(train_loader, val_loader), config)
+for key in ("train.epochs", "train.optimizer.lr", "train.amp", "data.augment.degrees"):
+    print(f"{key:20s} {spec.describe()[key]}")
+print("run folder:", spec.run_dir("baseline"))
+
+model, history = train_run(baseline, train_loader, val_loader, config, tag="baseline")
+assert history.attrs["run_dir"] == str(spec.run_dir("baseline"))
 history.round(4)
+
+# %% [markdown]
+# Change one setting and the run is another one. A lower learning rate, or a milder
+# augmentation, gives a new fingerprint, so `train_run` would train it into its own folder:
+
+# %%
+from dataclasses import replace
+
+slower = replace(config, optimizer=OptimizerSpec(lr=3e-4))
+spec_slower = RunSpec(baseline, spec.data, slower)
+milder = replace(spec.data, augment=replace(spec.data.augment, degrees=5.0))
+spec_milder = RunSpec(baseline, milder, config)
+for name, other in {"lr 3e-4": spec_slower, "rotation ±5°": spec_milder}.items():
+    changed = {
+        k: (v, other.describe()[k])
+        for k, v in spec.describe().items()
+        if other.describe()[k] != v
+    }
+    print(
+        f"{name}: {other.fingerprint()} (was {spec.fingerprint()}), changed {changed}"
+    )
+    assert other.run_dir("baseline") != spec.run_dir("baseline")
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(10, 3))

@@ -32,87 +32,30 @@
 # **Launch:** [open in Colab](https://colab.research.google.com/github/attention-course/attention-image-classification/blob/main/notebooks/09_module_comparison.ipynb)
 
 # %% tags=["course-setup", "hide-input"]
-# Course setup: make `course_lib` importable (a no-op when it already is).
 import importlib.util
 import os
-import pathlib
 import subprocess
 import sys
+from pathlib import Path
 
-# where the course is published (_config.yml's repository.url; a fork runs `make
-# repository URL=...`)
-REPO = os.environ.get(
-    "COURSE_REPO_URL",
-    "https://github.com/attention-course/attention-image-classification",
-)
-# Colab wipes its disk when the runtime resets: set True (or COURSE_RUNS_ON_DRIVE=1)
-# to keep
-# trained models (runs/) on your Google Drive
-KEEP_RUNS_ON_DRIVE = os.environ.get("COURSE_RUNS_ON_DRIVE") == "1"
-ON_COLAB = "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
-
-
-def _pip_install(target):
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", target], check=True
-    )
-
-
-if importlib.util.find_spec("course_lib") is None:
-    if ON_COLAB:
-        _pip_install(f"git+{REPO}")
-    elif any(key.startswith("PAPERSPACE") for key in os.environ):  # Gradient
-        cwd = pathlib.Path.cwd()
-        clone = next(
-            (p for p in (cwd, *cwd.parents) if (p / "course_lib").is_dir()), None
-        )
-        if clone is None:
-            clone = pathlib.Path(
-                os.environ.get("COURSE_CLONE_DIR", "/notebooks/attention-course")
-            )
-            if not clone.exists():
-                subprocess.run(
-                    ["git", "clone", "--depth", "1", REPO, str(clone)], check=True
-                )
-        _pip_install(str(clone))
-    else:
-        raise ModuleNotFoundError(
-            "course_lib is not installed. In the repository root run `make book`, "
-            "or `pip install -e .` inside your environment, then restart the kernel."
-        )
+REPO = "https://github.com/attention-course/attention-image-classification"
+if importlib.util.find_spec("course_lib") is None:  # Colab, Gradient: install it
+    if not any(k.startswith(("COLAB_", "PAPERSPACE_")) for k in os.environ):
+        raise ModuleNotFoundError("course_lib is missing: run `make book` first")
+    here = [Path.cwd(), *Path.cwd().parents]  # Gradient starts in a clone: that one
+    clone = [str(p) for p in here if (p / "course_lib").is_dir()]
+    source = clone[0] if clone else f"git+{os.environ.get('COURSE_REPO_URL', REPO)}"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", source], check=True)
     importlib.invalidate_caches()
-
-if ON_COLAB and not pathlib.Path("runs").exists():
-    if KEEP_RUNS_ON_DRIVE:
-        from google.colab import drive
-
-        mount = os.environ.get("COURSE_DRIVE_MOUNT", "/content/drive")
-        drive.mount(mount)
-        kept = pathlib.Path(mount, "MyDrive", "attention-course", "runs")
-        kept.mkdir(parents=True, exist_ok=True)
-        pathlib.Path("runs").symlink_to(kept, target_is_directory=True)
-        print(f"runs/ is {kept}: trained models survive a runtime reset")
-    else:
-        print(
-            "Trained models go to runs/ on this Colab machine and vanish when its "
-            "runtime resets; "
-            "set KEEP_RUNS_ON_DRIVE = True in this cell to keep them on Google Drive."
-        )
 
 # %%
 import time
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
 
+import course_lib
 from course_lib.bench import cost_table
-from course_lib.config import (
-    fast_mixed_precision,
-    get_device,
-    get_profile,
-    seed_everything,
-)
 from course_lib.data import (
     ensure_synthetic_lesions,
     load_melanoma,
@@ -120,12 +63,10 @@ from course_lib.data import (
     split_by_patient,
 )
 from course_lib.models import COMPARED_MODELS, build_model
-from course_lib.train import fit
-from course_lib.viz import use_course_style
+from course_lib.runspec import ModelSpec, TrainConfig
+from course_lib.train import train_run
 
-profile = get_profile()
-device = get_device()
-use_course_style()  # legible figures (course_lib.viz)
+profile, device = course_lib.setup_notebook()  # seeded with 0, figure style set
 # label -> command-line name, shared with benchmarks/module_cost.py
 MODELS = COMPARED_MODELS
 # twelve trainings (six models, two seeds) must fit the profile's budget: in the cpu
@@ -179,8 +120,8 @@ costs.round(2)
 # %% [markdown]
 # ## 3. Training every model
 #
-# Each (model, seed) run trains from scratch with `fit` and checkpoints into `runs/`; with
-# `resume=True` a finished run is read back instead of trained again.
+# Each (model, seed) run is a `RunSpec` (chapter 02): `train_run` trains it from scratch with
+# `fit` into the folder its fingerprint names under `runs/`, or reads back a finished run.
 
 # %%
 frame = load_melanoma(
@@ -200,26 +141,17 @@ print(
     "patient"
 )
 
-RUNS = Path(f"runs/09_{profile.name}_{profile.image_size}px_w{WIDTH:g}_e{EPOCHS}")
 runs = []
 for seed in SEEDS:
+    config = TrainConfig.for_profile(profile, device, epochs=EPOCHS, seed=seed)
     for label, name in MODELS.items():
-        seed_everything(seed)
-        model = build_model(name, num_classes=1, width=WIDTH)
         started = time.perf_counter()
-        history = fit(
-            model,
+        _, history = train_run(
+            ModelSpec(name, {"width": WIDTH}),
             train_loader,
             val_loader,
-            epochs=EPOCHS,
-            lr=1e-3,
-            device=device,
-            seed=seed,
-            out_dir=RUNS / f"{name}-seed{seed}",
-            resume=True,
-            amp=fast_mixed_precision(device),
-            channels_last=True,
-            progress=False,
+            config,
+            tag="09-comparison",
             verbose=False,
         )
         last = history.iloc[-1]

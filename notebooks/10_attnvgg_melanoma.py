@@ -40,73 +40,21 @@
 # **Launch:** [open in Colab](https://colab.research.google.com/github/attention-course/attention-image-classification/blob/main/notebooks/10_attnvgg_melanoma.ipynb)
 
 # %% tags=["course-setup", "hide-input"]
-# Course setup: make `course_lib` importable (a no-op when it already is).
 import importlib.util
 import os
-import pathlib
 import subprocess
 import sys
+from pathlib import Path
 
-# where the course is published (_config.yml's repository.url; a fork runs `make
-# repository URL=...`)
-REPO = os.environ.get(
-    "COURSE_REPO_URL",
-    "https://github.com/attention-course/attention-image-classification",
-)
-# Colab wipes its disk when the runtime resets: set True (or COURSE_RUNS_ON_DRIVE=1)
-# to keep
-# trained models (runs/) on your Google Drive
-KEEP_RUNS_ON_DRIVE = os.environ.get("COURSE_RUNS_ON_DRIVE") == "1"
-ON_COLAB = "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
-
-
-def _pip_install(target):
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", target], check=True
-    )
-
-
-if importlib.util.find_spec("course_lib") is None:
-    if ON_COLAB:
-        _pip_install(f"git+{REPO}")
-    elif any(key.startswith("PAPERSPACE") for key in os.environ):  # Gradient
-        cwd = pathlib.Path.cwd()
-        clone = next(
-            (p for p in (cwd, *cwd.parents) if (p / "course_lib").is_dir()), None
-        )
-        if clone is None:
-            clone = pathlib.Path(
-                os.environ.get("COURSE_CLONE_DIR", "/notebooks/attention-course")
-            )
-            if not clone.exists():
-                subprocess.run(
-                    ["git", "clone", "--depth", "1", REPO, str(clone)], check=True
-                )
-        _pip_install(str(clone))
-    else:
-        raise ModuleNotFoundError(
-            "course_lib is not installed. In the repository root run `make book`, "
-            "or `pip install -e .` inside your environment, then restart the kernel."
-        )
+REPO = "https://github.com/attention-course/attention-image-classification"
+if importlib.util.find_spec("course_lib") is None:  # Colab, Gradient: install it
+    if not any(k.startswith(("COLAB_", "PAPERSPACE_")) for k in os.environ):
+        raise ModuleNotFoundError("course_lib is missing: run `make book` first")
+    here = [Path.cwd(), *Path.cwd().parents]  # Gradient starts in a clone: that one
+    clone = [str(p) for p in here if (p / "course_lib").is_dir()]
+    source = clone[0] if clone else f"git+{os.environ.get('COURSE_REPO_URL', REPO)}"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", source], check=True)
     importlib.invalidate_caches()
-
-if ON_COLAB and not pathlib.Path("runs").exists():
-    if KEEP_RUNS_ON_DRIVE:
-        from google.colab import drive
-
-        mount = os.environ.get("COURSE_DRIVE_MOUNT", "/content/drive")
-        drive.mount(mount)
-        kept = pathlib.Path(mount, "MyDrive", "attention-course", "runs")
-        kept.mkdir(parents=True, exist_ok=True)
-        pathlib.Path("runs").symlink_to(kept, target_is_directory=True)
-        print(f"runs/ is {kept}: trained models survive a runtime reset")
-    else:
-        print(
-            "Trained models go to runs/ on this Colab machine and vanish when its "
-            "runtime resets; "
-            "set KEEP_RUNS_ON_DRIVE = True in this cell to keep them on Google Drive."
-        )
-
 
 # %%
 import json
@@ -129,9 +77,6 @@ from course_lib.attention import AttentionGate
 from course_lib.bench import count_flops, count_parameters
 from course_lib.config import (
     fast_mixed_precision,
-    get_device,
-    get_profile,
-    seed_everything,
 )
 from course_lib.data import (
     DataError,
@@ -147,13 +92,11 @@ from course_lib.losses import focal_loss
 from course_lib.metrics import energy_in_mask
 from course_lib.models import AttnVGG
 from course_lib.recipes import lesion_splits, profile_loaders, train_attnvgg
+from course_lib.runspec import TrainConfig
 from course_lib.train import fit
-from course_lib.viz import attention_grid, plot_history, use_course_style
+from course_lib.viz import attention_grid, plot_history
 
-profile = get_profile()
-device = get_device()
-seed_everything(0)
-use_course_style()  # legible figures (course_lib.viz)
+profile, device = course_lib.setup_notebook()  # seeded with 0, figure style set
 print(
     f"profile {profile.name}: {profile.image_size} px, width {profile.width}, "
     f"{profile.epochs} epochs, "
@@ -830,8 +773,7 @@ try:
         nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 1)),
         toy_loader,
         toy_loader,
-        epochs=1,
-        device="cpu",
+        TrainConfig(epochs=1, device="cpu"),
         progress=False,
         verbose=False,
     )

@@ -13,6 +13,7 @@ from course_lib.attention import AttentionGate
 from course_lib.bench import count_parameters
 from course_lib.losses import FocalLoss, focal_loss
 from course_lib.models import AttnVGG
+from course_lib.runspec import OptimizerSpec, TrainConfig
 
 # ---------------------------------------------------------------- the gate
 
@@ -270,9 +271,7 @@ def test_focal_loss_trains_attnvgg_with_fit(lesion_root):
         AttnVGG(1, width=1 / 16),
         loader,
         loader,
-        epochs=1,
-        loss_fn=FocalLoss(),
-        device="cpu",
+        TrainConfig(epochs=1, loss=FocalLoss(), device="cpu"),
         progress=False,
         verbose=False,
     )
@@ -357,10 +356,12 @@ def test_fit_with_the_mask_loss_pulls_attention_onto_the_lesion(lesion_root):
         model,
         train,
         val,
-        epochs=2,
-        lr=3e-3,
-        aux_loss=AttentionMaskLoss(weights=(1.0, 1.0)),
-        device="cpu",
+        TrainConfig(
+            epochs=2,
+            optimizer=OptimizerSpec(lr=3e-3),
+            aux_loss=AttentionMaskLoss(weights=(1.0, 1.0)),
+            device="cpu",
+        ),
         progress=False,
         verbose=False,
     )

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from course_lib.data import BatchAugment, load_melanoma, make_loaders, split_by_patient
 from course_lib.models import AttnVGG
+from course_lib.runspec import TrainConfig
 from course_lib.saliency import collect_maps
 from course_lib.train import fit
 
@@ -54,11 +55,9 @@ def _fit_toy(device, **switches):
         _toy_model(),
         loader,
         loader,
-        epochs=2,
-        device=device,
+        TrainConfig(epochs=2, device=device, **switches),
         progress=False,
         verbose=False,
-        **switches,
     )
 
 
@@ -83,9 +82,7 @@ def test_mixed_precision_trains_attnvgg_without_nan(amp, lesion_root):
     history = fit(
         AttnVGG(1, width=0.25),
         *loaders,
-        epochs=2,
-        device="cuda",
-        amp=amp,
+        TrainConfig(epochs=2, amp=amp, device="cuda"),
         progress=False,
         verbose=False,
     )

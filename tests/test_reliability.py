@@ -33,6 +33,7 @@ from course_lib.data import (
 from course_lib.data.melanoma import KAGGLE_IMAGE_DIR
 from course_lib.models import vgg16
 from course_lib.runs import RunFolderError
+from course_lib.runspec import OptimizerSpec, TrainConfig
 from course_lib.train import evaluate, fit
 
 
@@ -62,8 +63,7 @@ def test_fit_refuses_a_folder_that_holds_a_run(loaders, tmp_path):
     fit(
         _tiny_model(),
         *loaders,
-        epochs=2,
-        device="cpu",
+        TrainConfig(epochs=2, device="cpu"),
         out_dir=tmp_path,
         progress=False,
         verbose=False,
@@ -73,8 +73,7 @@ def test_fit_refuses_a_folder_that_holds_a_run(loaders, tmp_path):
         fit(
             _tiny_model(),
             *loaders,
-            epochs=1,
-            device="cpu",
+            TrainConfig(epochs=1, device="cpu"),
             out_dir=tmp_path,
             progress=False,
             verbose=False,
@@ -84,8 +83,7 @@ def test_fit_refuses_a_folder_that_holds_a_run(loaders, tmp_path):
     fit(
         _tiny_model(),
         *loaders,
-        epochs=1,
-        device="cpu",
+        TrainConfig(epochs=1, device="cpu"),
         out_dir=tmp_path,
         overwrite=True,
         progress=False,
@@ -226,7 +224,7 @@ def test_non_finite_weights_after_the_last_step_stop_with_epoch_and_step(tmp_pat
     )
     model = _LastStepOverflows()
     # the one update of the epoch overflows to inf
-    optimizer = torch.optim.SGD(model.parameters(), lr=3e38)
+    sgd = OptimizerSpec("sgd", lr=3e38, weight_decay=0, momentum=0, schedule="constant")
     with pytest.raises(
         FloatingPointError,
         match=r"weights became non-finite at epoch 1, in its last update \(step 0\)",
@@ -235,9 +233,7 @@ def test_non_finite_weights_after_the_last_step_stop_with_epoch_and_step(tmp_pat
             model,
             loader,
             loader,
-            epochs=1,
-            optimizer=optimizer,
-            device="cpu",
+            TrainConfig(epochs=1, optimizer=sgd, device="cpu"),
             out_dir=tmp_path,
             progress=False,
             verbose=False,
@@ -324,8 +320,7 @@ def test_one_class_is_refused_before_training(lesion_root):
             _tiny_model(),
             only_benign,
             only_benign,
-            epochs=1,
-            device="cpu",
+            TrainConfig(epochs=1, device="cpu"),
             progress=False,
             verbose=False,
         )
@@ -342,8 +337,7 @@ def test_an_empty_training_loader_is_an_error_not_a_zero_loss():
             _tiny_model(),
             empty,
             val,
-            epochs=1,
-            device="cpu",
+            TrainConfig(epochs=1, device="cpu"),
             progress=False,
             verbose=False,
         )

@@ -105,31 +105,28 @@ def test_colab_installs_from_the_repository(bare_python, tmp_path):
     assert location and "site-packages" in location
 
 
-def test_gradient_clones_then_installs(bare_python, tmp_path):
+def test_gradient_installs_the_clone_it_runs_in(bare_python, tmp_path):
     _uninstall(bare_python)
     clone = tmp_path / "attention-course"
-    run = _run_cell(
-        bare_python,
-        tmp_path,
-        PAPERSPACE_NOTEBOOK_ID="nb-test",
-        COURSE_CLONE_DIR=str(clone),
+    subprocess.run(
+        ["git", "clone", "-q", str(ROOT), str(clone)], check=True, capture_output=True
     )
+    run = _run_cell(bare_python, clone / "notebooks", PAPERSPACE_NOTEBOOK_ID="nb-test")
     assert run.returncode == 0, run.stderr
-    assert (clone / "course_lib" / "config.py").is_file()
     assert _installed_location(bare_python)
 
-    # a second session starts inside the clone: it installs that clone, no new clone
+
+def test_gradient_outside_a_clone_installs_from_the_repository(bare_python, tmp_path):
     _uninstall(bare_python)
-    assert _installed_location(bare_python) is None
-    run = _run_cell(
-        bare_python,
-        clone / "notebooks",
-        PAPERSPACE_NOTEBOOK_ID="nb-test",
-        COURSE_CLONE_DIR=str(tmp_path / "never-used"),
-    )
+    run = _run_cell(bare_python, tmp_path, PAPERSPACE_NOTEBOOK_ID="nb-test")
     assert run.returncode == 0, run.stderr
-    assert not (tmp_path / "never-used").exists()
-    assert _installed_location(bare_python)
+    assert "site-packages" in (_installed_location(bare_python) or "")
+
+
+def test_the_setup_cell_is_short():
+    """Install where missing, nothing else: the rest is one call, setup_notebook()."""
+    lines = _setup_cell().splitlines()
+    assert len(lines) <= 15, f"the setup cell has {len(lines)} lines"
 
 
 def test_the_published_location_is_one_setting():
@@ -140,9 +137,7 @@ def test_the_published_location_is_one_setting():
     url = re.search(
         r"^repository:\n  url: (\S+)", (ROOT / "_config.yml").read_text(), flags=re.M
     ).group(1)
-    default = re.search(
-        r'os\.environ\.get\(\s*"COURSE_REPO_URL",\s*"([^"]+)"', _setup_cell()
-    ).group(1)
+    default = re.search(r'^REPO = "([^"]+)"$', _setup_cell(), flags=re.M).group(1)
     assert default == url
     assert (
         f"colab.research.google.com/github/{url.removeprefix('https://github.com/')}/blob/main/"
@@ -150,15 +145,32 @@ def test_the_published_location_is_one_setting():
     )
 
 
-def test_colab_offers_to_keep_runs_on_drive(tmp_path):
-    run = _run_cell(sys.executable, tmp_path, COLAB_RELEASE_TAG="release-colab-test")
-    assert run.returncode == 0, run.stderr
-    assert (
-        "KEEP_RUNS_ON_DRIVE = True" in run.stdout and not (tmp_path / "runs").exists()
+def _setup_notebook(cwd, *arguments, **env):
+    """``course_lib.setup_notebook(*arguments)`` in a fresh interpreter started in ``cwd``."""
+    call = f"import course_lib; course_lib.setup_notebook({', '.join(arguments)})"
+    return subprocess.run(
+        [sys.executable, "-c", call],
+        cwd=cwd,
+        env=_clean_env(COURSE_PROFILE="smoke", **env),
+        capture_output=True,
+        text=True,
     )
 
 
-def test_colab_keeps_runs_on_google_drive(tmp_path):
+def test_colab_offers_to_keep_runs_on_drive(tmp_path):
+    run = _setup_notebook(tmp_path, COLAB_RELEASE_TAG="release-colab-test")
+    assert run.returncode == 0, run.stderr
+    assert "setup_notebook(keep_runs_on_drive=True)" in run.stdout
+    assert not (tmp_path / "runs").exists()
+
+
+def test_outside_colab_setup_notebook_says_nothing(tmp_path):
+    run = _setup_notebook(tmp_path)
+    assert run.returncode == 0 and run.stdout == "", run.stdout + run.stderr
+
+
+@pytest.mark.parametrize("how", ["argument", "environment"])
+def test_colab_keeps_runs_on_google_drive(tmp_path, how):
     """google.colab's drive module, stood in for by a local one that 'mounts' a folder."""
     stub = tmp_path / "stub" / "google" / "colab"
     stub.mkdir(parents=True)
@@ -169,26 +181,19 @@ def test_colab_keeps_runs_on_google_drive(tmp_path):
     )
     work, mount = tmp_path / "content", tmp_path / "drive"
     work.mkdir()
-    run = _run_cell(
-        sys.executable,
-        work,
+    arguments = ["keep_runs_on_drive=True"] if how == "argument" else []
+    env = dict(
         COLAB_RELEASE_TAG="release-colab-test",
-        COURSE_RUNS_ON_DRIVE="1",
         COURSE_DRIVE_MOUNT=str(mount),
         PYTHONPATH=str(tmp_path / "stub"),
+        **({"COURSE_RUNS_ON_DRIVE": "1"} if how == "environment" else {}),
     )
+    run = _setup_notebook(work, *arguments, **env)
     assert run.returncode == 0, run.stderr
     assert (work / "runs").is_symlink() and (
         work / "runs"
     ).resolve() == mount / "MyDrive" / "attention-course" / "runs"
-    run = _run_cell(
-        sys.executable,
-        work,
-        COLAB_RELEASE_TAG="release-colab-test",
-        COURSE_RUNS_ON_DRIVE="1",
-        COURSE_DRIVE_MOUNT=str(mount),
-        PYTHONPATH=str(tmp_path / "stub"),
-    )
+    run = _setup_notebook(work, *arguments, **env)
     assert run.returncode == 0 and run.stdout == "", (
         "a second run finds runs/ in place and says nothing"
     )

@@ -12,27 +12,21 @@ from torch.utils.data import DataLoader, TensorDataset
 from course_lib.checkpoint import load_checkpoint, save_atomic
 from course_lib.cli import main
 from course_lib.data import (
-    MelanomaDataset,
-    eval_transforms,
     load_melanoma,
+    make_loaders,
     split_by_patient,
-    train_transforms,
 )
 from course_lib.metrics import classification_metrics
 from course_lib.models import vgg16
+from course_lib.runspec import TrainConfig
 from course_lib.train import evaluate, fit
 
 
 @pytest.fixture(scope="module")
 def loaders(lesion_root):
+    """The chapters' loaders (make_loaders: batches augmented on the device), on the CPU."""
     train, val = split_by_patient(load_melanoma(lesion_root), 0.25, seed=0)
-    # noqa: E731
-    make = lambda frame, tf, shuffle: DataLoader(
-        MelanomaDataset(frame, tf), batch_size=16, shuffle=shuffle
-    )
-    return make(train, train_transforms(64), True), make(
-        val, eval_transforms(64), False
-    )
+    return make_loaders(train, val, 64, 16, device="cpu")
 
 
 def _model(seed=0):
@@ -44,8 +38,7 @@ def test_fit_records_history_and_checkpoints(loaders, tmp_path):
     history = fit(
         _model(),
         *loaders,
-        epochs=2,
-        device="cpu",
+        TrainConfig(epochs=2, device="cpu"),
         out_dir=tmp_path,
         progress=False,
         verbose=False,
@@ -79,18 +72,14 @@ def test_fit_is_deterministic_on_cpu(loaders):
     a = fit(
         _model(),
         *loaders,
-        epochs=2,
-        device="cpu",
-        seed=3,
+        TrainConfig(epochs=2, seed=3, device="cpu"),
         progress=False,
         verbose=False,
     )
     b = fit(
         _model(),
         *loaders,
-        epochs=2,
-        device="cpu",
-        seed=3,
+        TrainConfig(epochs=2, seed=3, device="cpu"),
         progress=False,
         verbose=False,
     )
@@ -112,6 +101,9 @@ class _StopAtEpoch:
     def __len__(self):
         return len(self.loader)
 
+    def __getattr__(self, name):  # set_epoch, device, dataset: the wrapped loader's
+        return getattr(self.loader, name)
+
 
 def test_resume_continues_where_it_stopped(loaders, tmp_path):
     train, val = loaders
@@ -119,9 +111,7 @@ def test_resume_continues_where_it_stopped(loaders, tmp_path):
         _model(),
         train,
         val,
-        epochs=3,
-        device="cpu",
-        seed=1,
+        TrainConfig(epochs=3, seed=1, device="cpu"),
         progress=False,
         verbose=False,
     )
@@ -130,9 +120,7 @@ def test_resume_continues_where_it_stopped(loaders, tmp_path):
             _model(),
             _StopAtEpoch(train, stop=3),
             val,
-            epochs=3,
-            device="cpu",
-            seed=1,
+            TrainConfig(epochs=3, seed=1, device="cpu"),
             out_dir=tmp_path,
             progress=False,
             verbose=False,
@@ -143,9 +131,7 @@ def test_resume_continues_where_it_stopped(loaders, tmp_path):
         _model(seed=99),
         counted,
         val,
-        epochs=3,
-        device="cpu",
-        seed=1,
+        TrainConfig(epochs=3, seed=1, device="cpu"),
         out_dir=tmp_path,
         resume=True,
         progress=False,
@@ -159,10 +145,11 @@ def test_resume_continues_where_it_stopped(loaders, tmp_path):
 
 def test_resuming_a_finished_run_trains_nothing_and_says_so(loaders, tmp_path, capsys):
     train, val = loaders
-    options = dict(epochs=2, device="cpu", seed=1, out_dir=tmp_path, progress=False)
-    first = fit(_model(), train, val, verbose=False, **options)
+    config = TrainConfig(epochs=2, device="cpu", seed=1)
+    options = dict(out_dir=tmp_path, progress=False)
+    first = fit(_model(), train, val, config, verbose=False, **options)
     counted = _StopAtEpoch(train, stop=0)
-    again = fit(_model(seed=99), counted, val, resume=True, **options)
+    again = fit(_model(seed=99), counted, val, config, resume=True, **options)
     assert counted.passes == 0, "a finished run is reloaded, not trained"
     assert f"reloaded the finished run in {tmp_path}: 2 epochs, none left" in (
         capsys.readouterr().out
@@ -188,8 +175,7 @@ def test_tuple_outputs_and_multiclass():
         TupleModel(),
         loader,
         loader,
-        epochs=2,
-        device="cpu",
+        TrainConfig(epochs=2, device="cpu"),
         progress=False,
         verbose=False,
     )
@@ -213,8 +199,7 @@ def test_non_finite_loss_names_epoch_and_step():
             Exploding(),
             loader,
             loader,
-            epochs=1,
-            device="cpu",
+            TrainConfig(epochs=1, device="cpu"),
             progress=False,
             verbose=False,
         )
@@ -347,18 +332,21 @@ def test_speed_switches_change_speed_not_results(switch, tmp_path):
         )
 
     plain = fit(
-        model(), loader, loader, epochs=2, device="cpu", progress=False, verbose=False
+        model(),
+        loader,
+        loader,
+        TrainConfig(epochs=2, device="cpu"),
+        progress=False,
+        verbose=False,
     )
     fast = fit(
         model(),
         loader,
         loader,
-        epochs=2,
-        device="cpu",
+        TrainConfig(epochs=2, device="cpu", **{switch: True}),
         out_dir=tmp_path,
         progress=False,
         verbose=False,
-        **{switch: True},
     )
     pd.testing.assert_frame_equal(
         plain.drop(columns="seconds"),

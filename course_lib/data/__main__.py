@@ -12,18 +12,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..cli import USAGE_ERROR, _number, _one_line, _Parser
-from . import (
-    DataError,
-    default_data_dir,
-    download_melanoma,
-    load_melanoma,
-    make_synthetic_lesions,
-)
+from ..cli_args import INTERRUPTED, USAGE_ERROR, Parser, number, one_line
 
 
-def _parser() -> _Parser:
-    p = _Parser(
+def _parser() -> Parser:
+    p = Parser(
         prog="python -m course_lib.data",
         description="Download, check or generate a melanoma data set.",
     )
@@ -41,16 +34,14 @@ def _parser() -> _Parser:
     )
     synthetic.add_argument("root", type=Path)
     synthetic.add_argument(
-        "--n-images", required=True, type=_number(int, 1, what="a positive number")
+        "--n-images", required=True, type=number(int, 1, what="a positive number")
     )
     synthetic.add_argument(
-        "--image-size", required=True, type=_number(int, 32, what="at least 32")
+        "--image-size", required=True, type=number(int, 32, what="at least 32")
     )
+    synthetic.add_argument("--seed", type=number(int, 0, what="a seed >= 0"), default=0)
     synthetic.add_argument(
-        "--seed", type=_number(int, 0, what="a seed >= 0"), default=0
-    )
-    synthetic.add_argument(
-        "--workers", type=_number(int, 1, what="a positive number"), default=None
+        "--workers", type=number(int, 1, what="a positive number"), default=None
     )
     for sub in (download, verify, synthetic):
         sub.error = p.error  # one-line errors in every sub-command
@@ -62,6 +53,15 @@ def main(argv: list[str] | None = None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as stop:
         return int(stop.code or 0)
+    # imported only now: --help and a usage error above load none of the data code
+    from . import (
+        DataError,
+        default_data_dir,
+        download_melanoma,
+        load_melanoma,
+        make_synthetic_lesions,
+    )
+
     try:
         if args.command == "download":
             dest = download_melanoma(
@@ -81,14 +81,14 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(f"{len(frame)} synthetic lesions written to {args.root}")
     except (DataError, ValueError) as err:
-        print(f"error: {_one_line(err)}", file=sys.stderr)
+        print(f"error: {one_line(err)}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:
         print(
             "interrupted: nothing half-done was left behind; run the command again",
             file=sys.stderr,
         )
-        return 130
+        return INTERRUPTED
     return 0
 
 

@@ -12,6 +12,7 @@ from .attnvgg import AttnVGG
 from .vgg import VGG, VGG16_STAGES, vgg16
 
 __all__ = [
+    "logits_of",
     "AttnVGG",
     "VGG",
     "VGG16_STAGES",
@@ -35,13 +36,28 @@ COMPARED_MODELS = {
 }
 
 
-def build_model(name: str, num_classes: int = 1, width: float = 1.0):
-    """A fresh model by its command-line name (see :data:`MODEL_NAMES`)."""
+def logits_of(output):
+    """The logits of a model's output: the output itself, or the first item of a tuple
+    (AttnVGG returns ``(logits, a1, a2)``)."""
+    return output[0] if isinstance(output, (tuple, list)) else output
+
+
+def build_model(name: str, num_classes: int = 1, width: float = 1.0, **options):
+    """A fresh model by its command-line name (see :data:`MODEL_NAMES`).
+
+    ``options`` go to the constructor: :class:`AttnVGG`'s (``normalize_attn``, default True,
+    ``global_branch``, ``pretrained``, ``dropout``) or :func:`vgg16`'s (``dropout``,
+    ``attention_stages``, ``batch_norm``). :class:`course_lib.runspec.ModelSpec` builds
+    through here.
+    """
     if name == "attnvgg":
-        return AttnVGG(num_classes, normalize_attn=True, width=width)
+        options.setdefault("normalize_attn", True)
+        return AttnVGG(num_classes, width=width, **options)
     if name in _HEADS:
-        return vgg16(num_classes, width=width, head=_HEADS[name])
+        return vgg16(num_classes, width=width, head=_HEADS[name], **options)
     attention = name.removeprefix("vgg16-")
     if name.startswith("vgg16-") and attention in ATTENTION:
-        return vgg16(num_classes, width=width, head="gap", attention=attention)
+        return vgg16(
+            num_classes, width=width, head="gap", attention=attention, **options
+        )
     raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")

@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from course_lib.distributed import shutdown, world
+from course_lib.runspec import OptimizerSpec, TrainConfig
 from course_lib.train import fit
 
 
@@ -41,11 +42,8 @@ def main() -> None:
         model,
         train,
         val,
-        epochs=3,
-        lr=0.05,
-        device="cpu",
+        TrainConfig(epochs=3, optimizer=OptimizerSpec(lr=0.05), seed=7, device="cpu"),
         out_dir=out,
-        seed=7,
         progress=False,
         verbose=False,
     )

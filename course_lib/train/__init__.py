@@ -1,8 +1,11 @@
 """Training and evaluation: ``fit`` and ``evaluate`` (notebook ``02_vgg16_baseline``; speed in ``10``).
 
-``fit`` is one loop for every model of the course, in named steps a reader can follow:
-:func:`restore_run` (continue from ``last.pt``), :func:`train_one_epoch`, :func:`evaluate`,
-:func:`save_epoch`.
+``fit(model, train_loader, val_loader, config)`` is one loop for every model of the course;
+``config`` is a :class:`~course_lib.runspec.TrainConfig`, the typed description of how to
+train (epochs, optimiser, loss, precision, seed, device). The loop reads top to bottom:
+set up (device, optimiser, :func:`restore_run` from ``last.pt``), then per epoch
+:func:`train_one_epoch`, :func:`evaluate`, :func:`save_epoch`. :func:`train_run` trains a
+whole :class:`~course_lib.runspec.RunSpec` into the folder its fingerprint names.
 
 - The model may return logits, or a tuple whose first item is the logits (AttnVGG also
   returns its attention maps). One output means a binary task (``BCEWithLogitsLoss`` on the
@@ -21,10 +24,13 @@
 - The step loop never waits for the device except to log: the loss is summed and checked
   for NaN/inf *on* the device; after the epoch the weights and the validation outputs are
   checked too, so a model that became non-finite is never saved as ``best.pt``.
+- The device is the config's: the loaders must deliver their batches there (``fit`` checks
+  before the first step), so no batch is copied twice.
 - ``amp``, ``channels_last`` and ``compile`` are the speed switches (notebook 10); under
   ``torchrun`` the same call trains with DistributedDataParallel (:mod:`course_lib.distributed`).
 
-The command line (``python -m course_lib.train``) lives in :mod:`course_lib.cli`.
+The command line (``python -m course_lib.train``, through this package's ``__main__``) lives
+in :mod:`course_lib.cli`.
 """
 
 from __future__ import annotations
@@ -47,9 +53,14 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from tqdm.auto import tqdm
 
-from .checkpoint import CheckpointError, load_checkpoint, save_atomic, write_text_atomic
-from .config import get_device
-from .distributed import (
+from ..checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    save_atomic,
+    write_text_atomic,
+)
+from ..config import seed_everything
+from ..distributed import (
     ShardSampler,
     all_reduce,
     barrier,
@@ -58,18 +69,21 @@ from .distributed import (
     shard_loader,
     unwrap,
 )
-from .faults import reached
-from .metrics import classification_metrics
-from .runs import (
+from ..faults import reached
+from ..metrics import classification_metrics
+from ..models import logits_of
+from ..runs import (
     RunFolderError,
     check_same_run,
     model_signature,
     prepare_run_folder,
     write_manifest,
 )
+from ..runspec import RUNS, DataSpec, ModelSpec, RunSpec, TrainConfig, same_device
 
 __all__ = [
     "fit",
+    "train_run",
     "evaluate",
     "logits_of",
     "train_one_epoch",
@@ -79,19 +93,12 @@ __all__ = [
 ]
 
 
-def logits_of(output) -> torch.Tensor:
-    """The logits of a model's output: the output itself, or the first item of a tuple."""
-    return output[0] if isinstance(output, (tuple, list)) else output
-
-
-def _default_loss(logits: torch.Tensor) -> nn.Module:
-    return nn.BCEWithLogitsLoss() if logits.shape[-1] == 1 else nn.CrossEntropyLoss()
-
-
 def _loss(loss_fn, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``loss_fn`` on the logits; without one, BCE-with-logits (one logit) or cross-entropy."""
     if logits.shape[-1] == 1:  # binary: one logit per image, float targets
+        loss_fn = loss_fn or nn.functional.binary_cross_entropy_with_logits
         return loss_fn(logits.squeeze(-1).float(), targets.float())
-    return loss_fn(logits.float(), targets.long())
+    return (loss_fn or nn.functional.cross_entropy)(logits.float(), targets.long())
 
 
 def _probabilities(logits: torch.Tensor) -> torch.Tensor:
@@ -157,7 +164,6 @@ def evaluate(
         x, y = _inputs(batch, device, channels_last)
         with context:
             logits = logits_of(model(x))
-        loss_fn = loss_fn or _default_loss(logits)
         total_loss += _loss(loss_fn, logits, y).detach() * len(y)
         scores.append(_probabilities(logits).cpu())
         targets.append(y.cpu())
@@ -271,47 +277,38 @@ def train_one_epoch(
     net,
     loader,
     state: TrainingState,
-    loss_fn,
-    *,
-    aux_loss=None,
+    config: TrainConfig,
     context,
-    device,
-    channels_last: bool = False,
+    *,
     epoch: int = 1,
-    label: str = "",
     progress: bool = True,
 ):
-    """One pass over ``loader``; returns ``(mean loss, mean aux loss or None, loss_fn, steps)``.
+    """One pass over ``loader``; returns ``(mean loss, mean aux loss or None, steps)``.
 
     Raises ``FloatingPointError`` naming the epoch and the first step whose loss was not finite.
     """
+    device, aux_loss = config.device, config.aux_loss
     net.train()
-    running, running_aux, seen = (
-        torch.zeros((), device=device),
-        torch.zeros((), device=device),
-        0,
-    )
+    running = torch.zeros((), device=device)
+    running_aux = torch.zeros((), device=device)
+    seen, steps = 0, 0
     bad_step = torch.full((), -1, device=device, dtype=torch.long)
     # a bar fed by hand: tqdm.auto would call iter() on the loader a second time per epoch.
     # `disable` is passed only to switch the bar off, so TQDM_DISABLE=1 (the book build) also can
     bar = tqdm(
         total=len(loader),
-        desc=label,
+        desc=f"epoch {epoch}/{config.epochs}",
         leave=False,
         **({} if progress else {"disable": True}),
     )
-    steps = 0
     for steps, batch in enumerate(loader, start=1):
-        x, y = _inputs(batch, device, channels_last)
+        x, y = _inputs(batch, device, config.channels_last)
         with context:
             output = net(x)
-        logits = logits_of(output)
-        loss_fn = loss_fn or _default_loss(logits)
-        loss = _loss(loss_fn, logits, y)
+        loss = _loss(config.loss, logits_of(output), y)
         if aux_loss is not None:
-            extra = aux_loss(
-                output, *(item.to(device, non_blocking=True) for item in batch[2:])
-            ).float()
+            extras = (item.to(device, non_blocking=True) for item in batch[2:])
+            extra = aux_loss(output, *extras).float()
             running_aux += extra.detach() * len(y)
             loss = loss + extra
         _backward_and_step(state, loss)
@@ -327,12 +324,20 @@ def train_one_epoch(
         if progress and steps % 10 == 1:  # logging is the one place that synchronises
             bar.set_postfix(loss=f"{float(running) / seen:.4f}")
     bar.close()
-    if all_reduce(torch.tensor(steps, device=device), op="max") == 0:
+    _check_epoch(loader, steps, bad_step, epoch)
+    seen = int(all_reduce(torch.tensor(seen, device=device)))
+    aux = float(all_reduce(running_aux)) / seen if aux_loss is not None else None
+    return float(all_reduce(running)) / seen, aux, steps
+
+
+def _check_epoch(loader, steps: int, bad_step: torch.Tensor, epoch: int) -> None:
+    """Raise when no batch came, or when any process saw a non-finite loss (every process
+    must raise, or the others would wait)."""
+    if all_reduce(torch.tensor(steps, device=bad_step.device), op="max") == 0:
         raise ValueError(
             f"the training loader yielded no batches ({len(loader.dataset)} images; with "
             "drop_last, a batch size larger than the data set leaves none)"
         )
-    # the first bad step of any process (every process must raise, or the others would wait)
     never = torch.iinfo(torch.long).max
     first_bad = int(all_reduce(torch.where(bad_step < 0, never, bad_step), op="min"))
     if first_bad != never:
@@ -340,9 +345,6 @@ def train_one_epoch(
             f"the training loss became non-finite at epoch {epoch}, step {first_bad} "
             "(try a lower learning rate, or turn mixed precision off)"
         )
-    seen = int(all_reduce(torch.tensor(seen, device=device)))
-    aux = float(all_reduce(running_aux)) / seen if aux_loss is not None else None
-    return float(all_reduce(running)) / seen, aux, loss_fn, steps
 
 
 def _backward_and_step(state: TrainingState, loss: torch.Tensor) -> None:
@@ -416,39 +418,6 @@ def _log_epoch(row: dict, epochs: int, improved: bool) -> None:
     )
 
 
-def _training_state(model, device, optim, epochs, amp, channels_last):
-    """The model on its device, the optimiser (AdamW + cosine by default), and how a step
-    runs (device, mixed-precision context, ``amp``, ``channels_last``)."""
-    optimizer, scheduler, lr, weight_decay = optim
-    core = unwrap(model).to(device)
-    if channels_last:
-        core.to(memory_format=torch.channels_last)
-    if optimizer is None:
-        optimizer = torch.optim.AdamW(
-            core.parameters(), lr=lr, weight_decay=weight_decay
-        )
-        scheduler = scheduler or torch.optim.lr_scheduler.CosineAnnealingLR(
-            optimizer, T_max=epochs
-        )
-    context, amp_dtype = _autocast(device, amp)
-    scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
-    step = {
-        "device": device,
-        "context": context,
-        "amp": amp,
-        "channels_last": channels_last,
-    }
-    return TrainingState(core, optimizer, scheduler, scaler), step
-
-
-def _sharded(train_loader, val_loader, current):
-    """The loaders of this process: under ``torchrun``, its shard of each (training padded)."""
-    return (
-        shard_loader(train_loader, current, pad=True),
-        shard_loader(val_loader, current, False),
-    )
-
-
 def _wrapped(core, current, device, compile: bool):
     """The network to train (DDP and/or compiled) and the one to validate with.
 
@@ -467,7 +436,7 @@ def _wrapped(core, current, device, compile: bool):
     )
 
 
-def _finish_epoch(
+def _record_epoch(
     state: TrainingState, epoch: int, train_loss: float, aux, val: dict, started: float
 ) -> bool:
     """Append the epoch's row to the history; return whether its validation AUC is the best yet."""
@@ -486,23 +455,18 @@ def _finish_epoch(
     return improved
 
 
-def _start_run(epochs, device, out_dir, resume, overwrite, val_loader):
-    """Check the arguments, pick the device (one GPU per process under ``torchrun``), and
-    prepare the run folder (refusing one that holds another run). Returns
-    ``(process, device, out)``."""
-    if epochs < 1:
-        raise ValueError(f"epochs must be at least 1 (got {epochs})")
-    if resume and out_dir is None:
-        raise ValueError("resume=True needs out_dir, where the checkpoints are")
-    current = init_from_environment()
-    if device is None and current.distributed and torch.cuda.is_available():
-        device = torch.device("cuda", current.local_rank)
-    device = torch.device(device) if device is not None else get_device()
-    out = Path(out_dir) if out_dir is not None else None
-    if out is not None and current.is_main:
-        prepare_run_folder(out, resume=resume, overwrite=overwrite)
+def _check_loaders(config: TrainConfig, train_loader, val_loader) -> None:
+    """The loaders deliver on the config's device (checked, never silently re-copied), and
+    the validation set has both classes."""
+    for name, loader in (("training", train_loader), ("validation", val_loader)):
+        there = getattr(loader, "device", None)
+        if there is not None and not same_device(there, config.device):
+            raise ValueError(
+                f"the {name} loader delivers its batches on {there} but the run trains on "
+                f"{config.device}: build the loaders with the config's device "
+                "(make_loaders(..., device=config.device))"
+            )
     _one_class_check(val_loader)
-    return current, device, out
 
 
 def _manifest(model: nn.Module, epochs: int, run_info: dict | None) -> dict:
@@ -523,97 +487,85 @@ def _start_epoch(epoch: int, seed: int, loaders) -> None:
             loader.set_epoch(epoch, seed)
 
 
-def train_and_validate(state, nets, loaders, loss_fn, epoch: int, epochs: int, step):
-    """One epoch of ``fit``: train, check the weights, step the schedule, validate, record.
-
-    ``nets`` and ``loaders`` are the (training, validation) pairs; ``step`` says how a step
-    runs (device, autocast context, ``amp``, ``channels_last``, ``aux_loss``, ``progress``).
-    Returns ``(improved, loss_fn)``: whether the validation AUC is the best yet, and the loss
-    (chosen from the first logits when ``fit`` was given none).
-    """
-    (net, eval_net), (train_loader, val_loader) = nets, loaders
-    started = time.perf_counter()
-    options = {k: step[k] for k in ("aux_loss", "context", "device", "channels_last")}
-    train_loss, aux, loss_fn, steps = train_one_epoch(
-        net,
-        train_loader,
-        state,
-        loss_fn,
-        **options,
-        epoch=epoch,
-        label=f"epoch {epoch}/{epochs}",
-        progress=step["progress"],
-    )
-    _check_finite_weights(state.model, epoch, steps)
-    if state.scheduler is not None:
-        state.scheduler.step()
+def _validate(net, loader, config: TrainConfig, epoch: int, steps: int) -> dict:
+    """:func:`evaluate` after an epoch; a non-finite output names the epoch and its last step."""
     try:
-        val = evaluate(
-            eval_net,
-            val_loader,
-            device=step["device"],
-            loss_fn=loss_fn,
-            amp=step["amp"],
-            channels_last=step["channels_last"],
+        return evaluate(
+            net,
+            loader,
+            device=config.device,
+            loss_fn=config.loss,
+            amp=config.amp,
+            channels_last=config.channels_last,
         )
     except FloatingPointError as err:
         raise FloatingPointError(
             f"epoch {epoch}, after its last training step (step {steps - 1}): {err}; "
             "nothing of this epoch was saved"
         ) from None
-    return _finish_epoch(state, epoch, train_loss, aux, val, started), loss_fn
 
 
 def fit(
     model: nn.Module,
     train_loader,
     val_loader,
+    config: TrainConfig,
     *,
-    epochs: int,
-    lr: float = 1e-3,
-    weight_decay: float = 1e-4,
-    optimizer: torch.optim.Optimizer | None = None,
-    scheduler=None,
-    loss_fn: nn.Module | None = None,
-    aux_loss=None,
-    device=None,
     out_dir: str | Path | None = None,
     resume: bool = False,
     overwrite: bool = False,
-    amp: bool | str = False,
-    channels_last: bool = False,
-    compile: bool = False,
-    seed: int = 0,
     run_info: dict | None = None,
     progress: bool = True,
     verbose: bool = True,
 ) -> pd.DataFrame:
-    """Train ``model`` for ``epochs`` epochs; return the history (one row per epoch).
+    """Train ``model`` as ``config`` says; return the history (one row per epoch).
 
-    Without ``optimizer``: AdamW(``lr``, ``weight_decay``), cosine schedule over ``epochs``. With
-    ``out_dir``: checkpoints, ``metrics.csv`` and ``run.json`` go there; ``resume`` continues the
-    run it holds (``run_info``, a dict of settings, must match), ``overwrite`` replaces it.
-    ``amp``: mixed precision (True, "bf16" or "fp16"); ``channels_last``, ``compile``: speed.
-    ``aux_loss(output, *extras)`` adds a loss on the whole output and the batch's extra items
-    (e.g. lesion masks); validation scores the classification loss only.
+    With ``out_dir``: checkpoints, ``metrics.csv`` and ``run.json`` go there; ``resume``
+    continues the run it holds (``run_info``, the run's description, must match),
+    ``overwrite`` replaces it. The loaders must deliver on ``config.device``.
     """
-    current, device, out = _start_run(
-        epochs, device, out_dir, resume, overwrite, val_loader
-    )
-    verbose = verbose and current.is_main
-    optim = (optimizer, scheduler, lr, weight_decay)
-    state, step = _training_state(model, device, optim, epochs, amp, channels_last)
-    step.update(aux_loss=aux_loss, progress=progress and current.is_main)
-    manifest = _manifest(state.model, epochs, run_info)
-    if resume:
-        restore_run(state, out, manifest, device, verbose)
-    nets = _wrapped(state.model, current, device, compile)
-    loaders = _sharded(train_loader, val_loader, current)
-    for epoch in range(state.epoch + 1, epochs + 1):
-        _start_epoch(epoch, seed, loaders)
-        improved, loss_fn = train_and_validate(
-            state, nets, loaders, loss_fn, epoch, epochs, step
+    if not isinstance(config, TrainConfig):
+        raise TypeError(
+            "fit(model, train_loader, val_loader, config): config is a TrainConfig, "
+            f"e.g. TrainConfig(epochs=8), not {type(config).__name__}"
         )
+    if resume and out_dir is None:
+        raise ValueError("resume=True needs out_dir, where the checkpoints are")
+    device, epochs = config.device, config.epochs
+    current = init_from_environment()  # under torchrun: join the other processes
+    _check_loaders(config, train_loader, val_loader)
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None and current.is_main:
+        prepare_run_folder(out, resume=resume, overwrite=overwrite)
+    verbose, progress = verbose and current.is_main, progress and current.is_main
+
+    # the model on its device, its optimiser and schedule, how a step computes
+    core = unwrap(model).to(device)
+    if config.channels_last:
+        core.to(memory_format=torch.channels_last)
+    optimizer, scheduler = config.optimizer.build(core.parameters(), epochs)
+    context, amp_dtype = _autocast(device, config.amp)
+    scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
+    state = TrainingState(core, optimizer, scheduler, scaler)
+    manifest = _manifest(core, epochs, run_info)
+    if resume:  # continue from last.pt, if the folder holds this run
+        restore_run(state, out, manifest, device, verbose)
+
+    net, eval_net = _wrapped(core, current, device, config.compile)
+    # under torchrun each process reads its shard (training padded to equal lengths)
+    train_loader = shard_loader(train_loader, current, pad=True)
+    val_loader = shard_loader(val_loader, current, pad=False)
+    for epoch in range(state.epoch + 1, epochs + 1):
+        started = time.perf_counter()
+        _start_epoch(epoch, config.seed, (train_loader, val_loader))
+        train_loss, aux, steps = train_one_epoch(
+            net, train_loader, state, config, context, epoch=epoch, progress=progress
+        )
+        _check_finite_weights(core, epoch, steps)
+        if scheduler is not None:
+            scheduler.step()
+        val = _validate(eval_net, val_loader, config, epoch, steps)
+        improved = _record_epoch(state, epoch, train_loss, aux, val, started)
         if verbose:
             _log_epoch(state.history[-1], epochs, improved)
         if out is not None and current.is_main:
@@ -622,8 +574,39 @@ def fit(
     return pd.DataFrame(state.history)
 
 
-# `python -m course_lib.train ...`: the command line of course_lib.cli
-if __name__ == "__main__":
-    from .cli import main
+def train_run(
+    model: ModelSpec,
+    train_loader,
+    val_loader,
+    config: TrainConfig,
+    *,
+    tag: str,
+    root: str | Path = RUNS,
+    progress: bool = False,
+    verbose: bool = True,
+):
+    """Train the run ``(model, the loaders' data, config)`` into its own folder, or reload it.
 
-    raise SystemExit(main())
+    The folder is :meth:`RunSpec.run_dir(tag, root) <course_lib.runspec.RunSpec.run_dir>`,
+    named by the fingerprint of every setting; a finished run there is reloaded, an
+    interrupted one resumed. Returns ``(model, history)``: the model after its last epoch,
+    in eval mode, on ``config.device``; ``history.attrs`` holds ``run_dir`` (the folder)
+    and ``fingerprint``.
+    """
+    spec = RunSpec(model, DataSpec.of(train_loader, val_loader), config)
+    out = spec.run_dir(tag, root)
+    seed_everything(config.seed)  # the initial weights are part of the run
+    network = model.build()
+    history = fit(
+        network,
+        train_loader,
+        val_loader,
+        config,
+        out_dir=out,
+        resume=True,
+        run_info=spec.describe(),
+        progress=progress,
+        verbose=verbose,
+    )
+    history.attrs.update(run_dir=str(out), fingerprint=spec.fingerprint())
+    return network.eval(), history

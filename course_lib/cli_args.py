@@ -1,0 +1,54 @@
+"""What the two command lines share (``python -m course_lib.train`` and ``python -m course_lib.data``).
+
+An argparse parser whose errors are one line and exit status 2, number parsers that name
+the allowed range, and the one-line form of an exception. Standard library only: the data
+command's ``--help`` loads neither torch nor the training code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+__all__ = ["USAGE_ERROR", "INTERRUPTED", "Parser", "number", "one_line"]
+
+#: Exit statuses: a usage or data error, and an interruption (128 + SIGINT, as shells report it).
+USAGE_ERROR, INTERRUPTED = 2, 130
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but an error is one line (no usage block) and exit status 2."""
+
+    def error(self, message):
+        self.exit(USAGE_ERROR, f"error: {message} (see --help)\n")
+
+
+def number(kind, low=None, high=None, low_open=False, high_open=False, what=""):
+    """A parser of ``kind`` (int or float) values in a range; ``what`` names the range."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except (ValueError, OverflowError):
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not {'an integer' if kind is int else 'a number'}"
+            ) from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        too_low = low is not None and (value <= low if low_open else value < low)
+        too_high = high is not None and (value >= high if high_open else value > high)
+        if too_low or too_high:
+            raise argparse.ArgumentTypeError(f"{text} is not {what}")
+        return value
+
+    return parse
+
+
+def one_line(err: BaseException) -> str:
+    """An exception's message on one line; for errors re-raised from a DataLoader worker, the original."""
+    text = str(err).strip()
+    # "Caught DataError in DataLoader worker ... \n...\nmodule.DataError: msg"
+    if "Original Traceback" in text:
+        last = text.splitlines()[-1]
+        text = last.split(": ", 1)[1] if ": " in last else last
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
