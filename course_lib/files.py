@@ -8,7 +8,9 @@ when the work succeeded (:func:`staged_folder`).
 
 A process killed with ``SIGKILL`` (or a machine that loses power) cannot clean up its
 temporary file or folder; their names carry the writer's process id, and the next write to
-the same destination removes those whose writer is gone.
+the same destination removes those whose writer is gone. Only names of the exact form the
+course writes (``.last.pt.<pid>-<8 characters>.tmp``, ``.<folder>.partial-<pid>-<8
+characters>``) are ever removed: a file of yours such as ``.last.pt.backup`` is never touched.
 
 No torch here: the synthetic-data generator's worker processes use this module and start
 in a fraction of a second.
@@ -17,6 +19,7 @@ in a fraction of a second.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -41,12 +44,12 @@ def _umask() -> int:
     return mask
 
 
-def _writer_alive(name: str, prefix: str) -> bool:
-    """Whether the process that owns temporary ``name`` (``{prefix}{pid}-...``) still runs."""
-    try:
-        pid = int(name[len(prefix) :].split("-", 1)[0])
-    except ValueError:
-        return False  # not ours, or written by an older version: no one will finish it
+#: mkstemp's and mkdtemp's random part: 8 characters of [a-z0-9_]
+_RANDOM = r"[a-z0-9_]{8}"
+
+
+def _writer_alive(pid: int) -> bool:
+    """Whether process ``pid``, the writer of a temporary, still runs."""
     if pid == os.getpid():
         return True
     try:
@@ -58,18 +61,21 @@ def _writer_alive(name: str, prefix: str) -> bool:
     return True
 
 
-def _remove_stale(folder: Path, prefix: str) -> None:
-    """Delete temporaries named ``{prefix}*`` in ``folder`` whose writing process has ended."""
+def _remove_stale(folder: Path, prefix: str, suffix: str = "") -> None:
+    """Delete the temporaries ``{prefix}{pid}-{random}{suffix}`` in ``folder`` whose writer
+    has ended; any other name, however similar, is left alone."""
+    ours = re.compile(re.escape(prefix) + r"(\d+)-" + _RANDOM + re.escape(suffix) + "$")
     try:
-        candidates = [p for p in folder.iterdir() if p.name.startswith(prefix)]
+        candidates = [(p, ours.match(p.name)) for p in folder.iterdir()]
     except OSError:
         return
-    for path in candidates:
-        if not _writer_alive(path.name, prefix):
-            if path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
+    for path, match in candidates:
+        if match is None or _writer_alive(int(match.group(1))):
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 @contextmanager
@@ -81,7 +87,7 @@ def atomic_open(path: str | Path, mode: str = "wb", kill_point: str | None = Non
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".{path.name}."
-    _remove_stale(path.parent, prefix)
+    _remove_stale(path.parent, prefix, suffix=".tmp")
     fd, tmp = tempfile.mkstemp(
         prefix=f"{prefix}{os.getpid()}-", suffix=".tmp", dir=path.parent
     )

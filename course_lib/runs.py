@@ -6,19 +6,28 @@ that says *which* run the folder holds: the model (its class, parameter count an
 fingerprint of its tensor shapes), the number of epochs, and whatever the caller adds in
 ``run_info`` (the command line adds the model name, width, image size, seed and data).
 
-Three rules keep runs from being lost or mixed up:
+Four rules keep runs from being lost or mixed up:
 
 1. a folder that holds a run is never trained into again unless the caller says how:
    ``resume=True`` continues it, ``overwrite=True`` replaces it (:func:`prepare_run_folder`);
-2. a run is resumed only by the same model with the same options (:func:`check_same_run`);
-3. the folder is checked before any work: a path that is a file, or a folder that cannot be
+2. a run is resumed only by the same model with the same options, the same data and the same
+   number of processes (:func:`check_same_run`); a folder with files of a run but no
+   ``last.pt`` is resumed only when its ``run.json`` says it is this run
+   (:func:`check_resumable`) — otherwise there is nothing to resume, and it is refused;
+3. one writer per folder: training holds an exclusive lock on ``.run.lock`` in the folder
+   (:func:`run_folder_lock`); a second training into it is refused at once, naming the
+   process that holds it. The operating system releases the lock when that process ends,
+   even by ``SIGKILL``, so a killed run never leaves a stale lock;
+4. the folder is checked before any work: a path that is a file, or a folder that cannot be
    written, fails at once rather than after the first epoch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -36,6 +45,8 @@ __all__ = [
     "describe_run",
     "model_signature",
     "check_same_run",
+    "check_resumable",
+    "run_folder_lock",
     "read_manifest",
     "write_manifest",
 ]
@@ -43,6 +54,8 @@ __all__ = [
 #: The files ``fit`` writes into a run folder; ``overwrite=True`` removes these and nothing else.
 MANIFEST = "run.json"
 RUN_FILES = ("last.pt", "best.pt", "metrics.csv", MANIFEST)
+#: The lock file of a folder being trained into (it holds the trainer's process id).
+LOCK = ".run.lock"
 
 
 class RunFolderError(RuntimeError):
@@ -172,6 +185,11 @@ def check_same_run(saved: dict, wanted: dict, where: Path) -> None:
         and key in wanted_info
         and saved_info[key] != wanted_info[key]
     ]
+    if saved.get("processes", 1) != wanted.get("processes", 1):
+        differences.append(
+            f"processes: {saved.get('processes', 1)} then, {wanted.get('processes', 1)} "
+            "now (each process reads its own batches: the effective batch would change)"
+        )
     if saved.get("epochs") is not None and saved.get("epochs") != wanted.get("epochs"):
         differences.insert(
             0,
@@ -186,3 +204,52 @@ def check_same_run(saved: dict, wanted: dict, where: Path) -> None:
             + ". Resume it with its own settings, or start a new run in another folder "
             "(or replace it with --overwrite)"
         )
+
+
+@contextlib.contextmanager
+def run_folder_lock(out: str | Path):
+    """Hold ``out``'s lock for the block: one writer per run folder.
+
+    Raises :class:`RunFolderError` at once, naming the holder's process id, when another
+    process trains into ``out``. Where ``fcntl`` is missing (Windows) there is no lock.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on the course's platforms
+        yield
+        return
+    _check_writable(Path(out))  # a folder (created when missing) that can be written
+    path = Path(out) / LOCK
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise RunFolderError(
+                f"{out} is being trained into by another process right now (pid "
+                f"{holder}); nothing was changed. Wait for it to finish, or train into "
+                "another folder"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def check_resumable(out: Path, wanted: dict) -> None:
+    """Before resuming from nothing (no ``last.pt``): refuse a folder that holds files of
+    another run, or files without a ``run.json`` that says they are this run's."""
+    existing = describe_run(out)
+    if existing is None:
+        return  # an empty folder: the run starts there
+    saved = read_manifest(out)
+    if saved is None:
+        raise RunFolderError(
+            f"{out} holds files of a run ({existing}) but no last.pt and no run.json: "
+            "there is nothing to resume, and they may be yours; nothing was changed. "
+            "Train into another folder, or replace them with --overwrite "
+            "(fit(overwrite=True))"
+        )
+    check_same_run(saved, wanted, out)

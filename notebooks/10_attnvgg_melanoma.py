@@ -742,7 +742,11 @@ else:
 # number of workers. The test suite proves it by killing a training process with `SIGKILL`
 # in the middle of an epoch and restarting it (`tests/test_kill_resume.py`, with 0 and 2
 # workers). A folder that already holds a run is never trained into again unless you say so:
-# `resume=True` continues it, `overwrite=True` replaces it, anything else is an error.
+# `resume=True` continues it, `overwrite=True` replaces it, anything else is an error. And a
+# folder has one writer: while `fit` trains into it, it holds an exclusive lock on the
+# folder's `.run.lock` (the operating system releases it when the process ends, even when it
+# is killed), so a second training into the same folder is refused at once, naming the
+# process that holds it.
 #
 # Asking for the same run again finds it finished on disk and trains nothing:
 
@@ -750,6 +754,9 @@ else:
 # named by tag, seed and a fingerprint of data and options
 run_dir = Path(softmax_history.attrs["run_dir"])
 print("files in", run_dir, ":", sorted(p.name for p in run_dir.iterdir()))
+assert {"last.pt", "best.pt", "metrics.csv", "run.json"} <= {
+    p.name for p in run_dir.iterdir()
+}
 started = time.perf_counter()
 _, again = train_attnvgg(
     profile, train_loader, val_loader, tag="softmax", verbose=False

@@ -470,17 +470,21 @@ def test_bad_target_message_counts_only_bad_values(lesion_root, tmp_path):
 def test_stale_temporary_files_of_killed_writes_are_cleaned_on_the_next_save(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    stale = [
-        tmp_path / f".last.pt.{dead.pid}-abc.tmp",
-        tmp_path / ".last.pt.oldstyle.tmp",
-    ]
-    alive = tmp_path / f".last.pt.{os.getppid()}-def.tmp"  # a writer that still runs
+    stale = [tmp_path / f".last.pt.{dead.pid}-abc_1234.tmp"]  # mkstemp's exact form
+    alive = tmp_path / f".last.pt.{os.getppid()}-def_5678.tmp"  # its writer still runs
     # another file's temporary: not this save's business
-    other = tmp_path / f".best.pt.{dead.pid}-ghi.tmp"
-    for path in (*stale, alive, other):
+    other = tmp_path / f".best.pt.{dead.pid}-ghi_9012.tmp"
+    # the user's own files, however similar their names (review case R15)
+    yours = [
+        tmp_path / ".last.pt.backup",
+        tmp_path / ".last.pt.oldstyle.tmp",
+        tmp_path / f".last.pt.{dead.pid}-mine.tmp",
+    ]
+    for path in (*stale, alive, other, *yours):
         path.write_bytes(b"half a checkpoint")
     save_atomic({"epoch": 1}, tmp_path / "last.pt")
     assert not any(p.exists() for p in stale)
+    assert all(p.exists() for p in yours)
     assert (
         alive.exists()
         and other.exists()

@@ -74,9 +74,11 @@ from ..metrics import classification_metrics
 from ..models import logits_of
 from ..runs import (
     RunFolderError,
+    check_resumable,
     check_same_run,
     model_signature,
     prepare_run_folder,
+    run_folder_lock,
     write_manifest,
 )
 from ..runspec import RUNS, DataSpec, ModelSpec, RunSpec, TrainConfig, same_device
@@ -237,6 +239,7 @@ def restore_run(
     """Load ``out/last.pt`` into ``state`` after checking it belongs to this run; a no-op without it."""
     last = out / "last.pt"
     if not last.is_file():
+        check_resumable(out, manifest)  # files of another run, or of nobody's: refused
         if verbose:
             print(f"no checkpoint in {out}: starting from scratch")
         return state
@@ -469,11 +472,12 @@ def _check_loaders(config: TrainConfig, train_loader, val_loader) -> None:
     _one_class_check(val_loader)
 
 
-def _manifest(model: nn.Module, epochs: int, run_info: dict | None) -> dict:
+def _manifest(model: nn.Module, epochs: int, run_info: dict | None, processes) -> dict:
     """What makes the run what it is; stored in ``run.json`` and checked before resuming."""
     return {
         "model": model_signature(model),
         "epochs": epochs,
+        "processes": processes,
         "run_info": dict(run_info or {}),
     }
 
@@ -520,9 +524,10 @@ def fit(
 ) -> pd.DataFrame:
     """Train ``model`` as ``config`` says; return the history (one row per epoch).
 
-    With ``out_dir``: checkpoints, ``metrics.csv`` and ``run.json`` go there; ``resume``
-    continues the run it holds (``run_info``, the run's description, must match),
-    ``overwrite`` replaces it. The loaders must deliver on ``config.device``.
+    With ``out_dir``: checkpoints, ``metrics.csv`` and ``run.json`` go there, under the
+    folder's lock (one writer); ``resume`` continues the run it holds (``run_info``, the
+    run's description, must match), ``overwrite`` replaces it. The loaders must deliver on
+    ``config.device``.
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(
@@ -535,42 +540,51 @@ def fit(
     current = init_from_environment()  # under torchrun: join the other processes
     _check_loaders(config, train_loader, val_loader)
     out = Path(out_dir) if out_dir is not None else None
-    if out is not None and current.is_main:
-        prepare_run_folder(out, resume=resume, overwrite=overwrite)
+    writes = out is not None and current.is_main
     verbose, progress = verbose and current.is_main, progress and current.is_main
-
-    # the model on its device, its optimiser and schedule, how a step computes
-    core = unwrap(model).to(device)
-    if config.channels_last:
-        core.to(memory_format=torch.channels_last)
-    optimizer, scheduler = config.optimizer.build(core.parameters(), epochs)
-    context, amp_dtype = _autocast(device, config.amp)
-    scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
-    state = TrainingState(core, optimizer, scheduler, scaler)
-    manifest = _manifest(core, epochs, run_info)
-    if resume:  # continue from last.pt, if the folder holds this run
-        restore_run(state, out, manifest, device, verbose)
-
-    net, eval_net = _wrapped(core, current, device, config.compile)
-    # under torchrun each process reads its shard (training padded to equal lengths)
-    train_loader = shard_loader(train_loader, current, pad=True)
-    val_loader = shard_loader(val_loader, current, pad=False)
-    for epoch in range(state.epoch + 1, epochs + 1):
-        started = time.perf_counter()
-        _start_epoch(epoch, config.seed, (train_loader, val_loader))
-        train_loss, aux, steps = train_one_epoch(
-            net, train_loader, state, config, context, epoch=epoch, progress=progress
+    with run_folder_lock(out) if writes else contextlib.nullcontext():
+        if writes:  # under the lock, before anything is written
+            prepare_run_folder(out, resume=resume, overwrite=overwrite)
+        # the model on its device, its optimiser and schedule, how a step computes
+        core = unwrap(model).to(device)
+        if config.channels_last:
+            core.to(memory_format=torch.channels_last)
+        optimizer, scheduler = config.optimizer.build(core.parameters(), epochs)
+        context, amp_dtype = _autocast(device, config.amp)
+        scaler = (
+            torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
         )
-        _check_finite_weights(core, epoch, steps)
-        if scheduler is not None:
-            scheduler.step()
-        val = _validate(eval_net, val_loader, config, epoch, steps)
-        improved = _record_epoch(state, epoch, train_loss, aux, val, started)
-        if verbose:
-            _log_epoch(state.history[-1], epochs, improved)
-        if out is not None and current.is_main:
-            save_epoch(out, state, manifest, improved)
-        barrier()  # no process runs ahead of the checkpoint
+        state = TrainingState(core, optimizer, scheduler, scaler)
+        manifest = _manifest(core, epochs, run_info, current.size)
+        if resume:  # continue from last.pt, if the folder holds this run
+            restore_run(state, out, manifest, device, verbose)
+
+        net, eval_net = _wrapped(core, current, device, config.compile)
+        # under torchrun each process reads its shard (training padded to equal lengths)
+        train_loader = shard_loader(train_loader, current, pad=True)
+        val_loader = shard_loader(val_loader, current, pad=False)
+        for epoch in range(state.epoch + 1, epochs + 1):
+            started = time.perf_counter()
+            _start_epoch(epoch, config.seed, (train_loader, val_loader))
+            train_loss, aux, steps = train_one_epoch(
+                net,
+                train_loader,
+                state,
+                config,
+                context,
+                epoch=epoch,
+                progress=progress,
+            )
+            _check_finite_weights(core, epoch, steps)
+            if scheduler is not None:
+                scheduler.step()
+            val = _validate(eval_net, val_loader, config, epoch, steps)
+            improved = _record_epoch(state, epoch, train_loss, aux, val, started)
+            if verbose:
+                _log_epoch(state.history[-1], epochs, improved)
+            if writes:
+                save_epoch(out, state, manifest, improved)
+            barrier()  # no process runs ahead of the checkpoint
     return pd.DataFrame(state.history)
 
 
