@@ -18,6 +18,7 @@ resume, with exit status 130.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import signal
 import sys
@@ -28,7 +29,14 @@ import torch
 
 from .checkpoint import CheckpointError
 from .cli_args import INTERRUPTED, USAGE_ERROR, Parser, number, one_line
-from .config import ProfileError, get_device, get_profile, seed_everything
+from .config import (
+    AMP_VAR,
+    ProfileError,
+    fast_mixed_precision,
+    get_device,
+    get_profile,
+    seed_everything,
+)
 from .data import (
     DataError,
     class_counts,
@@ -39,6 +47,7 @@ from .data import (
 )
 from .distributed import barrier, init_from_environment, shutdown
 from .models import MODEL_NAMES
+from .models.attnvgg import WeightsError
 from .runs import RunFolderError, check_run_folder
 from .runspec import DataSpec, ModelSpec, OptimizerSpec, RunSpec, TrainConfig
 from .train import fit
@@ -204,17 +213,25 @@ def _run(args, argv: list[str]) -> int:
     train_loader, val_loader = make_loaders(
         train_frame, val_frame, size, batch_size, workers, device=device, seed=args.seed
     )
+    # COURSE_AMP=1 or 0 decides, as in the notebooks (an invalid value is refused); --amp: on
+    amp = args.amp or (
+        bool(os.environ.get(AMP_VAR, "").strip()) and fast_mixed_precision(device)
+    )
     config = TrainConfig(
         epochs=epochs,
         optimizer=OptimizerSpec(lr=args.lr),
-        amp=args.amp,
+        amp=amp,
         channels_last=args.channels_last,
         compile=args.compile,
         seed=args.seed,
         device=device,
     )
+    # the profile's ImageNet weights (gpu; COURSE_PRETRAINED), at full width only
+    pretrained = profile.pretrained and width == 1.0
     spec = RunSpec(
-        ModelSpec(args.model, {"width": width}),
+        ModelSpec(
+            args.model, {"width": width, **({"pretrained": True} if pretrained else {})}
+        ),
         DataSpec.of(train_loader, val_loader),
         config,
     )
@@ -276,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         return USAGE_ERROR
     except (
         DataError,
+        WeightsError,
         RunFolderError,
         CheckpointError,
         ProfileError,

@@ -10,6 +10,9 @@ from __future__ import annotations
 import argparse
 import math
 
+#: The largest float32: a learning rate or factor beyond it overflows in the optimiser.
+FLOAT32_MAX = 3.4028234663852886e38
+
 __all__ = ["USAGE_ERROR", "INTERRUPTED", "Parser", "number", "one_line"]
 
 #: Exit statuses: a usage or data error, and an interruption (128 + SIGINT, as shells report it).
@@ -35,6 +38,10 @@ def number(kind, low=None, high=None, low_open=False, high_open=False, what=""):
             ) from None
         if isinstance(value, float) and not math.isfinite(value):
             raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        if isinstance(value, float) and abs(value) > FLOAT32_MAX:
+            raise argparse.ArgumentTypeError(
+                f"{text} is too large (beyond float32, {FLOAT32_MAX:.3g}): it is not {what}"
+            )
         too_low = low is not None and (value <= low if low_open else value < low)
         too_high = high is not None and (value >= high if high_open else value > high)
         if too_low or too_high:

@@ -32,7 +32,19 @@ def focal_loss(
     gamma: float = 2.0,
     reduction: str = "mean",
 ) -> torch.Tensor:
-    """Binary focal loss of ``logits`` against ``targets`` in [0, 1] (same shape)."""
+    """Binary focal loss of ``logits`` against ``targets`` in [0, 1] (same shape).
+
+    Raises ``ValueError`` for ``gamma < 0``, ``alpha`` outside [0, 1], and — for targets on
+    the CPU, where the check costs no wait for a device — targets outside [0, 1].
+    """
+    _check_focal(alpha, gamma)
+    if targets.device.type == "cpu" and targets.numel():
+        low, high = float(targets.min()), float(targets.max())
+        if low < 0 or high > 1:
+            raise ValueError(
+                f"focal_loss targets must lie in [0, 1] (binary labels), got values "
+                f"from {low:g} to {high:g}"
+            )
     targets = targets.to(logits.dtype)
     # -log(p_t)
     ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
@@ -51,6 +63,13 @@ def focal_loss(
     raise ValueError(f"reduction must be 'mean', 'sum' or 'none', not {reduction!r}")
 
 
+def _check_focal(alpha, gamma) -> None:
+    if not gamma >= 0:  # also refuses NaN
+        raise ValueError(f"focal loss gamma must be >= 0, not {gamma}")
+    if alpha is not None and not 0 <= alpha <= 1:
+        raise ValueError(f"focal loss alpha must be in [0, 1] or None, not {alpha}")
+
+
 class FocalLoss(nn.Module):
     """Module form of :func:`focal_loss` (``alpha=None`` turns the class weighting off)."""
 
@@ -58,6 +77,7 @@ class FocalLoss(nn.Module):
         self, alpha: float | None = 0.25, gamma: float = 2.0, reduction: str = "mean"
     ):
         super().__init__()
+        _check_focal(alpha, gamma)
         self.alpha, self.gamma, self.reduction = alpha, gamma, reduction
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

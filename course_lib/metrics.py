@@ -74,6 +74,8 @@ def classification_metrics(
     """
     targets = np.asarray(targets).astype(int).ravel()
     scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim == 2 and scores.shape[1] == 2:  # two outputs for a binary task
+        scores = scores[:, 1]  # the probability of class 1, as for one logit
     if scores.ndim == 1:
         predicted = (scores >= threshold).astype(int)
         labels = [0, 1]

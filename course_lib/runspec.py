@@ -59,6 +59,9 @@ SCHEDULES = ("cosine", "constant")
 
 def _positive_finite(name: str, value: float, zero_allowed: bool = False) -> None:
     ok = math.isfinite(value) and (value >= 0 if zero_allowed else value > 0)
+    ok = (
+        ok and abs(value) <= torch.finfo(torch.float32).max
+    )  # the optimiser's precision
     if not ok:
         bound = ">= 0" if zero_allowed else "> 0"
         raise ValueError(f"{name} must be a finite number {bound}, not {value!r}")

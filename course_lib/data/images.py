@@ -50,6 +50,10 @@ def read_rgb(path: str, draft_size: int | None = None) -> Image.Image:
             return _to_8bit(img).convert("RGB")
     except FileNotFoundError as err:
         raise DataError(f"image file not found: {path}") from err
+    except Image.DecompressionBombError as err:  # a few KB that decode to gigabytes
+        raise DataError(
+            f"cannot decode image {path}: {err} (Pillow refuses images this large)"
+        ) from err
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise DataError(
             f"cannot decode image {path}: {err} (the file is corrupt or truncated)"
@@ -64,6 +68,10 @@ def read_mask(path: str) -> np.ndarray:
             return np.asarray(_to_8bit(m).convert("L")) > 127
     except FileNotFoundError as err:
         raise DataError(f"mask file not found: {path}") from err
+    except Image.DecompressionBombError as err:  # a few KB that decode to gigabytes
+        raise DataError(
+            f"cannot read mask {path}: {err} (Pillow refuses images this large)"
+        ) from err
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise DataError(
             f"cannot read mask {path}: {err} (the file is corrupt or truncated)"

@@ -8,7 +8,7 @@ of the registry (:data:`course_lib.attention.ATTENTION`).
 from __future__ import annotations
 
 from ..attention import ATTENTION
-from .attnvgg import AttnVGG
+from .attnvgg import AttnVGG, load_imagenet_features
 from .vgg import VGG, VGG16_STAGES, vgg16
 
 __all__ = [
@@ -47,17 +47,25 @@ def build_model(name: str, num_classes: int = 1, width: float = 1.0, **options):
 
     ``options`` go to the constructor: :class:`AttnVGG`'s (``normalize_attn``, default True,
     ``global_branch``, ``pretrained``, ``dropout``) or :func:`vgg16`'s (``dropout``,
-    ``attention_stages``, ``batch_norm``). :class:`course_lib.runspec.ModelSpec` builds
-    through here.
+    ``attention_stages``, ``batch_norm``); ``pretrained=True`` also starts a plain VGG16's
+    convolutions from ImageNet (width 1; not with attention inside the stages).
+    :class:`course_lib.runspec.ModelSpec` builds through here.
     """
     if name == "attnvgg":
         options.setdefault("normalize_attn", True)
         return AttnVGG(num_classes, width=width, **options)
-    if name in _HEADS:
-        return vgg16(num_classes, width=width, head=_HEADS[name], **options)
+    pretrained = options.pop("pretrained", False)
     attention = name.removeprefix("vgg16-")
-    if name.startswith("vgg16-") and attention in ATTENTION:
-        return vgg16(
+    if name in _HEADS:
+        model = vgg16(num_classes, width=width, head=_HEADS[name], **options)
+    elif name.startswith("vgg16-") and attention in ATTENTION:
+        model = vgg16(
             num_classes, width=width, head="gap", attention=attention, **options
         )
-    raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+    else:
+        raise ValueError(
+            f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}"
+        )
+    if pretrained:  # torchvision's ImageNet VGG16-BN convolutions
+        load_imagenet_features(model.features)
+    return model

@@ -1,0 +1,133 @@
+"""Arguments checked where they enter, and faults turned into messages (second hostile review).
+
+Each row names the review's case: what used to pass silently or end in a traceback, and the
+one clear error (or the supported behaviour) it gets now.
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from course_lib.cli import main
+from course_lib.data import DataError, load_melanoma, make_synthetic_lesions, read_rgb
+from course_lib.losses import FocalLoss, focal_loss
+from course_lib.metrics import classification_metrics
+from course_lib.models import AttnVGG, vgg16
+from course_lib.runs import read_manifest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(
+    "case, make, words",
+    [
+        ("L26", lambda: AttnVGG(0, width=1 / 8), "num_classes must be an integer >= 1"),
+        ("L27", lambda: AttnVGG(1, width=0), "width must be in (0, 4]"),
+        ("L28", lambda: AttnVGG(1, width=-1), "width must be in (0, 4]"),
+        ("L28 vgg16", lambda: vgg16(1, width=float("nan")), "width must be in (0, 4]"),
+        ("L26 vgg16", lambda: vgg16(1.5), "num_classes must be an integer >= 1"),
+        (
+            "L49",
+            lambda: focal_loss(torch.randn(4), torch.tensor([0.0, 2, 0, 1])),
+            "[0, 1]",
+        ),
+        ("L50", lambda: focal_loss(torch.randn(4), torch.ones(4), gamma=-1), "gamma"),
+        ("L50 module", lambda: FocalLoss(gamma=float("nan")), "gamma must be >= 0"),
+        ("alpha", lambda: FocalLoss(alpha=1.5), "alpha must be in [0, 1]"),
+    ],
+)
+def test_impossible_model_and_loss_arguments_are_refused_by_name(case, make, words):
+    with pytest.raises(ValueError) as err:
+        make()
+    assert words in str(err.value), case
+
+
+def test_two_outputs_for_the_binary_task_are_scored_on_class_1():
+    """Review case FT08: scikit-learn used to reject (N, 2) scores after a whole epoch."""
+    targets = np.array([0, 1, 0, 1, 1])
+    p1 = np.array([0.1, 0.8, 0.4, 0.3, 0.9])
+    two = classification_metrics(targets, np.stack([1 - p1, p1], axis=1))
+    assert two == classification_metrics(targets, p1)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("arguments") / "data"
+    make_synthetic_lesions(root, n_images=64, image_size=64, seed=2)
+    return root
+
+
+def _train(data, out, *extra, env=None):
+    command = [sys.executable, "-m", "course_lib.train", "--data-root", str(data)]
+    command += ["--out", str(out), "--model", "vgg16", "--width", "0.0625"]
+    command += ["--image-size", "64", "--epochs", "1", "--batch-size", "16"]
+    command += ["--num-workers", "0", "--profile", "smoke", "--no-progress", *extra]
+    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
+
+
+def test_a_learning_rate_beyond_float32_is_refused_when_parsed(data, tmp_path, capsys):
+    """Review case A32 (--lr 1e300 used to end in a torch traceback)."""
+    assert (
+        main(
+            ["--data-root", str(data), "--out", str(tmp_path), "--model", "vgg16"]
+            + ["--lr", "1e300"]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--lr" in err and "too large" in err
+
+
+def _bomb(path: Path) -> None:
+    Image.new("1", (20000, 20000)).save(path, format="PNG")  # 48 KB, 400 Mpixel
+
+
+def test_a_decompression_bomb_is_a_data_error_naming_the_file(data, tmp_path):
+    """Review cases I07, I07b, I07c: Pillow's DecompressionBombError used to escape."""
+    image = tmp_path / "bomb.jpg"
+    _bomb(image)
+    with pytest.raises(DataError, match=r"cannot decode image .*bomb\.jpg.*this large"):
+        read_rgb(str(image))
+    copy = tmp_path / "data"
+    subprocess.run(["cp", "-r", str(data), str(copy)], check=True)
+    victim = sorted((copy / "images").iterdir())[3]
+    _bomb(victim)
+    with pytest.raises(DataError, match=victim.name):
+        load_melanoma(copy, verify=True)
+    for extra in ((), ("--verify",)):
+        run = _train(copy, tmp_path / f"run{len(extra)}", *extra)
+        assert run.returncode == 2, run.stderr[-2000:]
+        assert "Traceback" not in run.stderr and victim.name in run.stderr
+
+
+def test_course_amp_is_honoured_and_validated_by_the_command_line(data, tmp_path):
+    """Review case E10: COURSE_AMP used to be ignored by the command line."""
+    import os
+
+    env = {**os.environ, "COURSE_AMP": "maybe"}
+    run = _train(data, tmp_path / "maybe", env=env)
+    assert run.returncode == 2 and "COURSE_AMP='maybe'" in run.stderr, run.stderr
+    run = _train(data, tmp_path / "on", env={**os.environ, "COURSE_AMP": "1"})
+    assert run.returncode == 0, run.stderr
+    assert read_manifest(tmp_path / "on")["run_info"]["train.amp"] is True
+
+
+def test_a_garbage_course_pretrained_file_is_an_error_before_training(tmp_path, data):
+    """Review cases E12, E13: the weights file used to be never opened."""
+    import os
+
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"garbage")
+    env = {**os.environ, "COURSE_PRETRAINED": str(garbage)}
+    run = _train(data, tmp_path / "run", "--profile", "gpu", "--width", "1", env=env)
+    assert run.returncode == 2, run.stderr[-2000:]
+    lines = run.stderr.strip().splitlines()
+    assert (
+        len(lines) == 1 and "could not load the ImageNet VGG16-BN weights" in lines[0]
+    )
+    assert not (tmp_path / "run" / "metrics.csv").exists()
