@@ -40,7 +40,7 @@ from torchvision.transforms import v2
 
 from .config import get_device
 from .data import IMAGENET_MEAN, IMAGENET_STD, MelanomaDataset
-from .models.vgg import VGG16_STAGES, scaled, vgg16
+from .models.vgg import VGG16_STAGES, init_weights, scaled, vgg16_features
 
 __all__ = [
     "boxes_from_masks",
@@ -142,7 +142,8 @@ def lesion_detector(
     Images are not resized (``min_size = max_size = image_size``): at the default 800 px
     torchvision would first enlarge a 64 px lesion image twelve times.
     """
-    body = vgg16(1, width=width, head="gap").features
+    body = vgg16_features(width, batch_norm=True)
+    init_weights(body, conv_mode="fan_out")  # as torchvision's VGG
     channels = [scaled(VGG16_STAGES[i][-1], width) for i in (2, 3, 4)]
     backbone = BackboneWithFPN(
         body,
@@ -279,6 +280,14 @@ def detection_grad_cam(
     box, label = found["boxes"][box_index], int(found["labels"][box_index])
     layer = target_layer if target_layer is not None else default_detection_layer(model)
     target = FasterRCNNBoxScoreTarget(labels=[label], bounding_boxes=[box.numpy()])
+    if float(target(found)[0]) == 0:
+        # the package's target takes the predicted box of highest overlap; when that is the
+        # same box detected as the other class, it scores 0 and there is nothing to explain
+        raise ValueError(
+            f"detection {box_index} (class {label}) overlaps most with a detection of "
+            "another class, so grad-cam's FasterRCNNBoxScoreTarget cannot single it out "
+            "(common for an untrained detector): choose another box_index"
+        )
     model.eval()
     with GradCAM(model=model, target_layers=[layer]) as cam:
         maps = cam(input_tensor=image[None].to(device), targets=[target])

@@ -97,3 +97,33 @@ def test_peak_memory_counts_the_attention_matrix():
         )
         > 0
     )
+
+
+def test_the_backbone_is_passed_in_as_torchvision_does():
+    """VGG(features, ...) is given its features; vgg16() is features plus a head, drawing
+    its initial weights in the same order as before the split (chapters 02 and 09 train
+    the same models)."""
+    from course_lib.models.vgg import HEADS, VGG, vgg16_features
+
+    for head in HEADS:
+        torch.manual_seed(0)
+        built = vgg16(1, width=1 / 8, head=head)
+        torch.manual_seed(0)
+        given = VGG(vgg16_features(1 / 8), 1, head=head, width=1 / 8)
+        for (name, a), (_, b) in zip(
+            built.state_dict().items(), given.state_dict().items()
+        ):
+            assert torch.equal(a, b), (head, name)
+
+
+def test_attnvgg_and_the_detector_reuse_the_features_without_a_classifier():
+    from course_lib.detection import lesion_detector
+    from course_lib.models import AttnVGG
+    from course_lib.models.vgg import vgg16_features
+
+    features = vgg16_features(1 / 8)
+    assert str(AttnVGG(1, width=1 / 8).features) == str(features)
+    body = lesion_detector(width=1 / 8).backbone.body
+    shapes = [tuple(t.shape) for t in features.state_dict().values()]
+    assert [tuple(t.shape) for t in body.state_dict().values()] == shapes
+    assert not any(isinstance(m, torch.nn.Linear) for m in body.modules())

@@ -57,8 +57,9 @@ def data(tmp_path_factory):
 
 
 def test_a_second_trainer_is_refused_at_once_naming_the_holder(tmp_path):
-    with run_folder_lock(tmp_path), pytest.raises(
-        RunFolderError, match=rf"another process .*pid {os.getpid()}"
+    with (
+        run_folder_lock(tmp_path),
+        pytest.raises(RunFolderError, match=rf"another process .*pid {os.getpid()}"),
     ):
         _fit(tmp_path)
     assert not (tmp_path / "last.pt").exists()  # the refused one wrote nothing

@@ -28,9 +28,19 @@ from torchvision.models import VGG16_BN_Weights, vgg16_bn
 
 from ..attention import AttentionGate
 from ..config import imagenet_weights_file
-from .vgg import init_weights, scaled, vgg16
+from .vgg import (
+    VGG16_STAGES,
+    check_model_arguments,
+    init_weights,
+    scaled,
+    vgg16_features,
+)
 
-__all__ = ["AttnVGG", "load_imagenet_features"]
+__all__ = ["AttnVGG", "load_imagenet_features", "WeightsError"]
+
+
+class WeightsError(RuntimeError):
+    """The ImageNet weights cannot be had: no network, or a missing or broken file."""
 
 
 def load_imagenet_features(features: nn.Sequential) -> None:
@@ -56,7 +66,7 @@ def load_imagenet_features(features: nn.Sequential) -> None:
             if local is not None
             else f"{weights.url} (cached in {get_dir()}/checkpoints)"
         )
-        raise RuntimeError(
+        raise WeightsError(
             f"could not load the ImageNet VGG16-BN weights from {where} ({type(err).__name__}: "
             f"{str(err).splitlines()[0] if str(err) else ''}). On a machine without internet, download "
             f"{weights.url} elsewhere and set COURSE_PRETRAINED to its path (or copy it into that cache folder), "
@@ -70,7 +80,9 @@ def load_imagenet_features(features: nn.Sequential) -> None:
         a.shape != b.shape for (_, a), b in zip(ours, theirs)
     ):
         raise ValueError(
-            "ImageNet weights exist for the full-width VGG16-BN only (width=1.0)"
+            "ImageNet weights fit the full-width VGG16-BN features only (width=1.0, no "
+            "attention module inside the stages): train this model from scratch "
+            "(COURSE_PRETRAINED=0)"
         )
     features.load_state_dict({name: tensor for (name, _), tensor in zip(ours, theirs)})
 
@@ -105,14 +117,14 @@ class AttnVGG(nn.Module):
         global_branch: bool = True,
     ):
         super().__init__()
-        # stages 1-5
-        self.features = vgg16(
-            num_classes, width=width, batch_norm=True, head="gap"
-        ).features
+        check_model_arguments(num_classes, width)
+        # stages 1-5: VGG16-BN's features, initialised as torchvision's VGG
+        self.features = vgg16_features(width, batch_norm=True)
+        init_weights(self.features, conv_mode="fan_out")
         if pretrained:
             load_imagenet_features(self.features)
-        c3, c4, c5 = scaled(256, width), scaled(512, width), scaled(512, width)
-        attn = scaled(256, width)
+        c3, c4, c5 = (scaled(VGG16_STAGES[i][-1], width) for i in (2, 3, 4))
+        attn = c3  # the gates' inner width: pool-3's channels (256 at full width)
         # pool-3
         self.attn1 = AttentionGate(
             c3, c5, attn, up_factor=4, normalize_attn=normalize_attn

@@ -30,7 +30,16 @@ from torch import nn
 
 from ..attention import ATTENTION, DualPooling, is_attention, make_attention
 
-__all__ = ["VGG16_STAGES", "VGG", "vgg16", "scaled", "init_weights"]
+__all__ = [
+    "VGG16_STAGES",
+    "HEADS",
+    "VGG",
+    "vgg16",
+    "vgg16_features",
+    "scaled",
+    "init_weights",
+    "check_model_arguments",
+]
 
 
 #: Output channels of the convolutions of each of the five stages (configuration "D").
@@ -63,6 +72,23 @@ def init_weights(model: nn.Module, conv_mode: str = "fan_out") -> None:
             nn.init.zeros_(m.bias)
 
 
+def check_model_arguments(num_classes: int, width: float) -> None:
+    """Refuse a model that cannot be trained: no outputs, or channels scaled to nothing."""
+    if (
+        isinstance(num_classes, bool)
+        or not isinstance(num_classes, int)
+        or num_classes < 1
+    ):
+        raise ValueError(
+            f"num_classes must be an integer >= 1 (1: one logit for a binary task), "
+            f"not {num_classes!r}"
+        )
+    if not 0 < width <= 4:  # also refuses NaN
+        raise ValueError(
+            f"width must be in (0, 4] (1 is the real VGG16), not {width!r}"
+        )
+
+
 def scaled(channels: int, width: float) -> int:
     """Channel count at a width multiplier (at least 1)."""
     return max(1, int(round(channels * width)))
@@ -81,72 +107,101 @@ def conv_stage(in_channels: int, widths, batch_norm: bool) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def vgg16_features(
+    width: float = 1.0,
+    batch_norm: bool = True,
+    attention: str | None = None,
+    attention_stages=None,
+) -> nn.Sequential:
+    """VGG16's five convolution stages (``features[i]`` is stage i+1), as torchvision's
+    ``make_layers``: the backbone every model of the course is built on.
+
+    ``attention`` inserts a module of the registry at the end of its default stages (or of
+    ``attention_stages``), after the stage's last ReLU and before its max-pool. The weights
+    keep PyTorch's default initialisation: the model built on them initialises them
+    (:func:`init_weights`). ``features.out_channels`` is the last stage's width.
+    """
+    if attention is not None and attention not in ATTENTION:
+        raise ValueError(
+            f"attention must be one of {', '.join(ATTENTION)} or None, not {attention!r}"
+        )
+    slots = set(attention_stages or (ATTENTION[attention].stages if attention else ()))
+    stages, in_channels = [], 3
+    for index, widths in enumerate(VGG16_STAGES, start=1):
+        widths = [scaled(c, width) for c in widths]
+        stage = conv_stage(in_channels, widths, batch_norm)
+        if attention is not None and index in slots:  # before the stage's max-pool
+            stage = nn.Sequential(
+                *stage[:-1], make_attention(attention, widths[-1]), stage[-1]
+            )
+        stages.append(stage)
+        in_channels = widths[-1]
+    features = nn.Sequential(*stages)
+    features.out_channels = in_channels
+    return features
+
+
+def _fc_head(channels: int, num_classes: int, width: float, dropout: float):
+    hidden = scaled(4096, width)
+    # adaptive pooling to 7x7 lets any input size reach the FC layers (224 px gives 7x7)
+    return nn.AdaptiveAvgPool2d(7), nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(channels * 7 * 7, hidden),
+        nn.ReLU(inplace=True),
+        nn.Dropout(dropout),
+        nn.Linear(hidden, hidden),
+        nn.ReLU(inplace=True),
+        nn.Dropout(dropout),
+        nn.Linear(hidden, num_classes),
+    )
+
+
+def _gap_head(channels: int, num_classes: int, width: float, dropout: float):
+    return nn.AdaptiveAvgPool2d(1), nn.Sequential(
+        nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels, num_classes)
+    )
+
+
+def _dualpool_head(channels: int, num_classes: int, width: float, dropout: float):
+    # (N, C, H, W) -> (N, 2C): average and max pooling side by side (notebook 06)
+    return DualPooling(), nn.Sequential(
+        nn.Dropout(dropout), nn.Linear(2 * channels, num_classes)
+    )
+
+
+#: The heads a VGG can end in: name -> builder of ``(pool, classifier)``.
+HEADS = {"fc": _fc_head, "gap": _gap_head, "dualpool": _dualpool_head}
+
+
 class VGG(nn.Module):
-    """``features`` (five stages; ``features[i]`` is stage i+1) then ``pool`` and ``classifier``."""
+    """``features`` (given, as in torchvision) then ``pool`` and ``classifier`` (a head of
+    :data:`HEADS`). ``width`` scales the FC head's hidden layers."""
 
     def __init__(
         self,
+        features: nn.Sequential,
         num_classes: int,
-        width: float = 1.0,
-        batch_norm: bool = True,
         head: str = "fc",
+        width: float = 1.0,
         dropout: float = 0.5,
-        attention: str | None = None,
-        attention_stages=None,
     ):
         super().__init__()
-        if attention is not None and attention not in ATTENTION:
-            raise ValueError(
-                f"attention must be one of {', '.join(ATTENTION)} or None, not {attention!r}"
-            )
-        slots = set(
-            attention_stages or (ATTENTION[attention].stages if attention else ())
-        )
-        stages, in_channels = [], 3
-        for index, widths in enumerate(VGG16_STAGES, start=1):
-            widths = [scaled(c, width) for c in widths]
-            stage = conv_stage(in_channels, widths, batch_norm)
-            if attention is not None and index in slots:  # before the stage's max-pool
-                stage = nn.Sequential(
-                    *stage[:-1], make_attention(attention, widths[-1]), stage[-1]
-                )
-            stages.append(stage)
-            in_channels = widths[-1]
-        self.attention = attention
-        self.features = nn.Sequential(*stages)
-        self.out_channels = in_channels
-        if head == "fc":
-            hidden = scaled(4096, width)
-            # adaptive pooling to 7x7 lets any input size reach the FC layers (224 px gives 7x7)
-            self.pool = nn.AdaptiveAvgPool2d(7)
-            self.classifier = nn.Sequential(
-                nn.Flatten(),
-                nn.Linear(in_channels * 7 * 7, hidden),
-                nn.ReLU(inplace=True),
-                nn.Dropout(dropout),
-                nn.Linear(hidden, hidden),
-                nn.ReLU(inplace=True),
-                nn.Dropout(dropout),
-                nn.Linear(hidden, num_classes),
-            )
-        elif head == "gap":
-            self.pool = nn.AdaptiveAvgPool2d(1)
-            self.classifier = nn.Sequential(
-                nn.Flatten(), nn.Dropout(dropout), nn.Linear(in_channels, num_classes)
-            )
-        elif head == "dualpool":
-            self.pool = DualPooling()  # (N, C, H, W) -> (N, 2C)
-            self.classifier = nn.Sequential(
-                nn.Dropout(dropout), nn.Linear(2 * in_channels, num_classes)
-            )
-        else:
+        check_model_arguments(num_classes, width)
+        if head not in HEADS:
             raise ValueError(f"head must be 'fc', 'gap' or 'dualpool', not {head!r}")
+        self.features = features
+        self.out_channels = features.out_channels
+        self.pool, self.classifier = HEADS[head](
+            self.out_channels, num_classes, width, dropout
+        )
         self.head = head
-        self._init_weights()
-
-    def _init_weights(self) -> None:
         # the backbone and head only: attention modules keep their own (SAGAN's gamma must start at 0)
         init_weights(self, conv_mode="fan_out")
+
+    @property
+    def attention(self) -> str | None:
+        """The registry name of the attention modules inside the stages, if any."""
+        return getattr(self.features, "attention", None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] % 32 or x.shape[-2] % 32:
@@ -166,17 +221,13 @@ def vgg16(
     dropout: float = 0.5,
     attention_stages=None,
 ) -> VGG:
-    """VGG16 with ``num_classes`` outputs (1 for a binary task scored by one logit).
+    """VGG16 with ``num_classes`` outputs (1 for a binary task scored by one logit): the
+    features of :func:`vgg16_features` and a head.
 
     ``head``: "fc", "gap" or "dualpool"; ``attention``: None or a name of
     :data:`course_lib.attention.ATTENTION` ("se", "cbam", "self", "triplet", "eca").
     """
-    return VGG(
-        num_classes,
-        width=width,
-        batch_norm=batch_norm,
-        head=head,
-        dropout=dropout,
-        attention=attention,
-        attention_stages=attention_stages,
-    )
+    check_model_arguments(num_classes, width)
+    features = vgg16_features(width, batch_norm, attention, attention_stages)
+    features.attention = attention
+    return VGG(features, num_classes, head=head, width=width, dropout=dropout)
