@@ -79,12 +79,12 @@ from course_lib.config import (
     fast_mixed_precision,
 )
 from course_lib.data import (
+    BatchNormalize,
     DataError,
     MelanomaDataset,
     balanced_sampler,
     default_data_dir,
     download_melanoma,
-    eval_transforms,
     load_melanoma,
     split_by_patient,
 )
@@ -546,9 +546,8 @@ if EXPECT:
 # upsampled from 1/8 (pool-3) and 1/16 (pool-4) of the image side.
 
 # %%
-val_masks = MelanomaDataset(
-    val_frame, eval_transforms(profile.image_size), with_mask=True
-)
+# uint8 images and masks, as the loaders' workers read them
+val_masks = MelanomaDataset(val_frame, with_mask=True, image_size=profile.image_size)
 chosen = list(
     val_frame.reset_index(drop=True)
     .groupby("target")
@@ -556,8 +555,10 @@ chosen = list(
     .sort_values("target", ascending=False)
     .index
 )
-images = torch.stack([val_masks[i][0] for i in chosen])
-masks = torch.stack([val_masks[i][2] for i in chosen])
+images, masks = BatchNormalize()(  # the loaders' evaluation transform
+    torch.stack([val_masks[i][0] for i in chosen]),
+    torch.stack([val_masks[i][2] for i in chosen]),
+)
 with torch.no_grad():
     logits, a1, a2 = softmax_model(images.to(device))
 probabilities = torch.sigmoid(logits.float()).squeeze(1).cpu()
