@@ -32,7 +32,13 @@ class CheckpointError(RuntimeError):
 def save_atomic(obj, path: str | Path, kill_point: str | None = None) -> Path:
     """``torch.save(obj, path)``, atomically (``kill_point``: see :mod:`course_lib.faults`)."""
     with atomic_open(path, "wb", kill_point=kill_point) as f:
-        torch.save(obj, f)
+        try:
+            torch.save(obj, f)
+        except RuntimeError as err:  # torch's writer wraps a full disk's OSError
+            cause = err.__context__
+            if isinstance(cause, OSError):
+                raise OSError(cause.errno, cause.strerror, str(path)) from None
+            raise
     return Path(path)
 
 

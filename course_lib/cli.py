@@ -24,11 +24,17 @@ import signal
 import sys
 from pathlib import Path
 
-import pandas as pd
 import torch
 
-from .checkpoint import CheckpointError
-from .cli_args import INTERRUPTED, USAGE_ERROR, Parser, number, one_line
+from .checkpoint import CheckpointError, load_checkpoint
+from .cli_args import (
+    INTERRUPTED,
+    USAGE_ERROR,
+    Parser,
+    number,
+    one_line,
+    write_failure,
+)
 from .config import (
     AMP_VAR,
     ProfileError,
@@ -160,17 +166,21 @@ def _resume_command(argv: list[str]) -> str:
     return shlex.join(["python", "-m", "course_lib.train", *kept, "--resume"])
 
 
-def _interrupted(out: Path, argv: list[str]) -> str:
+def _saved(out: Path) -> str:
+    """What the run folder holds: the last epoch its last.pt saved, or nothing."""
     try:
-        done = len(pd.read_csv(out / "metrics.csv"))
-    except Exception:
+        done = load_checkpoint(out / "last.pt")["epoch"]
+    except (CheckpointError, KeyError, TypeError):
         done = 0
-    saved = (
+    return (
         f"epoch {done} is the last one saved, in {out / 'last.pt'}"
         if done
         else "no epoch was completed, so nothing was saved"
     )
-    return f"interrupted: {saved}; continue with: {_resume_command(argv)}"
+
+
+def _interrupted(out: Path, argv: list[str]) -> str:
+    return f"interrupted: {_saved(out)}; continue with: {_resume_command(argv)}"
 
 
 def _raise_keyboard_interrupt(signum, frame):
@@ -285,6 +295,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(_interrupted(args.out, argv), file=sys.stderr)
         return INTERRUPTED
+    except OSError as err:  # a full or read-only disk: every file written is whole
+        words = write_failure(err)
+        if words is None:
+            raise
+        print(
+            f"error: {words}; {_saved(args.out)} (every file is written whole or not "
+            f"at all); free space or choose another --out, then: {_resume_command(argv)}",
+            file=sys.stderr,
+        )
+        return USAGE_ERROR
     except torch.OutOfMemoryError:
         print(
             "error: the device ran out of memory: lower --batch-size or --image-size (or --width)",

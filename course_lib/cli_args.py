@@ -8,12 +8,20 @@ command's ``--help`` loads neither torch nor the training code.
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 
 #: The largest float32: a learning rate or factor beyond it overflows in the optimiser.
 FLOAT32_MAX = 3.4028234663852886e38
 
-__all__ = ["USAGE_ERROR", "INTERRUPTED", "Parser", "number", "one_line"]
+__all__ = [
+    "USAGE_ERROR",
+    "INTERRUPTED",
+    "Parser",
+    "number",
+    "one_line",
+    "write_failure",
+]
 
 #: Exit statuses: a usage or data error, and an interruption (128 + SIGINT, as shells report it).
 USAGE_ERROR, INTERRUPTED = 2, 130
@@ -59,3 +67,15 @@ def one_line(err: BaseException) -> str:
         last = text.splitlines()[-1]
         text = last.split(": ", 1)[1] if ": " in last else last
     return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+#: The errors of a disk that cannot take a file: full, read-only, over quota, no permission.
+_WRITE_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EFBIG}
+
+
+def write_failure(err: BaseException) -> str | None:
+    """ "cannot write PATH: REASON" for an OSError of a full or read-only disk, else None."""
+    if not isinstance(err, OSError) or err.errno not in _WRITE_ERRORS:
+        return None
+    where = err.filename or "a file"
+    return f"cannot write {where}: {err.strerror or err}"

@@ -131,3 +131,64 @@ def test_a_garbage_course_pretrained_file_is_an_error_before_training(tmp_path, 
         len(lines) == 1 and "could not load the ImageNet VGG16-BN weights" in lines[0]
     )
     assert not (tmp_path / "run" / "metrics.csv").exists()
+
+
+def _file_size_limit(limit: int):
+    """In the child: no file may grow beyond ``limit`` bytes (writes then fail with EFBIG,
+    as on a full disk), and SIGXFSZ is ignored so the write reports an error instead."""
+    import resource
+    import signal
+
+    def apply():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+def test_training_onto_a_full_disk_is_one_line_naming_the_file(data, tmp_path):
+    """Review case F02: a failed checkpoint write used to end in torch's traceback."""
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "course_lib.train", "--data-root", str(data)]
+    command += ["--out", str(out), "--model", "vgg16", "--width", "0.0625"]
+    command += ["--image-size", "64", "--epochs", "2", "--batch-size", "16"]
+    command += ["--num-workers", "0", "--profile", "smoke", "--no-progress"]
+    run = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        preexec_fn=_file_size_limit(200_000),  # run.json fits, a checkpoint does not
+    )
+    assert run.returncode == 2, run.stderr[-3000:]
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in run.stderr, run.stderr[-3000:]
+    assert "cannot write" in lines[0] and ".pt" in lines[0] and "--resume" in lines[0]
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_generating_onto_a_full_disk_is_one_line_and_leaves_nothing(tmp_path):
+    """Review cases D13, F01: the generator used to end in Pillow's or tempfile's traceback."""
+    run = subprocess.run(
+        [sys.executable, "-m", "course_lib.data", "synthetic", str(tmp_path / "syn")]
+        + ["--n-images", "20", "--image-size", "64", "--workers", "1"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        preexec_fn=_file_size_limit(500),  # the first image does not fit
+    )
+    assert run.returncode == 2, run.stderr[-3000:]
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot write" in lines[0], run.stderr[-3000:]
+    assert list(tmp_path.iterdir()) == []  # no staging folder, no half data set
+
+
+def test_download_into_a_folder_holding_another_data_set_is_refused(data, tmp_path):
+    """Review case D15: the synthetic set used to be accepted as the Kaggle download."""
+    from course_lib.data import download_melanoma
+
+    copy = tmp_path / "copy"
+    subprocess.run(["cp", "-r", str(data), str(copy)], check=True)
+    with pytest.raises(DataError, match="not the Kaggle download's layout"):
+        download_melanoma(copy, api=object())
+    assert not (copy / ".download-complete").exists()

@@ -12,7 +12,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..cli_args import INTERRUPTED, USAGE_ERROR, Parser, number, one_line
+from ..cli_args import (
+    INTERRUPTED,
+    USAGE_ERROR,
+    Parser,
+    number,
+    one_line,
+    write_failure,
+)
 
 
 def _parser() -> Parser:
@@ -89,6 +96,16 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return INTERRUPTED
+    except OSError as err:
+        words = write_failure(err)
+        if words is None:
+            raise
+        print(
+            f"error: {words}; nothing half-written was left behind (a data set is "
+            "filled in a staging folder and renamed into place only when complete)",
+            file=sys.stderr,
+        )
+        return USAGE_ERROR
     return 0
 
 

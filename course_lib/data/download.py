@@ -26,7 +26,7 @@ from pathlib import Path
 
 from ..files import staged_folder
 from .errors import DataError
-from .melanoma import load_melanoma
+from .melanoma import KAGGLE_IMAGE_DIR, load_melanoma
 
 __all__ = [
     "KAGGLE_DATASET",
@@ -150,6 +150,12 @@ def download_melanoma(
             f"{dest} is a file: choose a folder to download the data set into"
         )
     if dest.exists() and any(dest.iterdir()):
+        if not (dest / KAGGLE_IMAGE_DIR).is_dir():  # e.g. the course's synthetic set
+            raise DataError(
+                f"{dest} exists but is not a complete data set (it holds files, but "
+                f"not the Kaggle download's layout: no {KAGGLE_IMAGE_DIR}/ folder); "
+                "nothing was changed. Download into an empty or new folder"
+            )
         try:  # a data set unpacked by hand is accepted once every file in it reads
             load_melanoma(dest, verify=True)
         except DataError as err:
