@@ -162,8 +162,23 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _resume_command(argv: list[str]) -> str:
+    """The command that continues this run (under torchrun when it ran under torchrun)."""
     kept = [a for a in argv if a not in ("--overwrite", "--resume", "--make-synthetic")]
-    return shlex.join(["python", "-m", "course_lib.train", *kept, "--resume"])
+    processes = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", 1)))
+    start = (
+        ["torchrun", "--nproc_per_node", str(processes)]
+        if processes > 1
+        else ["python"]
+    )
+    return shlex.join([*start, "-m", "course_lib.train", *kept, "--resume"])
+
+
+def _lost_peer(err: BaseException) -> bool:
+    """Whether ``err`` says that another process of a torchrun run has gone."""
+    words = ("closed by peer", "connection reset", "broken pipe", "nccl", "gloo")
+    return int(os.environ.get("WORLD_SIZE", 1)) > 1 and any(
+        w in str(err).lower() for w in words
+    )
 
 
 def _saved(out: Path) -> str:
@@ -194,8 +209,8 @@ def _data(args, profile, size, current):
         and current.is_main
         and not (args.data_root / "marking.csv").exists()
     ):
-        print(f"generating {profile.n_images} synthetic lesions in {args.data_root}")
         make_synthetic_lesions(args.data_root, profile.n_images, size, seed=args.seed)
+        print(f"generated {profile.n_images} synthetic lesions in {args.data_root}")
     barrier()
     frame = load_melanoma(args.data_root, verify=args.verify)
     train_frame, val_frame = split_by_patient(frame, args.val_fraction, args.seed)
@@ -295,6 +310,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(_interrupted(args.out, argv), file=sys.stderr)
         return INTERRUPTED
+    except RuntimeError as err:
+        if not _lost_peer(err):
+            raise
+        print(
+            f"error: another process of the run stopped ({one_line(err)[:120]}); "
+            f"{_saved(args.out)}; continue with: {_resume_command(argv)}",
+            file=sys.stderr,
+        )
+        return USAGE_ERROR
     except OSError as err:  # a full or read-only disk: every file written is whole
         words = write_failure(err)
         if words is None:

@@ -11,6 +11,7 @@ machine is preempted. The points the training loop announces:
 - ``epoch E before metrics.csv``: after epoch ``E``'s ``last.pt`` is in place and before its
   row reaches ``metrics.csv``.
 
+Under ``torchrun``, ``COURSE_KILL_RANK`` names the one process (its ``RANK``) that dies.
 Unset (always, outside the tests) a point costs one look-up in ``os.environ``.
 """
 
@@ -19,12 +20,14 @@ from __future__ import annotations
 import os
 import signal
 
-__all__ = ["KILL_VAR", "reached"]
+__all__ = ["KILL_VAR", "KILL_RANK_VAR", "reached"]
 
-KILL_VAR = "COURSE_KILL_AT"
+KILL_VAR, KILL_RANK_VAR = "COURSE_KILL_AT", "COURSE_KILL_RANK"
 
 
 def reached(point: str) -> None:
     """Kill this process with ``SIGKILL`` if ``COURSE_KILL_AT`` names ``point``."""
-    if os.environ.get(KILL_VAR) == point:
+    if os.environ.get(KILL_VAR) == point and os.environ.get(
+        KILL_RANK_VAR, os.environ.get("RANK", "0")
+    ) == os.environ.get("RANK", "0"):
         os.kill(os.getpid(), signal.SIGKILL)

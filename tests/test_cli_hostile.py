@@ -304,7 +304,9 @@ def test_corrupt_image_is_named_with_and_without_verify(run_cli, data, tmp_path)
         )
 
 
-def test_make_synthetic_never_writes_into_a_folder_with_other_things(run_cli, tmp_path):
+def test_make_synthetic_never_writes_into_a_folder_with_other_things(
+    run_cli, tmp_path, capsys
+):
     folder = tmp_path / "notes"
     folder.mkdir()
     (folder / "todo.txt").write_text("my notes")
@@ -313,6 +315,32 @@ def test_make_synthetic_never_writes_into_a_folder_with_other_things(run_cli, tm
         "not empty",
     )
     assert [p.name for p in folder.iterdir()] == ["todo.txt"]
+    # review cases A36, A37: nothing claims to be generating before the refusal
+    assert "generat" not in capsys.readouterr().out
+
+
+def test_a_lost_torchrun_peer_is_one_line_with_the_torchrun_resume_command(
+    data, tmp_path, capsys, monkeypatch
+):
+    """Review case T04: gloo's error when another rank dies, as the survivor sees it."""
+    import course_lib.cli as cli
+
+    def lost(args, argv):
+        raise RuntimeError(
+            "[../third_party/gloo/gloo/transport/tcp/pair.cc:561] Connection closed by "
+            "peer [127.0.0.1]:32968"
+        )
+
+    monkeypatch.setattr(cli, "_run", lost)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    code = main(["--data-root", str(data), "--out", str(tmp_path / "o"), *BASE])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert "another process of the run stopped" in err
+    assert (
+        "torchrun --nproc_per_node 2 -m course_lib.train" in err and "--resume" in err
+    )
 
 
 def test_unknown_profile_in_the_environment(run_cli, data, tmp_path, monkeypatch):

@@ -99,7 +99,7 @@ def test_existing_incomplete_folder_is_not_mistaken_for_data(tmp_path, kaggle_zi
 def _download_in_subprocess(tmp_path, **env_extra):
     env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE")}
     home = tmp_path / "home"  # no ~/.kaggle of the machine's user can leak in
-    home.mkdir()
+    home.mkdir(exist_ok=True)
     env.update(HOME=str(home), KAGGLE_CONFIG_DIR=str(home / ".kaggle"), **env_extra)
     code = (
         "from course_lib.data import download_melanoma\n"
@@ -121,6 +121,17 @@ def test_missing_credentials_say_how_to_provide_them(tmp_path):
     assert "kaggle.json" in run.stderr and "KAGGLE_API_TOKEN" in run.stderr
     assert "SystemExit" not in run.stderr
     assert not (tmp_path / "melanoma").exists()
+
+
+def test_a_malformed_kaggle_json_is_said_so_without_its_content(tmp_path):
+    """Review caveat KG02: it used to be reported as missing credentials."""
+    kaggle = tmp_path / "home" / ".kaggle"
+    kaggle.mkdir(parents=True)
+    (kaggle / "kaggle.json").write_text('{"username": "me", "key": "s3cr3tkey"')
+    (kaggle / "kaggle.json").chmod(0o600)
+    run = _download_in_subprocess(tmp_path)
+    assert run.returncode == 1 and "is not valid JSON" in run.stderr, run.stderr[-2000:]
+    assert "s3cr3tkey" not in run.stderr + run.stdout
 
 
 def test_a_failed_download_never_prints_the_key(tmp_path):

@@ -73,6 +73,25 @@ def scrub(text: str) -> str:
     return text
 
 
+def _check_kaggle_json() -> None:
+    """A ``kaggle.json`` that is there but not valid JSON is said so (kaggle itself reports
+    it as missing credentials); its content is never shown."""
+    import json
+
+    folder = os.environ.get("KAGGLE_CONFIG_DIR") or Path.home() / ".kaggle"
+    path = Path(folder) / "kaggle.json"
+    try:
+        json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError):
+        return  # missing or unreadable: kaggle's own check says what is wrong
+    except ValueError as err:
+        raise KaggleCredentialsError(
+            f"{path} is not valid JSON (line {getattr(err, 'lineno', '?')}): it must read "
+            '{"username": "...", "key": "..."}; download a new one from Kaggle, '
+            "Settings -> API -> Create New Token"
+        ) from None
+
+
 def _kaggle_api():
     """The authenticated ``kaggle.api``, imported lazily; credentials problems made readable.
 
@@ -82,6 +101,7 @@ def _kaggle_api():
     Authenticating again ourselves, with its printout captured, turns every variant into one
     clear error that never shows a key.
     """
+    _check_kaggle_json()
     # kaggle's own help text (it holds no secret); ours replaces it
     chatter = io.StringIO()
     try:
