@@ -2,6 +2,7 @@
 
     python benchmarks/notebook_times.py --profile cpu [--precision fp32|bf16] [--notebooks 02 10]
                                         [--results DIR] [--executed DIR]
+    python benchmarks/notebook_times.py --profile cpu --precision fp32 --from-log BUILD.log
 
 Each notebook runs top to bottom in a Jupyter kernel (``nbclient``) with ``COURSE_PROFILE`` set,
 in order, in one scratch copy of ``notebooks/``: checkpoints of earlier runs under
@@ -13,12 +14,17 @@ between notebooks (``$COURSE_DATA_DIR``), as they are for a reader.
 CPU without native bfloat16 runs), ``bf16`` turns it on; without it, each machine does what
 ``course_lib.config.fast_mixed_precision`` decides. The record notes the CPU and whether it has
 native bf16; it is written to ``notebook_times-<profile>[-<precision>].json``.
+
+``--from-log`` reads the times from the log of a ``make book`` run on this machine instead
+(Jupyter Book's "Executed notebook in S seconds" lines: the book's own execution, e.g. the
+one ``.ci/run`` does on a fresh clone), so the README's figure can come from that very run.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -45,6 +51,11 @@ def main(argv=None) -> dict:
         "--results", type=Path, help="also write the results as JSON into this folder"
     )
     parser.add_argument(
+        "--from-log",
+        type=Path,
+        help="take the times from this make book log (same machine) instead of running",
+    )
+    parser.add_argument(
         "--executed",
         type=Path,
         help="also keep the executed notebooks, with their outputs, in this folder",
@@ -65,12 +76,29 @@ def main(argv=None) -> dict:
         machine_line(machine),
         f"profile {args.profile}, {precision}, native bf16: {machine['native_bf16']}",
     )
+    suffix = f"-{args.precision}" if args.precision else ""
+    filename = f"notebook_times-{args.profile}{suffix}.json"
+    if args.from_log is not None:
+        found = re.findall(
+            r"notebooks/(\d\d_\w+)\.ipynb: Executed notebook in ([\d.]+) seconds",
+            args.from_log.read_text(),
+        )
+        if not found:
+            raise SystemExit(f"error: no executed notebook in {args.from_log}")
+        record = {
+            "machine": machine,
+            "profile": args.profile,
+            "precision": precision,
+            "source": f"make book log ({args.from_log.name})",
+            "seconds": {stem: round(float(t), 1) for stem, t in found},
+        }
+        save_record(args.results, filename, record)
+        print(f"{sum(record['seconds'].values()):8.1f} s  total, from {args.from_log}")
+        return record
     paths = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     if args.notebooks:
         paths = [p for p in paths if p.name[:2] in args.notebooks]
     seconds, record = {}, {}
-    suffix = f"-{args.precision}" if args.precision else ""
-    filename = f"notebook_times-{args.profile}{suffix}.json"
     with tempfile.TemporaryDirectory(prefix="notebook-times-") as scratch:
         work = Path(scratch) / "notebooks"
         work.mkdir()
