@@ -116,7 +116,7 @@ def test_the_backbone_is_passed_in_as_torchvision_does():
             assert torch.equal(a, b), (head, name)
 
 
-def test_attnvgg_and_the_detector_reuse_the_features_without_a_classifier():
+def test_attnvgg_and_the_detector_are_built_on_the_vgg16_features():
     from course_lib.detection import lesion_detector
     from course_lib.models import AttnVGG
     from course_lib.models.vgg import vgg16_features
@@ -127,3 +127,6 @@ def test_attnvgg_and_the_detector_reuse_the_features_without_a_classifier():
     shapes = [tuple(t.shape) for t in features.state_dict().values()]
     assert [tuple(t.shape) for t in body.state_dict().values()] == shapes
     assert not any(isinstance(m, torch.nn.Linear) for m in body.modules())
+    assert [type(m).__name__ for m in AttnVGG(1, width=1 / 8).modules()].count(
+        "Linear"
+    ) == 1  # its classifier: the VGG head its features came with is not kept
