@@ -310,15 +310,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(_interrupted(args.out, argv), file=sys.stderr)
         return INTERRUPTED
-    except RuntimeError as err:
-        if not _lost_peer(err):
-            raise
-        print(
-            f"error: another process of the run stopped ({one_line(err)[:120]}); "
-            f"{_saved(args.out)}; continue with: {_resume_command(argv)}",
-            file=sys.stderr,
-        )
-        return USAGE_ERROR
     except OSError as err:  # a full or read-only disk: every file written is whole
         words = write_failure(err)
         if words is None:
@@ -345,6 +336,15 @@ def main(argv: list[str] | None = None) -> int:
         ValueError,
     ) as err:
         print(f"error: {one_line(err)}", file=sys.stderr)
+        return USAGE_ERROR
+    except RuntimeError as err:  # after its subclasses above (RunFolderError, ...)
+        if not _lost_peer(err):
+            raise
+        print(
+            f"error: another process of the run stopped ({one_line(err)[:120]}); "
+            f"{_saved(args.out)}; continue with: {_resume_command(argv)}",
+            file=sys.stderr,
+        )
         return USAGE_ERROR
     finally:
         if previous is not None:

@@ -41,7 +41,7 @@ def test_fit_reads_as_its_steps():
     assert fit.end_lineno - fit.lineno + 1 <= LONGEST
     (loop,) = [
         n
-        for n in fit.body
+        for n in ast.walk(fit)
         if isinstance(n, ast.For) and getattr(n.target, "id", "") == "epoch"
     ]
     called = {
