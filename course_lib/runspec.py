@@ -6,7 +6,7 @@ Three frozen dataclasses say everything that makes a training run what it is:
   its options; ``build()`` makes a fresh model;
 - :class:`DataSpec`: read off the loaders themselves (:meth:`DataSpec.of`) — a fingerprint of
   the images and labels of each split, the image size, the batch size, the training
-  augmentation (a :class:`~course_lib.data.BatchAugment`), the sampler, the masks;
+  augmentation (a :class:`~course_lib.data.BatchAugment`), the sampler;
 - :class:`TrainConfig`: what ``fit`` needs — epochs, the optimiser
   (:class:`OptimizerSpec`: name, learning rate, weight decay, schedule), the loss and an
   auxiliary loss, precision, memory layout, compilation, the seed, and the device, decided
@@ -19,9 +19,11 @@ augmentation, the learning rate, the loss's gamma — and the run trains into a 
 instead of reusing another run's checkpoint. ``fit`` stores the same list in the folder's
 ``run.json`` and refuses to resume a run whose list differs, naming the field.
 
-What is deliberately *not* part of a run: the number of loader workers and the folder the
-data lives in (the course's runs are exact whatever the workers; the data is identified by
-its images and labels, not by where it is).
+What is deliberately *not* part of a run: the number of loader workers, the folder the data
+lives in, and whether the loaders also deliver lesion masks (the course's runs are exact
+whatever the workers; the data is identified by its images and labels, not by where it is;
+masks change nothing unless a loss reads them, and that loss is part of the
+:class:`TrainConfig`). So chapter 12, whose loaders carry masks, reuses chapter 10's run.
 """
 
 from __future__ import annotations
@@ -248,7 +250,6 @@ class DataSpec:
     batch_size: int
     augment: object
     sampler: str
-    with_mask: bool
     drop_last: bool
 
     @classmethod
@@ -263,7 +264,6 @@ class DataSpec:
             augment=getattr(train_loader, "batch_transform", None)
             or getattr(dataset, "transform", None),
             sampler=_sampler_words(train_loader),
-            with_mask=bool(getattr(dataset, "with_mask", False)),
             drop_last=bool(train_loader.drop_last),
         )
 

@@ -82,7 +82,6 @@ CHANGES = {
     "data.augment.mean": (0.5, 0.5, 0.5),
     "data.augment.std": (0.25, 0.25, 0.25),
     "data.sampler": "WeightedRandomSampler(0123456789ab, 100)",
-    "data.with_mask": True,
     "data.drop_last": False,
     "train.epochs": 3,
     "train.optimizer.name": "sgd",
@@ -127,6 +126,12 @@ def test_equal_settings_name_the_same_folder(frames, spec):
         TrainConfig(epochs=2, device=torch.device("cpu")),
     )
     assert again.run_dir("t") == spec.run_dir("t")  # the workers are not part of a run
+
+
+def test_loaders_that_also_deliver_masks_train_the_same_run(frames, spec):
+    """Masks change nothing unless a loss reads them, and that loss is in TrainConfig."""
+    with_masks = make_loaders(*frames, 64, 16, with_mask=True, device="cpu")
+    assert DataSpec.of(*with_masks) == spec.data
 
 
 def test_a_loss_is_identified_by_its_tensors_too():
