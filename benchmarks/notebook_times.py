@@ -17,7 +17,8 @@ native bf16; it is written to ``notebook_times-<profile>[-<precision>].json``.
 
 ``--from-log`` reads the times from the log of a ``make book`` run on this machine instead
 (Jupyter Book's "Executed notebook in S seconds" lines: the book's own execution, e.g. the
-one ``.ci/run`` does on a fresh clone), so the README's figure can come from that very run.
+one ``.ci/run`` does on a fresh clone), so the README's figure can come from that very run;
+with ``--profile smoke``, from the notebook tests' table of a ``make test`` log.
 """
 
 from __future__ import annotations
@@ -79,9 +80,19 @@ def main(argv=None) -> dict:
     suffix = f"-{args.precision}" if args.precision else ""
     filename = f"notebook_times-{args.profile}{suffix}.json"
     if args.from_log is not None:
-        found = re.findall(
-            r"notebooks/(\d\d_\w+)\.ipynb: Executed notebook in ([\d.]+) seconds",
-            args.from_log.read_text(),
+        log = args.from_log.read_text()
+        found = (
+            re.findall(  # the book build (make book), or the notebook tests (make test)
+                r"notebooks/(\d\d_\w+)\.ipynb: Executed notebook in ([\d.]+) seconds",
+                log,
+            )
+            if args.profile != "smoke"
+            else [
+                (stem, t)
+                for t, stem in re.findall(
+                    r"^ +([\d.]+) s  notebooks/(\d\d_\w+)\.ipynb$", log, flags=re.M
+                )
+            ]
         )
         if not found:
             raise SystemExit(f"error: no executed notebook in {args.from_log}")

@@ -26,7 +26,7 @@
 # - where the data of later chapters comes from: synthetic skin lesions, or the real
 #   Kaggle melanoma images.
 #
-# **Expected run time** (2 cores of an AMD EPYC without native bf16, in float32; {doc}`../book/performance`): `smoke` about 5 s · `cpu` about 5 s · `gpu` about 15 s (one H100 80GB HBM3, bf16, from scratch).
+# **Expected run time** (2 cores of an Intel(R) Xeon(R) Processor with native bf16, in float32; {doc}`../book/performance`): `smoke` about 5 s · `cpu` about 5 s · `gpu` about 15 s (one H100 80GB HBM3, bf16, from scratch).
 # On Colab or Gradient the first run also installs the course library (one `pip install`).
 #
 # **Launch:** [open in Colab](https://colab.research.google.com/github/attention-course/attention-image-classification/blob/main/notebooks/00_setup.ipynb)

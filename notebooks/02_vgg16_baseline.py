@@ -27,7 +27,7 @@
 # - why a global-average-pooling (GAP) head replaces the FC layers in the rest of the course;
 # - how to train a baseline with `course_lib.train.fit`, the loop every later chapter reuses.
 #
-# **Expected run time** (2 cores of an AMD EPYC without native bf16, in float32; {doc}`../book/performance`): `smoke` about 15 s · `cpu` about 5 min · `gpu` about 2 min (one H100 80GB HBM3, bf16, from scratch).
+# **Expected run time** (2 cores of an Intel(R) Xeon(R) Processor with native bf16, in float32; {doc}`../book/performance`): `smoke` about 10 s · `cpu` about 75 s · `gpu` about 2 min (one H100 80GB HBM3, bf16, from scratch).
 #
 # **Launch:** [open in Colab](https://colab.research.google.com/github/attention-course/attention-image-classification/blob/main/notebooks/02_vgg16_baseline.ipynb)
 

@@ -26,7 +26,7 @@
 #   **position-to-position** (which other places each place looks at), and what each costs;
 # - the tensor shapes involved, and how broadcasting (`expand_as`) applies a weight map.
 #
-# **Expected run time** (2 cores of an AMD EPYC without native bf16, in float32; {doc}`../book/performance`): `smoke` about 5 s · `cpu` about 10 s · `gpu` about 15 s (one H100 80GB HBM3, bf16, from scratch).
+# **Expected run time** (2 cores of an Intel(R) Xeon(R) Processor with native bf16, in float32; {doc}`../book/performance`): `smoke` about 5 s · `cpu` about 5 s · `gpu` about 15 s (one H100 80GB HBM3, bf16, from scratch).
 #
 # **Launch:** [open in Colab](https://colab.research.google.com/github/attention-course/attention-image-classification/blob/main/notebooks/03_attention_primer.ipynb)
 

@@ -24,7 +24,7 @@
 # - the *dual pooling* head: concatenate both, `(N, C, H, W) → (N, 2C)`, then classify;
 # - why it is a cheap, parameter-free change, and why its benefit is an empirical question.
 #
-# **Expected run time** (2 cores of an AMD EPYC without native bf16, in float32; {doc}`../book/performance`): `smoke` about 5 s · `cpu` about 5 s · `gpu` not measured yet.
+# **Expected run time** (2 cores of an Intel(R) Xeon(R) Processor with native bf16, in float32; {doc}`../book/performance`): `smoke` about 5 s · `cpu` about 5 s · `gpu` not measured yet.
 #
 # **Launch:** [open in Colab](https://colab.research.google.com/github/attention-course/attention-image-classification/blob/main/notebooks/06_dual_pooling.ipynb)
 

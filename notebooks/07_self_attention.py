@@ -28,7 +28,7 @@
 # - where self-attention fits in VGG16, and why not where a widely copied blog post on VGG16 with
 #   attention {cite:p}`blog_vgg16_attention` put it.
 #
-# **Expected run time** (2 cores of an AMD EPYC without native bf16, in float32; {doc}`../book/performance`): `smoke` about 10 s · `cpu` about 10 s · `gpu` not measured yet.
+# **Expected run time** (2 cores of an Intel(R) Xeon(R) Processor with native bf16, in float32; {doc}`../book/performance`): `smoke` about 10 s · `cpu` about 10 s · `gpu` not measured yet.
 #
 # **Launch:** [open in Colab](https://colab.research.google.com/github/attention-course/attention-image-classification/blob/main/notebooks/07_self_attention.ipynb)
 

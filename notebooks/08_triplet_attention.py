@@ -26,7 +26,7 @@
 # - why the module a widely copied blog post {cite:p}`blog_vgg16_attention` calls "Triplet Attention" is a different mechanism (query/key/value
 #   self-attention), and why its usage example cannot run.
 #
-# **Expected run time** (2 cores of an AMD EPYC without native bf16, in float32; {doc}`../book/performance`): `smoke` about 10 s · `cpu` about 10 s · `gpu` not measured yet.
+# **Expected run time** (2 cores of an Intel(R) Xeon(R) Processor with native bf16, in float32; {doc}`../book/performance`): `smoke` about 5 s · `cpu` about 5 s · `gpu` not measured yet.
 #
 # **Launch:** [open in Colab](https://colab.research.google.com/github/attention-course/attention-image-classification/blob/main/notebooks/08_triplet_attention.ipynb)
 

@@ -25,7 +25,7 @@
 # - what each buys in validation AUC on the lesion task, and how to tell a real difference
 #   from seed-to-seed noise.
 #
-# **Expected run time** (2 cores of an AMD EPYC without native bf16, in float32; {doc}`../book/performance`): `smoke` about 20 s · `cpu` about 4 min · `gpu` not measured yet.
+# **Expected run time** (2 cores of an Intel(R) Xeon(R) Processor with native bf16, in float32; {doc}`../book/performance`): `smoke` about 15 s · `cpu` about 3 min · `gpu` not measured yet.
 # Six modules, two seeds each. Finished runs are checkpointed under `runs/`, so an
 # interrupted execution resumes where it stopped.
 #

@@ -33,7 +33,7 @@
 # - what makes a training loop fast (measured) and what makes it lose nothing when it is
 #   interrupted; how the same code runs on several GPUs.
 #
-# **Expected run time** (2 cores of an AMD EPYC without native bf16, in float32; {doc}`../book/performance`): `smoke` about 15 s · `cpu` about 3.5 min · `gpu` about 4.5 min (one H100 80GB HBM3, bf16, from scratch).
+# **Expected run time** (2 cores of an Intel(R) Xeon(R) Processor with native bf16, in float32; {doc}`../book/performance`): `smoke` about 10 s · `cpu` about 2.5 min · `gpu` about 4.5 min (one H100 80GB HBM3, bf16, from scratch).
 # Two AttnVGGs (softmax and sigmoid gates). Trained models are checkpointed under `runs/`;
 # running the notebook again reuses them.
 #

@@ -32,7 +32,7 @@
 #   training images, as surgical markings do in real dermoscopy {cite:p}`winkler2019markings`)
 #   inflates a validation score, and how maps and measurements expose it.
 #
-# **Expected run time** (2 cores of an AMD EPYC without native bf16, in float32; {doc}`../book/performance`): `smoke` about 15 s · `cpu` about 4 min · `gpu` not measured yet.
+# **Expected run time** (2 cores of an Intel(R) Xeon(R) Processor with native bf16, in float32; {doc}`../book/performance`): `smoke` about 10 s · `cpu` about 2.5 min · `gpu` not measured yet.
 # Reuses chapter 10's model and trains two more.
 #
 # **Launch:** [open in Colab](https://colab.research.google.com/github/attention-course/attention-image-classification/blob/main/notebooks/11_seeing_attention.ipynb)

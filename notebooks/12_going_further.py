@@ -27,7 +27,7 @@
 #   {cite:p}`hou2021coordinate` and vision transformers {cite:p}`dosovitskiy2021vit`, each
 #   built small enough to read.
 #
-# **Expected run time** (2 cores of an AMD EPYC without native bf16, in float32; {doc}`../book/performance`): `smoke` about 10 s · `cpu` about 4 min · `gpu` not measured yet.
+# **Expected run time** (2 cores of an Intel(R) Xeon(R) Processor with native bf16, in float32; {doc}`../book/performance`): `smoke` about 10 s · `cpu` about 4 min · `gpu` not measured yet.
 # Trains two regularised models.
 #
 # **Launch:** [open in Colab](https://colab.research.google.com/github/attention-course/attention-image-classification/blob/main/notebooks/12_going_further.ipynb)

@@ -29,7 +29,7 @@
 #   map by attention instead of uniformly changes for it — the idea of DELF
 #   {cite:p}`noh2017delf` — measured over two training seeds.
 #
-# **Expected run time** (2 cores of an AMD EPYC without native bf16, in float32; {doc}`../book/performance`): `smoke` about 15 s · `cpu` about 3.5 min · `gpu` not measured yet.
+# **Expected run time** (2 cores of an Intel(R) Xeon(R) Processor with native bf16, in float32; {doc}`../book/performance`): `smoke` about 10 s · `cpu` about 2.5 min · `gpu` not measured yet.
 # Trains a lesion detector and a second seed of chapter 10's AttnVGG.
 #
 # **Launch:** [open in Colab](https://colab.research.google.com/github/attention-course/attention-image-classification/blob/main/notebooks/13_beyond_classification.ipynb)
