@@ -32,6 +32,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +41,7 @@ import torch
 from torch import nn
 
 from .config import fast_mixed_precision, get_device
+from .data.errors import DataError
 
 __all__ = [
     "RUNS",
@@ -215,13 +217,24 @@ def _fingerprint(*arrays) -> str:
     return digest.hexdigest()[:12]
 
 
+def _size(path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError as err:
+        raise DataError(
+            f"image file not found or unreadable: {path} ({err.strerror})"
+        ) from None
+
+
 def _dataset_fingerprint(dataset) -> str:
-    """The images and labels of a data set: by path for the course's, by value for tensors."""
+    """The images and labels of a data set, wherever it lies: for the course's, each image's
+    file name and size, in order, with the labels; for tensors, their values."""
     paths, targets = getattr(dataset, "paths", None), getattr(dataset, "targets", None)
     if paths is not None and targets is not None:
-        names = "\n".join(map(str, paths)).encode()
+        names = "\n".join(Path(p).name for p in paths).encode()
+        sizes = np.array([_size(p) for p in paths], np.int64)
         return _fingerprint(
-            np.frombuffer(names, np.uint8), np.asarray(targets, np.float32)
+            np.frombuffer(names, np.uint8), sizes, np.asarray(targets, np.float32)
         )
     tensors = getattr(dataset, "tensors", None)  # a TensorDataset
     if tensors is not None:

@@ -219,3 +219,13 @@ def test_a_changed_augmentation_or_learning_rate_trains_a_new_run(
     folders = {h.attrs["run_dir"] for h in (first, augmented, lower_lr)}
     assert len(folders) == 3
     assert lower_lr.train_loss.iloc[0] != first.train_loss.iloc[0]
+
+
+def test_the_same_data_in_another_folder_is_the_same_run(lesion_root, tmp_path, spec):
+    """Two fresh clones keep their data in different folders: the runs are still equal."""
+    import shutil
+
+    copy = tmp_path / "elsewhere"
+    shutil.copytree(lesion_root, copy)
+    moved = split_by_patient(load_melanoma(copy), 0.25, seed=0)
+    assert DataSpec.of(*make_loaders(*moved, 64, 16, device="cpu")) == spec.data
