@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 
-import numpy as np
 import pandas as pd
 
 from .checkpoint import load_checkpoint, save_atomic
@@ -40,7 +39,7 @@ from .data import (
 )
 from .detection import detection_loaders, lesion_detector, train_detector
 from .losses import FocalLoss
-from .runspec import RUNS, ModelSpec, TrainConfig
+from .runspec import RUNS, ModelSpec, TrainConfig, images_fingerprint
 from .train import train_run
 
 __all__ = [
@@ -103,13 +102,6 @@ def eval_loader(profile, frame: pd.DataFrame, *, with_mask: bool = False, device
         device=device,
         pin_memory=str(device).startswith("cuda"),
     )
-
-
-def _fingerprint(paths, targets) -> str:
-    """A short hash of a list of images (by path) and their labels."""
-    digest = hashlib.sha1("\n".join(map(str, paths)).encode())
-    digest.update(np.asarray(targets, dtype=np.float32).tobytes())
-    return digest.hexdigest()[:10]
 
 
 def _profile_identity(recipe: str, profile, epochs: int, seed: int) -> dict:
@@ -195,7 +187,7 @@ def train_lesion_detector(
         "lr": 1e-3,
         "fpn_channels": 64,
         "head_convs": 2,
-        "train_data": _fingerprint(train_frame["path"], train_frame["target"]),
+        "train_data": images_fingerprint(train_frame["path"], train_frame["target"]),
     }
     fingerprint = hashlib.sha1(
         json.dumps(identity, sort_keys=True).encode()

@@ -51,6 +51,7 @@ __all__ = [
     "DataSpec",
     "RunSpec",
     "describe",
+    "images_fingerprint",
     "same_device",
 ]
 
@@ -226,16 +227,22 @@ def _size(path) -> int:
         ) from None
 
 
+def images_fingerprint(paths, targets) -> str:
+    """A list of images and their labels, wherever the files lie: each image's file name and
+    size, in order, with the labels (the detector's run identity uses it too)."""
+    names = "\n".join(Path(p).name for p in paths).encode()
+    sizes = np.array([_size(p) for p in paths], np.int64)
+    return _fingerprint(
+        np.frombuffer(names, np.uint8), sizes, np.asarray(targets, np.float32)
+    )
+
+
 def _dataset_fingerprint(dataset) -> str:
-    """The images and labels of a data set, wherever it lies: for the course's, each image's
-    file name and size, in order, with the labels; for tensors, their values."""
+    """The images and labels of a data set: :func:`images_fingerprint` for the course's,
+    their values for tensors."""
     paths, targets = getattr(dataset, "paths", None), getattr(dataset, "targets", None)
     if paths is not None and targets is not None:
-        names = "\n".join(Path(p).name for p in paths).encode()
-        sizes = np.array([_size(p) for p in paths], np.int64)
-        return _fingerprint(
-            np.frombuffer(names, np.uint8), sizes, np.asarray(targets, np.float32)
-        )
+        return images_fingerprint(paths, targets)
     tensors = getattr(dataset, "tensors", None)  # a TensorDataset
     if tensors is not None:
         return _fingerprint(*(t.detach().cpu().numpy() for t in tensors))

@@ -114,6 +114,8 @@ def test_the_backbone_is_passed_in_as_torchvision_does():
             built.state_dict().items(), given.state_dict().items()
         ):
             assert torch.equal(a, b), (head, name)
+    given = VGG(vgg16_features(1 / 8, attention="se"), 1, head="gap", width=1 / 8)
+    assert given.attention == "se"  # the features say what they hold
 
 
 def test_attnvgg_and_the_detector_are_built_on_the_vgg16_features():

@@ -72,6 +72,13 @@ def init_weights(model: nn.Module, conv_mode: str = "fan_out") -> None:
             nn.init.zeros_(m.bias)
 
 
+def _check_width(width: float) -> None:
+    if not 0 < width <= 4:  # also refuses NaN
+        raise ValueError(
+            f"width must be in (0, 4] (1 is the real VGG16), not {width!r}"
+        )
+
+
 def check_model_arguments(num_classes: int, width: float) -> None:
     """Refuse a model that cannot be trained: no outputs, or channels scaled to nothing."""
     if (
@@ -83,10 +90,7 @@ def check_model_arguments(num_classes: int, width: float) -> None:
             f"num_classes must be an integer >= 1 (1: one logit for a binary task), "
             f"not {num_classes!r}"
         )
-    if not 0 < width <= 4:  # also refuses NaN
-        raise ValueError(
-            f"width must be in (0, 4] (1 is the real VGG16), not {width!r}"
-        )
+    _check_width(width)
 
 
 def scaled(channels: int, width: float) -> int:
@@ -119,8 +123,10 @@ def vgg16_features(
     ``attention`` inserts a module of the registry at the end of its default stages (or of
     ``attention_stages``), after the stage's last ReLU and before its max-pool. The weights
     keep PyTorch's default initialisation: the model built on them initialises them
-    (:func:`init_weights`). ``features.out_channels`` is the last stage's width.
+    (:func:`init_weights`). ``features.out_channels`` is the last stage's width,
+    ``features.attention`` the registry name inserted (or None).
     """
+    _check_width(width)
     if attention is not None and attention not in ATTENTION:
         raise ValueError(
             f"attention must be one of {', '.join(ATTENTION)} or None, not {attention!r}"
@@ -137,7 +143,7 @@ def vgg16_features(
         stages.append(stage)
         in_channels = widths[-1]
     features = nn.Sequential(*stages)
-    features.out_channels = in_channels
+    features.out_channels, features.attention = in_channels, attention
     return features
 
 
@@ -227,7 +233,5 @@ def vgg16(
     ``head``: "fc", "gap" or "dualpool"; ``attention``: None or a name of
     :data:`course_lib.attention.ATTENTION` ("se", "cbam", "self", "triplet", "eca").
     """
-    check_model_arguments(num_classes, width)
     features = vgg16_features(width, batch_norm, attention, attention_stages)
-    features.attention = attention
     return VGG(features, num_classes, head=head, width=width, dropout=dropout)
