@@ -33,6 +33,7 @@ from .cli_args import (
     Parser,
     number,
     one_line,
+    seed_number,
     write_failure,
 )
 from .config import (
@@ -136,7 +137,7 @@ def parser() -> argparse.ArgumentParser:
         ),
         default=0.2,
     )
-    p.add_argument("--seed", type=number(int, 0, what="a seed >= 0"), default=0)
+    p.add_argument("--seed", type=seed_number(), default=0)
     again = p.add_mutually_exclusive_group()
     again.add_argument(
         "--resume",
@@ -194,8 +195,22 @@ def _saved(out: Path) -> str:
     )
 
 
-def _interrupted(out: Path, argv: list[str]) -> str:
-    return f"interrupted: {_saved(out)}; continue with: {_resume_command(argv)}"
+def _interrupted(out: Path, argv: list[str]) -> str | None:
+    """The line an interrupted run prints; under torchrun, the first process's only.
+
+    torchrun ends every process with SIGTERM when one of them fails, so a process cannot
+    tell Ctrl-C from a failed peer, and the others' lines would repeat it (or, when the
+    first process refused the folder, describe a run that is not theirs).
+    """
+    if int(os.environ.get("RANK", 0)) != 0:
+        return None
+    why = (
+        "stopped (interrupted, or torchrun ended it because another of its processes "
+        "failed: see its report)"
+        if int(os.environ.get("WORLD_SIZE", 1)) > 1
+        else "interrupted"
+    )
+    return f"{why}: {_saved(out)}; continue with: {_resume_command(argv)}"
 
 
 def _raise_keyboard_interrupt(signum, frame):
@@ -230,8 +245,9 @@ def _run(args, argv: list[str]) -> int:
             "synthetic lesions there)"
         )
     current = init_from_environment()  # under torchrun: join the other processes
-    if current.is_main:
-        check_run_folder(args.out, resume=args.resume, overwrite=args.overwrite)
+    # every process checks (they read the same folder, so all refuse or none, and none
+    # waits at the next barrier for a first process that has gone); the first one says so
+    check_run_folder(args.out, resume=args.resume, overwrite=args.overwrite)
     train_frame, val_frame = _data(args, profile, size, current)
     seed_everything(args.seed, deterministic=args.deterministic)
     device = get_device()  # decided once: the loaders deliver there, fit trains there
@@ -308,7 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(args, argv)
     except KeyboardInterrupt:
-        print(_interrupted(args.out, argv), file=sys.stderr)
+        if (line := _interrupted(args.out, argv)) is not None:
+            print(line, file=sys.stderr)
         return INTERRUPTED
     except OSError as err:  # a full or read-only disk: every file written is whole
         words = write_failure(err)
@@ -335,11 +352,14 @@ def main(argv: list[str] | None = None) -> int:
         FloatingPointError,
         ValueError,
     ) as err:
-        print(f"error: {one_line(err)}", file=sys.stderr)
+        if not (isinstance(err, RunFolderError) and int(os.environ.get("RANK", 0))):
+            print(f"error: {one_line(err)}", file=sys.stderr)
         return USAGE_ERROR
     except RuntimeError as err:  # after its subclasses above (RunFolderError, ...)
         if not _lost_peer(err):
             raise
+        # torchrun's SIGTERM for the survivors follows: let it not cut this line short
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         print(
             f"error: another process of the run stopped ({one_line(err)[:120]}); "
             f"{_saved(args.out)}; continue with: {_resume_command(argv)}",

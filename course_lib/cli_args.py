@@ -19,6 +19,7 @@ __all__ = [
     "INTERRUPTED",
     "Parser",
     "number",
+    "seed_number",
     "one_line",
     "write_failure",
 ]
@@ -32,6 +33,15 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(USAGE_ERROR, f"error: {message} (see --help)\n")
+
+
+#: The largest seed NumPy's generators accept.
+SEED_MAX = 2**32 - 1
+
+
+def seed_number():
+    """The parser of ``--seed``: 0 ... 2**32 - 1 (NumPy's range), named in the error."""
+    return number(int, 0, SEED_MAX, what=f"a seed in 0 ... {SEED_MAX} (2**32 - 1)")
 
 
 def number(kind, low=None, high=None, low_open=False, high_open=False, what=""):
@@ -66,7 +76,12 @@ def one_line(err: BaseException) -> str:
     if "Original Traceback" in text:
         last = text.splitlines()[-1]
         text = last.split(": ", 1)[1] if ": " in last else last
-    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    # "2 files cannot be read:\n a\n b" -> "2 files cannot be read: a; b"
+    joined = lines[0] if lines else ""
+    for line in lines[1:]:
+        joined += (" " if joined.endswith(":") else "; ") + line
+    return joined
 
 
 #: The errors of a disk that cannot take a file: full, read-only, over quota, no permission.

@@ -192,3 +192,68 @@ def test_download_into_a_folder_holding_another_data_set_is_refused(data, tmp_pa
     with pytest.raises(DataError, match="not the Kaggle download's layout"):
         download_melanoma(copy, api=object())
     assert not (copy / ".download-complete").exists()
+
+
+# The review's caveats: the outcome was right, the message was not.
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["course_lib.train", "--model", "vgg16", "--data-root", "."], ["course_lib.data"]],
+)
+def test_a_seed_beyond_numpys_range_is_refused_by_name_before_anything_is_made(
+    tmp_path, command
+):
+    """Review case A33: the seed used to fail later, unnamed, after --out was created."""
+    if command[0] == "course_lib.data":
+        command = command + ["synthetic", str(tmp_path / "x"), "--n-images", "2"]
+        command += ["--image-size", "32"]
+    else:
+        command = command + ["--out", str(tmp_path / "run")]
+    run = subprocess.run(
+        [sys.executable, "-m", *command, "--seed", str(2**32)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert "--seed" in run.stderr and "4294967295" in run.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_empty_validation_loader_is_refused_before_training(tmp_path):
+    """Review case FT01: an empty validation loader used to cost a whole epoch first."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from course_lib.runspec import TrainConfig
+    from course_lib.train import fit
+
+    x, y = torch.randn(8, 3, 32, 32), torch.tensor([0.0, 1] * 4)
+    train = DataLoader(TensorDataset(x, y), batch_size=4)
+    empty = DataLoader(TensorDataset(x[:0], y[:0]), batch_size=4)
+    model = vgg16(1, width=1 / 16)
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(ValueError, match="validation loader yields no batches"):
+        fit(model, train, empty, TrainConfig(epochs=1), out_dir=tmp_path / "run")
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+
+
+def test_a_report_of_several_bad_files_reads_as_one_sentence(data, tmp_path):
+    """Review cases I02/I03/I06: the list used to be joined as 'cannot be read:; cannot ...'."""
+    copy = tmp_path / "data"
+    subprocess.run(["cp", "-r", str(data), str(copy)], check=True)
+    first, second = sorted((copy / "images").iterdir())[:2]
+    first.write_bytes(b"")
+    second.write_bytes(second.read_bytes()[:300])
+    run = subprocess.run(
+        [sys.executable, "-m", "course_lib.data", "verify", str(copy)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert run.returncode == 2
+    line = run.stderr.strip()
+    assert len(line.splitlines()) == 1 and ":;" not in line
+    assert f"cannot be read: cannot decode image {first}" in line
+    assert f"; cannot decode image {second}" in line

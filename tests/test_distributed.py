@@ -117,3 +117,71 @@ def test_fit_under_torchrun_matches_one_process(tmp_path):
     for key, value in reference.items():
         torch.testing.assert_close(state[key], value, rtol=1e-5, atol=1e-6)
     assert not [p for p in os.listdir(double) if p.endswith(".tmp")]
+
+
+@pytest.fixture(scope="module")
+def lesions(tmp_path_factory):
+    from course_lib.data import make_synthetic_lesions
+
+    root = tmp_path_factory.mktemp("torchrun") / "data"
+    make_synthetic_lesions(root, n_images=96, image_size=32, seed=1)
+    return root
+
+
+def _torchrun(data, out, *extra, kill_rank=None):
+    """The training command line under torchrun, two gloo processes, killed where asked."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env.pop("COURSE_KILL_AT", None)
+    if kill_rank is not None:
+        env.update(COURSE_KILL_AT="epoch 2 step 1", COURSE_KILL_RANK=str(kill_rank))
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    command += ["--standalone", "-m", "course_lib.train", "--data-root", str(data)]
+    command += ["--out", str(out), "--model", "attnvgg", "--width", "0.125"]
+    command += ["--image-size", "32", "--epochs", "3", "--batch-size", "16"]
+    command += ["--num-workers", "0", "--profile", "smoke", "--no-progress", *extra]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+
+def _ours(stderr: str) -> list[str]:
+    """The lines the course printed, without torchrun's own report."""
+    return [line for line in stderr.splitlines() if line.startswith("error:")]
+
+
+@pytest.mark.parametrize("kill_rank", [1, 0])
+def test_a_killed_torchrun_process_leaves_one_line_and_resumes_exactly(
+    lesions, tmp_path, kill_rank
+):
+    """Review cases T04 and T05: one process SIGKILLed mid-epoch (at an exact point, not
+    after a sleep): the survivor prints one line with the torchrun resume command, no
+    traceback; ``--resume`` then gives the uninterrupted run's history."""
+    whole = _torchrun(lesions, tmp_path / "whole")
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    killed = _torchrun(lesions, tmp_path / "killed", kill_rank=kill_rank)
+    assert killed.returncode != 0
+    assert "]: Traceback" not in killed.stderr, killed.stderr[-3000:]
+    lines = _ours(killed.stderr)
+    assert len(lines) == 1, killed.stderr[-3000:]
+    assert "another process of the run stopped" in lines[0]
+    assert "epoch 1 is the last one saved" in lines[0]
+    assert "torchrun --nproc_per_node 2 -m course_lib.train" in lines[0]
+    assert lines[0].endswith("--resume")
+    resumed = _torchrun(lesions, tmp_path / "killed", "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a, b = (
+        pd.read_csv(tmp_path / run / "metrics.csv").drop(columns="seconds")
+        for run in ("whole", "killed")
+    )
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_a_torchrun_into_a_folder_holding_a_run_is_refused_once(lesions, tmp_path):
+    """Review case T03: the second process used to add "interrupted: epoch 2 is the last
+    one saved ... python -m ... --resume" about a run that was not interrupted."""
+    first = _torchrun(lesions, tmp_path / "run", "--epochs", "1")
+    assert first.returncode == 0, first.stderr[-3000:]
+    again = _torchrun(lesions, tmp_path / "run", "--epochs", "1")
+    assert again.returncode != 0 and "]: Traceback" not in again.stderr
+    assert [line[:40] for line in _ours(again.stderr)] == [
+        f"error: {tmp_path / 'run'} already holds a run"[:40]
+    ]
+    assert "interrupted" not in again.stderr

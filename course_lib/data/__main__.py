@@ -18,6 +18,7 @@ from ..cli_args import (
     Parser,
     number,
     one_line,
+    seed_number,
     write_failure,
 )
 
@@ -46,7 +47,7 @@ def _parser() -> Parser:
     synthetic.add_argument(
         "--image-size", required=True, type=number(int, 32, what="at least 32")
     )
-    synthetic.add_argument("--seed", type=number(int, 0, what="a seed >= 0"), default=0)
+    synthetic.add_argument("--seed", type=seed_number(), default=0)
     synthetic.add_argument(
         "--workers", type=number(int, 1, what="a positive number"), default=None
     )

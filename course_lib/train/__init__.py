@@ -458,9 +458,23 @@ def _record_epoch(
     return improved
 
 
+def _batches(loader) -> int | None:
+    """How many batches ``loader`` yields, or None when it cannot say (an iterable data set)."""
+    try:
+        return len(loader)
+    except TypeError:
+        return None
+
+
 def _check_loaders(config: TrainConfig, train_loader, val_loader) -> None:
     """The loaders deliver on the config's device (checked, never silently re-copied), and
-    the validation set has both classes."""
+    the validation set is not empty (known before a whole epoch is trained) and has both
+    classes."""
+    if _batches(val_loader) == 0:
+        raise ValueError(
+            "the validation loader yields no batches (an empty validation set, or drop_last "
+            "with fewer images than a batch): there is nothing to score the run on"
+        )
     for name, loader in (("training", train_loader), ("validation", val_loader)):
         there = getattr(loader, "device", None)
         if there is not None and not same_device(there, config.device):
