@@ -8,6 +8,9 @@ fixed blob at the image centre (lesions are photographed near the centre, so a c
 is the bar a map must clear to show it has found *this* lesion).
 :func:`localisation_table` scores any set of maps with the three measures of
 :mod:`course_lib.metrics`; :func:`verdicts` reads its energy column against the random map's.
+For a vision transformer (:class:`course_lib.models.ViT`), :func:`attention_rollout` follows
+the attention through all blocks and :func:`class_token_map` turns the class token's row into
+a map over the patches.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ __all__ = [
     "baseline_maps",
     "localisation_table",
     "verdicts",
+    "attention_rollout",
+    "class_token_map",
     "MAP_NAMES",
 ]
 
@@ -138,3 +143,77 @@ def verdicts(table: pd.DataFrame, random_row: str = "random map") -> pd.DataFram
         )
     )
     return pd.DataFrame({"energy / random": ratio, "verdict": words})
+
+
+_HEAD_FUSIONS = {
+    "mean": lambda a: a.mean(dim=1),
+    "max": lambda a: a.amax(dim=1),
+    "min": lambda a: a.amin(dim=1),
+}
+
+
+def attention_rollout(
+    attentions, head_fusion: str = "mean", discard_ratio: float = 0.0
+) -> torch.Tensor:
+    """Attention rollout (Abnar & Zuidema, 2020): how much each token's final state draws on
+    each input token, through every block.
+
+    ``attentions`` holds one ``(N, heads, T, T)`` tensor per block (``ViT(...)(x,
+    return_attention=True)[1]``). Per block the heads are fused (``"mean"``, ``"max"`` or
+    ``"min"``); with ``discard_ratio`` > 0 that share of the smallest weights of each image is
+    set to 0 (never the class token's attention to itself), as in Jacob Gildenblat's
+    ``vit-explain``; the residual connection is accounted for as ``(A + I) / 2``, rows
+    renormalised; the blocks are multiplied through, the last on the left. Returns the
+    ``(N, T, T)`` rollout; each row sums to 1.
+    """
+    if head_fusion not in _HEAD_FUSIONS:
+        raise ValueError(
+            f"head_fusion must be one of {', '.join(_HEAD_FUSIONS)}; got {head_fusion!r}"
+        )
+    if not 0 <= discard_ratio < 1:
+        raise ValueError(f"discard_ratio must be in [0, 1); got {discard_ratio}")
+    attentions = list(attentions)
+    if not attentions:
+        raise ValueError(
+            "attentions is empty: pass one (N, heads, T, T) tensor per block"
+        )
+    shape = attentions[0].shape
+    for i, a in enumerate(attentions):
+        if a.dim() != 4 or a.shape[-1] != a.shape[-2] or a.shape != shape:
+            raise ValueError(
+                f"attentions[{i}] has shape {tuple(a.shape)}; every block's must be "
+                f"(N, heads, T, T), the same for all (the first is {tuple(shape)})"
+            )
+    n, tokens = shape[0], shape[-1]
+    eye = torch.eye(tokens, dtype=torch.float32, device=attentions[0].device)
+    rollout = eye.expand(n, tokens, tokens)
+    for a in attentions:
+        fused = _HEAD_FUSIONS[head_fusion](a.detach().float())
+        if discard_ratio:
+            flat = fused.reshape(n, -1).clone()
+            lowest = flat.topk(int(flat.shape[1] * discard_ratio), dim=1, largest=False)
+            # zero the smallest, except entry 0: the class token's attention to itself
+            class_self = lowest.indices == 0
+            flat.scatter_(
+                1, lowest.indices, flat.gather(1, lowest.indices) * class_self
+            )
+            fused = flat.reshape(n, tokens, tokens)
+        step = (fused + eye) / 2
+        step = step / step.sum(dim=-1, keepdim=True)
+        rollout = step @ rollout
+    return rollout
+
+
+def class_token_map(matrix: torch.Tensor, grid: int | None = None) -> torch.Tensor:
+    """The class token's row of a ``(N, T, T)`` matrix (a rollout, or one block's attention
+    with the heads fused), without its own entry, as an ``(N, grid, grid)`` map over the
+    patches (row by row, as the patch embedding orders them)."""
+    if matrix.dim() != 3 or matrix.shape[1] != matrix.shape[2]:
+        raise ValueError(f"matrix must be (N, T, T); got {tuple(matrix.shape)}")
+    patches = matrix.shape[-1] - 1
+    grid = int(round(patches**0.5)) if grid is None else grid
+    if grid * grid != patches:
+        raise ValueError(
+            f"{patches} patch tokens do not form a {grid}x{grid} grid (T = 1 + grid²)"
+        )
+    return matrix[:, 0, 1:].reshape(len(matrix), grid, grid)

@@ -1,4 +1,5 @@
-"""Models of the course: configurable VGG16 with attention slots (notebooks 02, 04–09) and AttnVGG (10).
+"""Models of the course: configurable VGG16 with attention slots (notebooks 02, 04–09), AttnVGG
+(10), and a vision transformer written by hand (:class:`ViT`).
 
 :func:`build_model` maps the command line's model names to constructors: ``vgg16`` (GAP head),
 ``vgg16-fc``, ``vgg16-dualpool``, ``attnvgg``, and ``vgg16-<name>`` for every attention module
@@ -10,6 +11,7 @@ from __future__ import annotations
 from ..attention import ATTENTION
 from .attnvgg import AttnVGG, load_imagenet_features
 from .vgg import VGG, VGG16_STAGES, vgg16
+from .vit import ViT, vit_parameter_count
 
 __all__ = [
     "logits_of",
@@ -17,6 +19,8 @@ __all__ = [
     "VGG",
     "VGG16_STAGES",
     "vgg16",
+    "ViT",
+    "vit_parameter_count",
     "build_model",
     "MODEL_NAMES",
     "COMPARED_MODELS",
