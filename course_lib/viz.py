@@ -140,6 +140,7 @@ def attention_grid(
     ``{"pool-3 attention": a1, "pool-4 attention": a2, "Grad-CAM": cam}``); ``masks``
     ``(N, [1,] H, W)`` adds a mask column (titled ``mask_title``) and the mask's outline
     (white) on every overlay. ``row_titles`` label the rows (e.g. "melanoma, p=0.91").
+    The figure is returned closed: a notebook shows it once, as the cell's result.
     """
     images = _tensor(images)
     n = len(images)
@@ -173,6 +174,9 @@ def attention_grid(
         if row_titles is not None:
             axes[row, 0].set_ylabel(row_titles[row], fontsize=MIN_FONT_SIZE)
     fig.tight_layout()
+    # closed, so that Jupyter shows it once: as the cell's result, not again at the cell's
+    # end (pyplot shows every open figure); show a figure that is not the result: display(fig)
+    plt.close(fig)
     return fig
 
 

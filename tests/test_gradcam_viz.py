@@ -1,5 +1,7 @@
 """course_lib.gradcam (through the grad-cam package) and course_lib.viz."""
 
+from pathlib import Path
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -157,6 +159,25 @@ def test_attention_grid_lays_out_rows_and_columns():
     assert len(axes[1, 1].collections) == 1  # the lesion outline on each overlay
     fig = attention_grid(images[:2], {"pool-3": torch.rand(2, 4, 4)})
     assert len(fig.axes) == 4
+
+
+def test_a_notebook_shows_the_attention_grid_once():
+    """Review (rendered book): the figure used to appear twice, once as the cell's result
+    and once more when the inline backend showed every open figure."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    cell = nbformat.v4.new_code_cell(
+        "import torch\n"
+        "from course_lib.viz import attention_grid\n"
+        "attention_grid(torch.randn(2, 3, 16, 16), {'map': torch.rand(2, 4, 4)})"
+    )
+    notebook = nbformat.v4.new_notebook(cells=[cell])
+    NotebookClient(notebook, timeout=120, kernel_name="python3").execute(
+        cwd=str(Path(__file__).resolve().parents[1])
+    )
+    images = [o for o in notebook.cells[0].outputs if "image/png" in o.get("data", {})]
+    assert len(images) == 1, notebook.cells[0].outputs
 
 
 def test_plot_history_draws_several_runs_on_one_pair_of_axes():
