@@ -17,6 +17,8 @@ draws in epoch 3, whatever ``num_workers`` (``fit`` calls :meth:`DeviceLoader.se
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pandas as pd
 import torch
@@ -26,7 +28,24 @@ from ..config import get_device
 from .augment import BatchAugment, BatchNormalize
 from .dataset import MelanomaDataset
 
-__all__ = ["DeviceLoader", "make_loaders", "mix_seed"]
+__all__ = ["DeviceLoader", "make_loaders", "mix_seed", "quiet_worker_init"]
+
+#: What a worker's helper thread sees when the main process has stopped mid-transfer.
+_PARENT_GONE = (ConnectionResetError, BrokenPipeError, EOFError)
+
+
+def _report_unless_parent_gone(args) -> None:
+    if issubclass(args.exc_type, _PARENT_GONE):
+        return
+    threading.__excepthook__(args)
+
+
+def quiet_worker_init(worker_id: int) -> None:
+    """The workers' ``worker_init_fn``: a helper thread of a worker (the one that hands a
+    batch's memory to the main process) whose connection breaks because the main process
+    stopped (Ctrl-C, SIGTERM) ends without a word, instead of printing a traceback under
+    the run's one-line message. Other errors are reported as usual."""
+    threading.excepthook = _report_unless_parent_gone
 
 
 def mix_seed(*numbers: int) -> int:
@@ -64,6 +83,7 @@ class DeviceLoader(DataLoader):
     ):
         if shuffle and sampler is None:
             sampler = RandomSampler(dataset, generator=torch.Generator())
+        options.setdefault("worker_init_fn", quiet_worker_init)
         # the workers' base seeds come from a generator of their own, never from the global stream
         super().__init__(
             dataset,
