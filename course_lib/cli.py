@@ -224,7 +224,18 @@ def _data(args, profile, size, current):
         and current.is_main
         and not (args.data_root / "marking.csv").exists()
     ):
-        make_synthetic_lesions(args.data_root, profile.n_images, size, seed=args.seed)
+        try:
+            make_synthetic_lesions(
+                args.data_root, profile.n_images, size, seed=args.seed
+            )
+        except OSError as err:  # a full or read-only disk: nothing half-written is left
+            if write_failure(err) is None:
+                raise
+            raise DataError(
+                f"cannot generate synthetic lesions in {args.data_root} "
+                f"({err.strerror or err}); nothing was left half-written: free space or "
+                "choose another --data-root"
+            ) from None
         print(f"generated {profile.n_images} synthetic lesions in {args.data_root}")
     barrier()
     frame = load_melanoma(args.data_root, verify=args.verify)

@@ -4,6 +4,7 @@ Each row names the review's case: what used to pass silently or end in a traceba
 one clear error (or the supported behaviour) it gets now.
 """
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -135,11 +136,16 @@ def test_a_garbage_course_pretrained_file_is_an_error_before_training(tmp_path, 
 
 def _file_size_limit(limit: int):
     """In the child: no file may grow beyond ``limit`` bytes (writes then fail with EFBIG,
-    as on a full disk), and SIGXFSZ is ignored so the write reports an error instead."""
+    as on a full disk), and SIGXFSZ is ignored so the write reports an error instead.
+
+    The child writes no bytecode: Python's .pyc writer does not notice a short write, and
+    a .pyc cut at ``limit`` bytes would break every later import of that module (seen once:
+    "EOFError: marshal data too short" in the next test)."""
     import resource
     import signal
 
     def apply():
+        os.environ["PYTHONDONTWRITEBYTECODE"] = "1"  # before exec: the child inherits it
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
@@ -181,6 +187,27 @@ def test_generating_onto_a_full_disk_is_one_line_and_leaves_nothing(tmp_path):
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot write" in lines[0], run.stderr[-3000:]
     assert list(tmp_path.iterdir()) == []  # no staging folder, no half data set
+
+
+def test_generating_for_training_onto_a_full_disk_names_the_data_folder(tmp_path):
+    """Review case A39: --make-synthetic on a disk that cannot take the images (the advice
+    used to be about --out, with a resume command that had lost --make-synthetic)."""
+    command = [sys.executable, "-m", "course_lib.train", "--model", "vgg16"]
+    command += ["--data-root", str(tmp_path / "new"), "--out", str(tmp_path / "run")]
+    command += ["--make-synthetic", "--profile", "smoke", "--no-progress"]
+    run = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        preexec_fn=_file_size_limit(500),
+    )
+    assert run.returncode == 2, run.stderr[-3000:]
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in run.stderr, run.stderr[-3000:]
+    assert f"cannot generate synthetic lesions in {tmp_path / 'new'}" in lines[0]
+    assert "--data-root" in lines[0] and "--resume" not in lines[0]
+    assert not (tmp_path / "new").exists()
 
 
 def test_download_into_a_folder_holding_another_data_set_is_refused(data, tmp_path):
