@@ -195,26 +195,32 @@ def _saved(out: Path) -> str:
     )
 
 
-def _interrupted(out: Path, argv: list[str]) -> str | None:
-    """The line an interrupted run prints; under torchrun, the first process's only.
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM: a scheduler's preemption, or torchrun ending the survivors of a failure."""
 
-    torchrun ends every process with SIGTERM when one of them fails, so a process cannot
-    tell Ctrl-C from a failed peer, and the others' lines would repeat it (or, when the
-    first process refused the folder, describe a run that is not theirs).
+
+def _interrupted(out: Path, argv: list[str], terminated: bool) -> str | None:
+    """The line an interrupted run prints, or None for a process that leaves it to another.
+
+    Ctrl-C reaches every process of a torchrun run: the first one speaks for all. SIGTERM
+    comes from torchrun when a process failed (the failed one cannot speak, and the first
+    may be it), so every process it reaches speaks; none can tell Ctrl-C from a failed peer
+    for sure, and the line says so.
     """
-    if int(os.environ.get("RANK", 0)) != 0:
+    distributed = int(os.environ.get("WORLD_SIZE", 1)) > 1
+    if distributed and not terminated and int(os.environ.get("RANK", 0)) != 0:
         return None
     why = (
         "stopped (interrupted, or torchrun ended it because another of its processes "
         "failed: see its report)"
-        if int(os.environ.get("WORLD_SIZE", 1)) > 1
+        if distributed
         else "interrupted"
     )
     return f"{why}: {_saved(out)}; continue with: {_resume_command(argv)}"
 
 
 def _raise_keyboard_interrupt(signum, frame):
-    raise KeyboardInterrupt
+    raise _Terminated
 
 
 def _data(args, profile, size, current):
@@ -334,8 +340,9 @@ def main(argv: list[str] | None = None) -> int:
         previous = None
     try:
         return _run(args, argv)
-    except KeyboardInterrupt:
-        if (line := _interrupted(args.out, argv)) is not None:
+    except KeyboardInterrupt as stop:
+        terminated = isinstance(stop, _Terminated)
+        if (line := _interrupted(args.out, argv, terminated)) is not None:
             print(line, file=sys.stderr)
         return INTERRUPTED
     except OSError as err:  # a full or read-only disk: every file written is whole

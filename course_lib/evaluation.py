@@ -1,5 +1,6 @@
 """Results with their uncertainty: intervals, paired comparisons, operating points and
-calibration, for scores on a held-out set.
+calibration, for scores on a held-out set (no chapter uses it yet: chapters 02, 09 and 10
+move to it with the held-out test split).
 
 An AUC measured on a few hundred images is an estimate: another sample of patients would
 give another number. Each function here says how far it could move, with a method a

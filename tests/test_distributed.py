@@ -161,7 +161,12 @@ def test_a_killed_torchrun_process_leaves_one_line_and_resumes_exactly(
     assert "]: Traceback" not in killed.stderr, killed.stderr[-3000:]
     lines = _ours(killed.stderr)
     assert len(lines) == 1, killed.stderr[-3000:]
-    assert "another process of the run stopped" in lines[0]
+    # the survivor hears of it from gloo, or (when it was between collectives) from
+    # torchrun's SIGTERM: either way one line that says so
+    assert (
+        "another process of the run stopped" in lines[0]
+        or "torchrun ended it because another of its processes failed" in lines[0]
+    ), lines[0]
     assert "epoch 1 is the last one saved" in lines[0]
     assert "torchrun --nproc_per_node 2 -m course_lib.train" in lines[0]
     assert lines[0].endswith("--resume")

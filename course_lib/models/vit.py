@@ -1,4 +1,5 @@
-"""A vision transformer small enough to read (Dosovitskiy et al., 2021), written by hand.
+"""A vision transformer small enough to read (Dosovitskiy et al., 2021), written by hand
+(for the vision-transformer chapter, not yet in the book).
 
 The pieces, in the order an image meets them:
 
