@@ -145,7 +145,8 @@ def _file_size_limit(limit: int):
     import signal
 
     def apply():
-        os.environ["PYTHONDONTWRITEBYTECODE"] = "1"  # before exec: the child inherits it
+        # set before exec, so the child inherits it
+        os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
