@@ -52,7 +52,7 @@ from .data import (
     make_synthetic_lesions,
     split_by_patient,
 )
-from .distributed import barrier, init_from_environment, shutdown
+from .distributed import barrier, init_from_environment, launched_world, shutdown
 from .models import MODEL_NAMES
 from .models.attnvgg import WeightsError
 from .runs import RunFolderError, check_run_folder
@@ -177,9 +177,7 @@ def _resume_command(argv: list[str]) -> str:
 def _lost_peer(err: BaseException) -> bool:
     """Whether ``err`` says that another process of a torchrun run has gone."""
     words = ("closed by peer", "connection reset", "broken pipe", "nccl", "gloo")
-    return int(os.environ.get("WORLD_SIZE", 1)) > 1 and any(
-        w in str(err).lower() for w in words
-    )
+    return launched_world().distributed and any(w in str(err).lower() for w in words)
 
 
 def _saved(out: Path) -> str:
@@ -207,13 +205,13 @@ def _interrupted(out: Path, argv: list[str], terminated: bool) -> str | None:
     may be it), so every process it reaches speaks; none can tell Ctrl-C from a failed peer
     for sure, and the line says so.
     """
-    distributed = int(os.environ.get("WORLD_SIZE", 1)) > 1
-    if distributed and not terminated and int(os.environ.get("RANK", 0)) != 0:
+    launched = launched_world()
+    if launched.distributed and not terminated and not launched.is_main:
         return None
     why = (
         "stopped (interrupted, or torchrun ended it because another of its processes "
         "failed: see its report)"
-        if distributed
+        if launched.distributed
         else "interrupted"
     )
     return f"{why}: {_saved(out)}; continue with: {_resume_command(argv)}"
@@ -370,7 +368,8 @@ def main(argv: list[str] | None = None) -> int:
         FloatingPointError,
         ValueError,
     ) as err:
-        if not (isinstance(err, RunFolderError) and int(os.environ.get("RANK", 0))):
+        # every process refuses the same folder: the first one says so
+        if not (isinstance(err, RunFolderError) and not launched_world().is_main):
             print(f"error: {one_line(err)}", file=sys.stderr)
         return USAGE_ERROR
     except RuntimeError as err:  # after its subclasses above (RunFolderError, ...)

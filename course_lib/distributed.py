@@ -39,6 +39,7 @@ from .data.loaders import DeviceLoader
 __all__ = [
     "World",
     "init_from_environment",
+    "launched_world",
     "world",
     "ShardSampler",
     "shard_loader",
@@ -76,18 +77,27 @@ def world() -> World:
     return World()
 
 
+def launched_world() -> World:
+    """The world ``torchrun``'s variables describe (``RANK``, ``WORLD_SIZE``,
+    ``LOCAL_RANK``), known before the process group is joined; a world of one without them."""
+    return World(
+        int(os.environ.get("RANK", 0)),
+        int(os.environ.get("WORLD_SIZE", 1)),
+        int(os.environ.get("LOCAL_RANK", 0)),
+    )
+
+
 def init_from_environment(backend: str | None = None) -> World:
     """Join the process group described by ``torchrun``'s variables; a no-op without them.
 
     ``backend`` defaults to NCCL when CUDA is available, else gloo (the CPU backend). On a
     GPU machine each process is bound to the GPU numbered by its ``LOCAL_RANK``.
     """
-    size = int(os.environ.get("WORLD_SIZE", 1))
-    if size <= 1 or not dist.is_available() or dist.is_initialized():
+    launched = launched_world()
+    if not launched.distributed or not dist.is_available() or dist.is_initialized():
         return world()
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
     if torch.cuda.is_available():
-        torch.cuda.set_device(local_rank)
+        torch.cuda.set_device(launched.local_rank)
     dist.init_process_group(
         backend or ("nccl" if torch.cuda.is_available() else "gloo")
     )

@@ -291,10 +291,10 @@ def _delong(targets, scores_a, scores_b):
         x, y = scores[positive], scores[negative]
         rank_all = stats.rankdata(np.concatenate([x, y]))
         rank_x, rank_y = stats.rankdata(x), stats.rankdata(y)
-        v10.append((rank_all[:m] - rank_x) / n)  # share of benign below each melanoma
-        v01.append(
-            1 - (rank_all[m:] - rank_y) / m
-        )  # share of melanoma above each benign
+        # each melanoma's share of benign images below it, and each benign image's
+        # share of melanomas above it
+        v10.append((rank_all[:m] - rank_x) / n)
+        v01.append(1 - (rank_all[m:] - rank_y) / m)
         aucs.append(float(v10[-1].mean()))
     s10, s01 = np.cov(np.array(v10)), np.cov(np.array(v01))
     contrast = np.array([1.0, -1.0])
