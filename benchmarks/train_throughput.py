@@ -197,7 +197,9 @@ def main(argv=None) -> dict:
     gpu = device.type == "cuda"
     amp = fast_mixed_precision(device)
     root = ensure_synthetic_lesions(args.images, args.source_size, seed=0)
-    train_frame, val_frame = split_by_patient(load_melanoma(root), 0.2, seed=0)
+    train_frame, val_frame, _ = split_by_patient(
+        load_melanoma(root), 0.2, test_fraction=0, seed=0
+    )
     size, batch = args.image_size or profile.image_size, profile.batch_size
     workers = profile.num_workers if args.num_workers is None else args.num_workers
 

@@ -1,12 +1,15 @@
 """The command line: ``python -m course_lib.train`` (notebooks ``02`` and ``10``).
 
     python -m course_lib.train --data-root DIR --model vgg16 --out DIR [--epochs N] [--image-size S]
-                               [--resume | --overwrite] [--profile P] [--val-fraction F] [--seed S]
+                               [--resume | --overwrite] [--profile P] [--val-fraction F]
+                               [--test-fraction F] [--seed S]
                                [--amp] [--deterministic] [--channels-last] [--compile] [--verify] [--make-synthetic]
     torchrun --nproc_per_node 2 -m course_lib.train ...   # the same, on two processes
 
-It splits the data by patient, trains with :func:`course_lib.train.fit` and writes
-``metrics.csv`` and checkpoints into ``--out``. Values not given come from the run profile.
+It splits the data by patient into training, validation and test sides, trains with
+:func:`course_lib.train.fit`, writes ``metrics.csv`` and checkpoints into ``--out``, and
+finally scores the last epoch's model once on the held-out test patients (``test.json``:
+the AUC and its 95 % patient-bootstrap interval; ``--test-fraction 0`` holds out none). Values not given come from the run profile.
 
 Every argument is checked before any work starts. A mistake — a bad value, a missing or
 broken data set, an ``--out`` that already holds a run, a checkpoint of another model — ends
@@ -18,6 +21,7 @@ resume, with exit status 130.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import signal
@@ -53,11 +57,13 @@ from .data import (
     split_by_patient,
 )
 from .distributed import barrier, init_from_environment, launched_world, shutdown
+from .evaluation import auc_ci
+from .files import write_text_atomic
 from .models import MODEL_NAMES
 from .models.attnvgg import WeightsError
 from .runs import RunFolderError, check_run_folder
 from .runspec import DataSpec, ModelSpec, OptimizerSpec, RunSpec, TrainConfig
-from .train import fit
+from .train import evaluate, fit
 
 __all__ = ["main", "parser"]
 
@@ -136,6 +142,14 @@ def parser() -> argparse.ArgumentParser:
             what="a fraction strictly between 0 and 1",
         ),
         default=0.2,
+    )
+    p.add_argument(
+        "--test-fraction",
+        type=number(
+            float, 0, 1, high_open=True, what="a fraction of at least 0 and below 1"
+        ),
+        default=0.2,
+        help="patients held out for one final test AUC after training (0: none)",
     )
     p.add_argument("--seed", type=seed_number(), default=0)
     again = p.add_mutually_exclusive_group()
@@ -243,8 +257,9 @@ def _data(args, profile, size, current):
         print(f"generated {profile.n_images} synthetic lesions in {args.data_root}")
     barrier()
     frame = load_melanoma(args.data_root, verify=args.verify)
-    train_frame, val_frame = split_by_patient(frame, args.val_fraction, args.seed)
-    return train_frame, val_frame
+    return split_by_patient(
+        frame, args.val_fraction, args.test_fraction, seed=args.seed
+    )
 
 
 def _run(args, argv: list[str]) -> int:
@@ -263,7 +278,7 @@ def _run(args, argv: list[str]) -> int:
     # every process checks (they read the same folder, so all refuse or none, and none
     # waits at the next barrier for a first process that has gone); the first one says so
     check_run_folder(args.out, resume=args.resume, overwrite=args.overwrite)
-    train_frame, val_frame = _data(args, profile, size, current)
+    train_frame, val_frame, test_frame = _data(args, profile, size, current)
     seed_everything(args.seed, deterministic=args.deterministic)
     device = get_device()  # decided once: the loaders deliver there, fit trains there
     train_loader, val_loader = make_loaders(
@@ -292,12 +307,18 @@ def _run(args, argv: list[str]) -> int:
         config,
     )
     model = spec.model.build()
+    sides = (train_frame, val_frame, test_frame)
     if current.is_main:
         print(
             f"{args.model}: {sum(p.numel() for p in model.parameters()):,} parameters; "
-            f"{len(train_frame)} train ({class_counts(train_frame)}) / {len(val_frame)} val "
-            f"({class_counts(val_frame)}) images, {train_frame.patient_id.nunique()} / "
-            f"{val_frame.patient_id.nunique()} patients; profile {profile.name}, {size} px, {epochs} epochs"
+            + " / ".join(
+                f"{len(part)} {name} ({class_counts(part)})"
+                for name, part in zip(("train", "val", "test"), sides)
+                if len(part)
+            )
+            + " images, "
+            + " / ".join(str(part.patient_id.nunique()) for part in sides if len(part))
+            + f" patients; profile {profile.name}, {size} px, {epochs} epochs"
             + (
                 f", {current.size} processes of batch {batch_size}"
                 if current.distributed
@@ -321,14 +342,61 @@ def _run(args, argv: list[str]) -> int:
             f"best val_auc {best['val_auc']:.4f} at epoch {int(best['epoch'])}; "
             f"metrics in {args.out / 'metrics.csv'}"
         )
+        if len(test_frame):
+            _report_test(model, test_frame, size, batch_size, workers, device, args.out)
     shutdown()
     return 0
 
 
+def _report_test(model, test_frame, size, batch_size, workers, device, out) -> None:
+    """The last epoch's model on the held-out patients: AUC with a patient bootstrap interval.
+
+    Printed and written to ``<out>/test.json``; the test images took no part in training or
+    in choosing anything (the model is the last epoch's, whatever the validation curve). A
+    test side too small for a bootstrap gets its AUC without an interval, and says why.
+    """
+    loader = make_loaders(
+        test_frame, test_frame, size, batch_size, workers, device=device
+    )[1]
+    run = evaluate(model, loader, device, return_predictions=True)
+    patients = test_frame["patient_id"].to_numpy()
+    result = {
+        "test_auc": run["auc"],
+        "images": len(test_frame),
+        "patients": int(test_frame["patient_id"].nunique()),
+    }
+    try:
+        interval = auc_ci(run["targets"], run["scores"], groups=patients)
+    except ValueError as err:  # a few patients only: the AUC stands, its interval not
+        result.update(low=None, high=None, level=0.95, method=f"no interval: {err}")
+        words = f"(no interval: {one_line(err)})"
+    else:
+        result.update(
+            low=interval.low,
+            high=interval.high,
+            level=interval.level,
+            method="BCa bootstrap over patients (course_lib.evaluation.auc_ci)",
+        )
+        words = f"(95 % interval {interval.low:.3f} to {interval.high:.3f})"
+    write_text_atomic(json.dumps(result, indent=2) + "\n", Path(out) / "test.json")
+    print(
+        f"test AUC of the last epoch {result['test_auc']:.3f} {words} on "
+        f"{len(test_frame)} held-out images ({result['patients']} patients); in "
+        f"{Path(out) / 'test.json'}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    cli = parser()
     try:
-        args = parser().parse_args(argv)
+        args = cli.parse_args(argv)
+        if args.val_fraction + args.test_fraction >= 1:
+            cli.error(
+                f"--val-fraction {args.val_fraction} and --test-fraction "
+                f"{args.test_fraction} leave no patients for training (their sum must "
+                "stay below 1)"
+            )
     except SystemExit as stop:  # --help, or a one-line usage error
         return int(stop.code or 0)
     previous = signal.getsignal(signal.SIGTERM)

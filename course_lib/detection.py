@@ -40,7 +40,7 @@ from torchvision.transforms import v2
 
 from .config import get_device
 from .data import IMAGENET_MEAN, IMAGENET_STD, MelanomaDataset
-from .models.vgg import VGG16_STAGES, scaled, vgg16
+from .models.vgg import VGG16_STAGES, scaled, vgg16_features
 
 __all__ = [
     "boxes_from_masks",
@@ -142,8 +142,7 @@ def lesion_detector(
     Images are not resized (``min_size = max_size = image_size``): at the default 800 px
     torchvision would first enlarge a 64 px lesion image twelve times.
     """
-    # from a whole VGG, as AttnVGG's (see there: the same initial weights as measured)
-    body = vgg16(1, width=width, head="gap").features
+    body = vgg16_features(width)  # VGG16-BN's stages 1-5, as AttnVGG's
     channels = [scaled(VGG16_STAGES[i][-1], width) for i in (2, 3, 4)]
     backbone = BackboneWithFPN(
         body,

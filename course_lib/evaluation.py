@@ -98,6 +98,13 @@ class OperatingPoint:
     sensitivity: float
     specificity: Interval
 
+    def __str__(self) -> str:
+        spec = self.specificity
+        return (
+            f"threshold {self.threshold:.3g}: sensitivity {self.sensitivity:.1%}, "
+            f"specificity {spec.estimate:.1%} [{spec.low:.1%}, {spec.high:.1%}]"
+        )
+
 
 @dataclass(frozen=True)
 class Calibration:
@@ -246,14 +253,23 @@ def _bootstrap(statistic, group, level, n_resamples, seed):
     replicates = result.bootstrap_distribution
     if np.isfinite(replicates).all() and np.ptp(replicates) == 0:
         # every resample gives the same value (e.g. one model compared with itself)
-        return float(replicates[0]), float(replicates[0]), 0.0
+        return float(replicates[0]), float(replicates[0]), 0.0, "BCa"
     low, high = result.confidence_interval
-    if not (math.isfinite(low) and math.isfinite(high)):
+    if math.isfinite(low) and math.isfinite(high):
+        return float(low), float(high), float(result.standard_error), "BCa"
+    # BCa needs every resample (and its jackknife) defined; with few patients of a class
+    # some resamples hold none, and their AUC does not exist. The percentile interval of
+    # the resamples that hold both classes is then the fallback, when most do.
+    finite = replicates[np.isfinite(replicates)]
+    if finite.size < 0.9 * replicates.size:
         raise ValueError(
             "the bootstrap interval is undefined: too few images (or patients) of a class "
-            "for resampling; evaluate on a larger held-out set"
+            f"for resampling ({replicates.size - finite.size} of {replicates.size} "
+            "resamples lack one); evaluate on a larger held-out set"
         )
-    return float(low), float(high), float(result.standard_error)
+    alpha = (1 - level) / 2
+    low, high = np.quantile(finite, [alpha, 1 - alpha])
+    return float(low), float(high), float(finite.std(ddof=1)), "percentile"
 
 
 # --- the public functions ------------------------------------------------------------
@@ -276,9 +292,9 @@ def auc_ci(
         return _weighted_aucs(scores, targets, weights)
 
     estimate = float(statistic(np.ones((1, targets.size)))[0])
-    low, high, _ = _bootstrap(statistic, group, level, n_resamples, seed)
+    low, high, _, kind = _bootstrap(statistic, group, level, n_resamples, seed)
     unit = "patient" if groups is not None else "image"
-    return Interval(estimate, low, high, level, f"BCa bootstrap over {unit}s")
+    return Interval(estimate, low, high, level, f"{kind} bootstrap over {unit}s")
 
 
 def _delong(targets, scores_a, scores_b):
@@ -341,8 +357,8 @@ def compare_auc(
             for s in (a, b)
         )
         difference = auc_a - auc_b
-        low, high, se = _bootstrap(statistic, group, level, n_resamples, seed)
-        method = "paired BCa bootstrap over patients"
+        low, high, se, kind = _bootstrap(statistic, group, level, n_resamples, seed)
+        method = f"paired {kind} bootstrap over patients"
     if se > 0:
         p_value = float(2 * stats.norm.sf(abs(difference) / se))
     else:  # the same ranking twice: no difference, and no doubt about it
@@ -382,9 +398,9 @@ def operating_point(
     def statistic(weights):
         return _specificities_at(scores, targets, weights, sensitivity)[2]
 
-    low, high, _ = _bootstrap(statistic, group, level, n_resamples, seed)
+    low, high, _, kind = _bootstrap(statistic, group, level, n_resamples, seed)
     unit = "patient" if groups is not None else "image"
-    interval = Interval(specificity, low, high, level, f"BCa bootstrap over {unit}s")
+    interval = Interval(specificity, low, high, level, f"{kind} bootstrap over {unit}s")
     return OperatingPoint(sensitivity, threshold, reached, interval)
 
 

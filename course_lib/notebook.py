@@ -4,6 +4,7 @@
 
 It does what chapter 00 teaches step by step: the run profile (``COURSE_PROFILE``), the
 device, seeding, the course's figure style — and, on Colab, where trained models go.
+:func:`glue` hands a number of the executed run to the prose (chapter ``02`` on).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from .config import get_device, get_profile, seed_everything
 from .viz import use_course_style
 
-__all__ = ["setup_notebook", "on_colab", "link_runs_to_drive"]
+__all__ = ["setup_notebook", "on_colab", "link_runs_to_drive", "glue"]
 
 #: ``COURSE_RUNS_ON_DRIVE=1`` asks for runs/ on Google Drive, as ``keep_runs_on_drive=True``.
 DRIVE_VAR = "COURSE_RUNS_ON_DRIVE"
@@ -65,3 +66,20 @@ def setup_notebook(seed: int = 0, keep_runs_on_drive: bool | None = None):
                 "to keep them on Google Drive."
             )
     return profile, device
+
+
+def glue(name: str, value, fmt: str = "") -> str:
+    """Format ``value`` with ``fmt`` and glue the text under ``name`` for the book's prose.
+
+    The markdown cites it as ``{glue:text}`name```, so the sentence shows the number of the
+    run that was executed, never one typed by hand (myst-nb's ``glue``; ``display=False``:
+    the cell prints what it wants the reader to see). Without myst-nb (a bare Jupyter or
+    Colab kernel) nothing is glued and the text is just returned.
+    """
+    text = format(value, fmt)
+    try:
+        from myst_nb import glue as myst_glue
+    except ImportError:
+        return text
+    myst_glue(name, text, display=False)
+    return text

@@ -32,6 +32,7 @@ from .data import (
     BatchNormalize,
     DeviceLoader,
     MelanomaDataset,
+    Split,
     ensure_synthetic_lesions,
     load_melanoma,
     make_loaders,
@@ -52,18 +53,21 @@ __all__ = [
 ]
 
 
-def lesion_splits(
-    profile, seed: int = 0, **options
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The profile's synthetic lesions (generated once, cached), split 80/20 by patient.
+def lesion_splits(profile, seed: int = 0, **options) -> Split:
+    """The profile's synthetic lesions (generated once, cached), split 60/20/20 by patient.
 
-    ``options`` go to :func:`~course_lib.data.make_synthetic_lesions` (e.g. ``spurious_cue``);
-    the same ``seed`` with and without a cue gives the same patients, lesions and split.
+    Returns :class:`~course_lib.data.Split` ``(train, val, test)``, the split of every
+    chapter from 01 on: the test side is scored once, for the reported figures, and never
+    chooses anything. ``options`` go to :func:`~course_lib.data.make_synthetic_lesions`
+    (e.g. ``spurious_cue``); the same ``seed`` with and without a cue gives the same
+    patients, lesions and split.
     """
     root = ensure_synthetic_lesions(
         profile.n_images, profile.image_size, seed=seed, **options
     )
-    return split_by_patient(load_melanoma(root), val_fraction=0.2, seed=seed)
+    return split_by_patient(
+        load_melanoma(root), val_fraction=0.2, test_fraction=0.2, seed=seed
+    )
 
 
 def profile_loaders(

@@ -22,7 +22,8 @@
 # - the melanoma task and the Kaggle data set behind it: its CSV, its class imbalance;
 # - the synthetic lesions that stand in for it, drawn with the dermatologist's ABCD rule,
 #   each with a mask of the lesion;
-# - why images must be split **by patient**, measured on data where it matters;
+# - why images must be split **by patient**, measured on data where it matters, and why
+#   into three sides (train, validation, test) rather than two;
 # - two ways to handle class imbalance, and augmentation applied to image and mask together.
 #
 # **Expected run time** (2 cores of an Intel(R) Xeon(R) Processor with native bf16, in float32; {doc}`../book/performance`): `smoke` about 5 s · `cpu` about 15 s · `gpu` about 55 s (one H100 80GB HBM3, bf16, from scratch).
@@ -238,7 +239,7 @@ for seed in range(5):
     train_idx, val_idx = train_test_split(
         np.arange(len(frame)), test_size=0.2, stratify=y, random_state=seed
     )
-    train_p, val_p = split_by_patient(frame, val_fraction=0.2, seed=seed)
+    train_p, val_p, _ = split_by_patient(frame, 0.2, test_fraction=0, seed=seed)
     # no patient on both sides
     assert set(train_p.patient_id).isdisjoint(val_p.patient_id)
     patient_train = np.flatnonzero(frame.image_id.isin(train_p.image_id))
@@ -274,14 +275,39 @@ if len(frame) >= 1000:
 # on images, ignoring `patient_id`; on the real data that overstates validation scores in
 # exactly this way.
 
+# %% [markdown]
+# ### Three sides, not two
+#
+# A validation set that chooses anything — the best epoch, the learning rate, which module
+# to keep — stops being an unbiased judge of the model it chose: among several candidates
+# the one that did best on *these* images is partly the one that was luckiest on them.
+# On a few hundred validation images an AUC moves by a few hundredths from one draw of
+# patients to the next (chapter 02 measures it), so picking the best of ten epochs or ten
+# settings buys a flattering figure. The
+# course therefore holds out a third side, the **test** set, and follows one rule in every
+# chapter:
+#
+# - **train** (60 % of the patients) fits the weights;
+# - **validation** (20 %) watches the training and chooses, when anything is chosen;
+# - **test** (20 %) is scored once, for the figure that is reported, and chooses nothing.
+#
+# `split_by_patient(frame, val_fraction=0.2, test_fraction=0.2, seed=0)` returns the three
+# as a named tuple `Split(train, val, test)`, each patient on one side only, each side with
+# the data set's share of melanoma. Chapter 02 measures how much a best-epoch validation
+# figure flatters compared with the test figure.
+
 # %%
-train_frame, val_frame = split_by_patient(frame, val_fraction=0.2, seed=0)
-print(
-    f"train: {len(train_frame)} images, {train_frame.target.mean():.1%} malignant; "
-    f"val: {len(val_frame)} images, {val_frame.target.mean():.1%} malignant"
-)
-assert set(train_frame.patient_id).isdisjoint(val_frame.patient_id)
-assert abs(train_frame.target.mean() - val_frame.target.mean()) < 0.1
+split = split_by_patient(frame, val_fraction=0.2, test_fraction=0.2, seed=0)
+train_frame, val_frame, test_frame = split
+for name, part in zip(split._fields, split):
+    print(
+        f"{name:5s}: {len(part):4d} images of {part.patient_id.nunique():4d} patients, "
+        f"{part.target.mean():.1%} malignant"
+    )
+sides = [set(part.patient_id) for part in split]
+assert all(a.isdisjoint(b) for i, a in enumerate(sides) for b in sides[i + 1 :])
+assert sum(len(part) for part in split) == len(frame)
+assert all(abs(part.target.mean() - frame.target.mean()) < 0.1 for part in split)
 
 # %% [markdown]
 # ## 5. Handling the imbalance
@@ -357,6 +383,8 @@ fig.tight_layout()
 # - Synthetic lesions follow the ABCD rule with overlapping classes, come with masks, and
 #   share skin within a patient, like the real data.
 # - Split **by patient**: a random split let a skin-only classifier look skilled.
+# - Split three ways: train fits, validation chooses, test is scored once and chooses
+#   nothing — a figure from the side that chose is flattered.
 # - Balance the training split (under-sampling or a weighted sampler), never the validation split.
 # - Augment image and mask together with transforms v2 and `tv_tensors.Mask`.
 #

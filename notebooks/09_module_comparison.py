@@ -22,8 +22,9 @@
 # - how to compare architectural changes fairly: one backbone, one data split, one training
 #   budget, several seeds;
 # - what each attention module costs — parameters, FLOPs, CPU latency — measured side by side;
-# - what each buys in validation AUC on the lesion task, and how to tell a real difference
-#   from seed-to-seed noise.
+# - what each buys in test AUC on the lesion task, and how to tell a real difference from
+#   noise: a paired comparison on the same test images (DeLong's idea, bootstrapped over
+#   patients), next to the seed-to-seed spread.
 #
 # **Expected run time** (2 cores of an Intel(R) Xeon(R) Processor with native bf16, in float32; {doc}`../book/performance`): `smoke` about 15 s · `cpu` about 3 min · `gpu` not measured yet.
 # Six modules, two seeds each. Finished runs are checkpointed under `runs/`, so an
@@ -62,9 +63,12 @@ from course_lib.data import (
     make_loaders,
     split_by_patient,
 )
+from course_lib.evaluation import compare_auc
 from course_lib.models import COMPARED_MODELS, build_model
+from course_lib.notebook import glue
+from course_lib.recipes import eval_loader
 from course_lib.runspec import ModelSpec, TrainConfig
-from course_lib.train import train_run
+from course_lib.train import evaluate, train_run
 
 profile, device = course_lib.setup_notebook()  # seeded with 0, figure style set
 # label -> command-line name, shared with benchmarks/module_cost.py
@@ -91,8 +95,11 @@ print(
 #   batch size and augmentation for every model.
 # - **Same seeds, several of them:** a difference smaller than the spread between seeds of
 #   one model is not evidence of anything.
-# - **No selection on the validation set:** we report the AUC after the last epoch, not the
-#   best epoch's (choosing the best epoch on the data you report flatters every model).
+# - **Same test images, paired:** every model is scored on chapter 01's test patients, which
+#   chose nothing, after its last epoch (not the best epoch's: choosing on the data you
+#   report flatters every model). Two models scored on the *same* images share most of
+#   their luck — an easy test set lifts both — so their *difference* is far less noisy than
+#   either AUC, and `compare_auc` measures exactly that difference with an interval.
 #
 # ## 2. What each module costs
 #
@@ -127,7 +134,7 @@ costs.round(2)
 frame = load_melanoma(
     ensure_synthetic_lesions(profile.n_images, profile.image_size, seed=0)
 )
-train_frame, val_frame = split_by_patient(frame, val_fraction=0.2, seed=0)
+train_frame, val_frame, test_frame = split_by_patient(frame, 0.2, 0.2, seed=0)
 train_loader, val_loader = make_loaders(
     train_frame,
     val_frame,
@@ -136,17 +143,20 @@ train_loader, val_loader = make_loaders(
     num_workers=profile.num_workers,
     device=device,
 )
+test_loader = eval_loader(profile, test_frame, device=device)
+patients = test_frame.patient_id.to_numpy()
 print(
-    f"{len(train_frame)} training and {len(val_frame)} validation images, split by "
-    "patient"
+    f"{len(train_frame)} training, {len(val_frame)} validation and "
+    f"{len(test_frame)} test "
+    "images, split by patient"
 )
 
-runs = []
+runs, scores = [], {}
 for seed in SEEDS:
     config = TrainConfig.for_profile(profile, device, epochs=EPOCHS, seed=seed)
     for label, name in MODELS.items():
         started = time.perf_counter()
-        _, history = train_run(
+        model, history = train_run(
             ModelSpec(name, {"width": WIDTH}),
             train_loader,
             val_loader,
@@ -154,28 +164,30 @@ for seed in SEEDS:
             tag="09-comparison",
             verbose=False,
         )
-        last = history.iloc[-1]
+        test = evaluate(model, test_loader, device, return_predictions=True)
+        scores[label, seed] = test["scores"]
         runs.append(
             {
                 "model": label,
                 "seed": seed,
-                "val_auc": last.val_auc,
-                "val_balanced_accuracy": last.val_balanced_accuracy,
+                "val_auc": history.val_auc.iloc[-1],
+                "test_auc": test["auc"],
                 "train_seconds": history.seconds.sum(),
             }
         )
         print(
-            f"seed {seed}  {label:15s} AUC {last.val_auc:.3f}  "
+            f"seed {seed}  {label:15s} test AUC {test['auc']:.3f}  "
             f"({time.perf_counter() - started:.0f} s)"
         )
+targets = test["targets"]  # the same images, in the same order, for every model
 runs = pd.DataFrame(runs)
-assert runs.val_auc.between(0, 1).all()
+assert runs.test_auc.between(0, 1).all()
 
 # %% [markdown]
 # ## 4. One table
 
 # %%
-auc = runs.groupby("model", sort=False).val_auc
+auc = runs.groupby("model", sort=False).test_auc
 table = costs[
     ["parameters", "extra parameters", "MFLOPs / image", "CPU ms / batch of 8"]
 ].copy()
@@ -189,25 +201,72 @@ table.round(4)
 # %% [markdown]
 # ## 5. Signal or noise?
 #
-# A difference counts as evidence only if it is larger than the spread the seeds produce on
-# their own. The cell below says, for each module, whether its gain or loss over the
-# baseline exceeds the larger of the two models' seed spreads.
+# Two sources of variation stand between a difference in the table and a conclusion:
+#
+# - **the test images**: another draw of patients would give other AUCs. For each seed,
+#   `compare_auc(targets, module, baseline, groups=patients)` redraws the test *patients*
+#   2,000 times, recomputes both models' AUCs on each redraw, and gives the 95 % interval
+#   of their difference: "better" or "worse" when it excludes zero, "inconclusive" when not;
+# - **the training seed**: another initialisation and batch order give another model. A
+#   module is called better (or worse) only when it is so **for every seed**.
 
 # %%
-baseline_spread = table.loc["baseline (GAP)", "AUC spread (max − min)"]
-verdicts = {}
+comparisons = []
 for label in table.index.drop("baseline (GAP)"):
-    delta = table.loc[label, "AUC vs baseline"]
-    noise = max(baseline_spread, table.loc[label, "AUC spread (max − min)"])
-    if len(SEEDS) < 2:
-        verdicts[label] = "one seed only: no spread to judge against"
-    elif abs(delta) <= noise:
-        verdicts[label] = (
-            f"{delta:+.3f}: within the seed spread ({noise:.3f}), no evidence either "
-            "way"
+    for seed in SEEDS:
+        result = compare_auc(
+            targets,
+            scores[label, seed],
+            scores["baseline (GAP)", seed],
+            groups=patients,
         )
-    else:
-        verdicts[label] = f"{delta:+.3f}: larger than the seed spread ({noise:.3f})"
+        comparisons.append(
+            {
+                "model": label,
+                "seed": seed,
+                "difference": result.difference,
+                "low": result.low,
+                "high": result.high,
+                "verdict": result.verdict,
+            }
+        )
+comparisons = pd.DataFrame(comparisons)
+
+
+def overall(verdicts):
+    """ "better"/"worse" when every seed says so, else "inconclusive"."""
+    return verdicts.iloc[0] if verdicts.nunique() == 1 else "inconclusive"
+
+
+verdicts = comparisons.groupby("model", sort=False).verdict.agg(overall)
+table["verdict vs baseline"] = verdicts.reindex(table.index).fillna("—")
+half_width = ((comparisons.high - comparisons.low) / 2).median()
+assert comparisons.low.le(comparisons.difference).all()
+assert comparisons.difference.le(comparisons.high).all()
+assert set(verdicts) <= {"better", "worse", "inconclusive"}
+comparisons.round(3)
+
+# %% [markdown]
+# **Can this budget resolve a difference?** The width of those intervals is set by the
+# number of test images, not by the models: an interval's half-width shrinks as
+# 1/√(images). The cell below turns the run's own numbers into the size of test set that
+# would be needed to call the largest difference the table shows.
+
+# %%
+largest = comparisons.groupby("model").difference.mean().abs().max()
+needed = len(test_frame) * (half_width / max(largest, 1e-3)) ** 2
+conclusive = sorted(verdicts[verdicts != "inconclusive"].index)
+glue("ch09_half_width", half_width, ".3f")
+glue("ch09_largest", largest, ".3f")
+glue("ch09_needed", needed, ",.0f")
+glue("ch09_n_test", len(test_frame))
+glue("ch09_conclusive", ", ".join(conclusive) if conclusive else "none")
+print(
+    f"median half-width of a paired 95 % interval: {half_width:.3f} AUC on "
+    f"{len(test_frame)} test images; largest mean difference from the baseline "
+    f"{largest:.3f}; to resolve it, about {needed:,.0f} test images"
+)
+print("conclusive for every seed:", ", ".join(conclusive) if conclusive else "none")
 for label, verdict in verdicts.items():
     print(f"{label:15s} {verdict}")
 
@@ -215,7 +274,7 @@ for label, verdict in verdicts.items():
 fig, axes = plt.subplots(2, 1, figsize=(9, 7.5))
 order = list(table.index)
 for i, label in enumerate(order):
-    values = runs[runs.model == label].val_auc
+    values = runs[runs.model == label].test_auc
     axes[0].scatter([i] * len(values), values, color="tab:gray", zorder=3)
     axes[0].errorbar(
         i,
@@ -228,7 +287,7 @@ for i, label in enumerate(order):
 axes[0].axhline(table.loc["baseline (GAP)", "AUC mean"], color="tab:blue", ls=":", lw=1)
 axes[0].set_xticks(range(len(order)), order)
 axes[0].set(
-    ylabel="validation AUC\n(last epoch)",
+    ylabel="test AUC\n(last epoch)",
     title="AUC per seed (grey), mean and range (blue)",
 )
 # cost on a log axis (triplet is several times the baseline); labels to the right of
@@ -253,7 +312,7 @@ for label, row in table.sort_values("AUC mean").iterrows():
 axes[1].margins(x=0.25, y=0.2)
 axes[1].set(
     xlabel="CPU latency for a batch of 8 (ms, log scale)",
-    ylabel="mean validation AUC",
+    ylabel="mean test AUC",
     title="what it costs, what it buys",
 )
 fig.tight_layout()
@@ -261,17 +320,23 @@ fig.tight_layout()
 # %% [markdown]
 # ## 6. Reading the result
 #
-# The printed verdicts above are the honest summary of this run; the notebook does not
-# hard-code a winner, because the answer depends on the profile, the data and the seeds.
-# A few things hold whatever the run:
+# The verdicts above are this run's; the notebook hard-codes no winner. On
+# {glue:text}`ch09_n_test` test images a paired 95 % interval is about
+# ±{glue:text}`ch09_half_width` AUC wide, and the largest mean difference from the baseline
+# is {glue:text}`ch09_largest`. Modules better or worse for every seed:
+# {glue:text}`ch09_conclusive`. Resolving a difference of that size would take about
+# {glue:text}`ch09_needed` test images — this budget, chosen so that twelve trainings fit
+# a few minutes of a laptop, can show how to compare but cannot settle which module helps
+# on this task. That is the honest answer, and the one a reader should expect from most
+# small comparisons in papers too. A few things hold whatever the run:
 #
 # - the channel and spatial gates (SE, CBAM, triplet) add little computation; their
 #   latency overhead comes from extra memory passes over the feature maps, not from FLOPs;
 # - self-attention at stage 4 adds more parameters than every other module together at
 #   this width, and its cost grows with the square of the map's area;
-# - with two or three seeds and a few hundred validation images, differences of a few
-#   thousandths of AUC are noise. Claims such as "CBAM improves accuracy" need more seeds,
-#   more data, and ideally the real images.
+# - claims such as "CBAM improves accuracy" need an interval that excludes zero, for every
+#   seed, on images that chose nothing — more test patients, more seeds, and ideally the
+#   real images.
 #
 # ## Summary
 #
@@ -279,7 +344,9 @@ fig.tight_layout()
 #   spread across seeds next to every mean.
 # - Costs: SE and CBAM add `~2·C²/r` parameters per stage, triplet attention 300 per stage,
 #   dual pooling C weights in the classifier, self-attention `~1.25·C²` at one stage.
-# - Whether a module helps is decided by measured differences larger than the seed spread.
+# - Whether a module helps is decided on the same test images by a paired interval
+#   (`compare_auc`), for every seed; when the interval holds zero the verdict is
+#   "inconclusive", and the test set's size says how much data a verdict would need.
 #
 # ## Exercises
 #

@@ -100,21 +100,22 @@ EXPECT = {
 }.get(profile.name)
 
 # %% [markdown]
-# ## 1. The model and its validation images
+# ## 1. The model and its test images
 #
 # The softmax AttnVGG of chapter 10, trained with the same recipe (`course_lib.recipes`); if
-# chapter 10 ran in this profile, its checkpoint is reused. The validation loader now also
+# chapter 10 ran in this profile, its checkpoint is reused. Every measurement below is made
+# on the **test** patients of chapter 01's split, which chose nothing; their loader also
 # yields each image's lesion mask, resized with the image.
 
 # %%
-train_frame, val_frame = lesion_splits(profile)
+train_frame, val_frame, test_frame = lesion_splits(profile)
 train_loader, val_loader = profile_loaders(profile, train_frame, val_frame)
 model, history = train_attnvgg(profile, train_loader, val_loader, tag="softmax")
 # images with their lesion masks, in order
-val_masked = eval_loader(profile, val_frame, with_mask=True)
+test_masked = eval_loader(profile, test_frame, with_mask=True)
 print(
-    f"validation AUC after the last epoch: {history.val_auc.iloc[-1]:.3f} "
-    f"({len(val_frame)} images)"
+    f"validation AUC after the last epoch: {history.val_auc.iloc[-1]:.3f}; "
+    f"{len(test_frame)} test images to measure the maps on"
 )
 
 # %% [markdown]
@@ -145,9 +146,9 @@ print(
     "— output of",
     [n for n, m in model.named_modules() if m is layer][0],
 )
-maps = collect_maps(model, val_masked, device=device)
+maps = collect_maps(model, test_masked, device=device)
 n = len(maps["target"])
-assert n == len(val_frame) and maps["Grad-CAM"].shape == (
+assert n == len(test_frame) and maps["Grad-CAM"].shape == (
     n,
     profile.image_size,
     profile.image_size,
@@ -172,7 +173,7 @@ kinds = {
 }
 print({k: int(v.sum()) for k, v in kinds.items()})
 chosen = [(kind, i) for kind, where in kinds.items() for i in np.flatnonzero(where)[:2]]
-images = torch.stack([val_masked.dataset[i][0] for _, i in chosen])
+images = torch.stack([test_masked.dataset[i][0] for _, i in chosen])
 attention_grid(
     images,
     {
@@ -185,7 +186,7 @@ attention_grid(
 # %% [markdown]
 # ## 4. Measuring localisation
 #
-# Pictures persuade; numbers decide. For every validation image we score each map against
+# Pictures persuade; numbers decide. For every test image we score each map against
 # the lesion mask:
 #
 # - **pointing game**: 1 if the map's highest point lies inside the lesion;
@@ -261,7 +262,7 @@ if EXPECT:  # what this profile can promise (see the first code cell)
 # %%
 seed_everything(0)
 untrained = AttnVGG(num_classes=1, width=profile.width).to(device)
-before = collect_maps(untrained, val_masked, device=device, gradcam=False)
+before = collect_maps(untrained, test_masked, device=device, gradcam=False)
 at_start = localisation_table(
     {
         f"untrained {name}": before[name]
@@ -285,7 +286,7 @@ at_start.round(3)
 no_global, no_global_history = train_attnvgg(
     profile, train_loader, val_loader, tag="no-global-branch", global_branch=False
 )
-without = collect_maps(no_global, val_masked, device=device, gradcam=False)
+without = collect_maps(no_global, test_masked, device=device, gradcam=False)
 ablation = pd.concat(
     {
         "AttnVGG (classifier reads g, ĝ1, ĝ2)": table.loc[
@@ -332,7 +333,7 @@ if EXPECT:
 # %%
 rows = list(range(4))
 attention_grid(
-    torch.stack([val_masked.dataset[i][0] for i in rows]),
+    torch.stack([test_masked.dataset[i][0] for i in rows]),
     {
         "with g: pool-4": maps["pool-4 attention"][rows],
         "without g: pool-4": without["pool-4 attention"][rows],
@@ -363,17 +364,17 @@ attention_grid(
 # photograph often shows the marks. Winkler et al. {cite:p}`winkler2019markings` found that a
 # commercial CNN's melanoma scores rose on marked images: the network had learned "ink →
 # melanoma". We build that trap on purpose. The same lesions as before (same seed, same
-# patients, same split), but violet ink dots are drawn on 90 % of the malignant training and
-# validation images and on 10 % of the benign ones. A model trained on them is scored twice:
-# on the validation images *with* their ink — the distribution it was trained on, and all a
-# validation set drawn from the same clinic would show — and on the very same images
-# *without* it.
+# patients, same split), but violet ink dots are drawn on 90 % of the malignant images and
+# on 10 % of the benign ones, on every side of the split. A model trained on them is scored
+# twice on the test patients: on their images *with* ink — the distribution it was trained
+# on, and all a test set drawn from the same clinic would show — and on the very same
+# images *without* it.
 
 # %%
 CUE = dict(spurious_cue="ink", cue_rates=(0.1, 0.9))
-cue_train, cue_val = lesion_splits(profile, **CUE)
-# the same validation images
-assert cue_val.image_id.tolist() == val_frame.image_id.tolist()
+cue_train, cue_val, cue_test = lesion_splits(profile, **CUE)
+# the same test images
+assert cue_test.image_id.tolist() == test_frame.image_id.tolist()
 print(
     "share of images with ink:",
     cue_train.groupby("target").cue.mean().round(2).to_dict(),
@@ -393,13 +394,13 @@ def auc(model, frame):
 
 shortcut = pd.DataFrame(
     {
-        "validation images with ink": {
-            "trained with ink": auc(cue_model, cue_val),
-            "trained without": auc(model, cue_val),
+        "test images with ink": {
+            "trained with ink": auc(cue_model, cue_test),
+            "trained without": auc(model, cue_test),
         },
         "the same images, ink removed": {
-            "trained with ink": auc(cue_model, val_frame),
-            "trained without": auc(model, val_frame),
+            "trained with ink": auc(cue_model, test_frame),
+            "trained without": auc(model, test_frame),
         },
     }
 )
@@ -438,11 +439,11 @@ if EXPECT:
 # blue-grey patches of malignant lesions, so ink *looks like* evidence even to a model that
 # never learned the shortcut. The drop column separates the two effects.
 #
-# Where do the two models look on validation images that carry ink? The white outline now
+# Where do the two models look on test images that carry ink? The white outline now
 # marks the **ink**, not the lesion.
 
 # %%
-with_cue = cue_val[cue_val.cue == 1].reset_index(drop=True)
+with_cue = cue_test[cue_test.cue == 1].reset_index(drop=True)
 # score the maps against the ink, not the lesion
 with_cue["mask_path"] = with_cue["cue_path"]
 cue_masked = eval_loader(profile, with_cue, with_mask=True)
@@ -463,7 +464,7 @@ attention_grid(
     mask_title="ink",
 )
 # %% [markdown]
-# And measured: the share of each map's energy that falls on the ink, over every validation
+# And measured: the share of each map's energy that falls on the ink, over every test
 # image that carries some, next to the ink's area fraction (what a random map would put there).
 
 # %%

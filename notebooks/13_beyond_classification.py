@@ -113,8 +113,9 @@ EXPECT = {"cpu": {"map_50": 0.9, "detector energy / random": 1.8}}.get(profile.n
 # this chapter runs on synthetic lesions only.)
 
 # %%
-train_frame, val_frame = lesion_splits(profile)
-items = LesionBoxes(val_frame, profile.image_size)
+train_frame, val_frame, test_frame = lesion_splits(profile)
+# the detector and the maps are measured on the test patients, which chose nothing
+items = LesionBoxes(test_frame, profile.image_size)
 examples = [items[i] for i in range(4)]
 masks = torch.stack([items.items[i][2] for i in range(4)])  # (4, 1, H, W) uint8 masks
 boxes = boxes_from_masks(masks)
@@ -181,8 +182,8 @@ print(
 # (`course_lib.detection.lesion_detector`). In training mode it returns its three losses:
 
 # %%
-train_boxes, val_boxes = detection_loaders(
-    train_frame, val_frame, profile.image_size, profile.batch_size
+train_boxes, test_boxes = detection_loaders(
+    train_frame, test_frame, profile.image_size, profile.batch_size
 )
 images, targets = next(iter(train_boxes))
 seed_everything(0)
@@ -206,10 +207,10 @@ assert set(losses) == {"classification", "bbox_regression", "bbox_ctrness"}
 
 # %%
 detector, detector_history = train_lesion_detector(profile, train_frame, device=device)
-quality = detection_map(detector, val_boxes, device=device)
+quality = detection_map(detector, test_boxes, device=device)
 print(
-    f"trained in {detector_history.seconds.sum():.0f} s; on {len(val_frame)} "
-    "validation images: "
+    f"trained in {detector_history.seconds.sum():.0f} s; on {len(test_frame)} "
+    "test images: "
     f"mAP@0.5 {quality['map_50']:.3f}, mAP@0.5:0.95 {quality['map']:.3f}, "
     f"recall with one box per image {quality['mar_1']:.3f}"
 )
@@ -252,14 +253,14 @@ fig.tight_layout()
 # docstring has the numbers).
 
 # %%
-val_masked = eval_loader(profile, val_frame, with_mask=True)
+test_masked = eval_loader(profile, test_frame, with_mask=True)
 attnvgg, _ = train_attnvgg(
     profile, *profile_loaders(profile, train_frame, val_frame), tag="softmax"
 )
-maps = collect_maps(attnvgg, val_masked, device=device, gradcam=False)
+maps = collect_maps(attnvgg, test_masked, device=device, gradcam=False)
 
 cams, missing = [], 0
-for i in range(len(val_frame)):
+for i in range(len(test_frame)):
     try:
         cams.append(detection_grad_cam(detector, items[i][0], box_index=0)[0])
     except ValueError:  # no box found in this image: no detection to explain
@@ -270,7 +271,7 @@ for i in range(len(val_frame)):
 maps["detector Grad-CAM"] = np.stack(cams)
 print(
     f"Grad-CAM of the top detection for {len(cams) - missing} of {len(cams)} "
-    "validation images "
+    "test images "
     "(target layer: the backbone's stage 4, ending in "
     f"{default_detection_layer(detector)[-1]})"
 )
@@ -297,7 +298,7 @@ for row, i in enumerate(rows):
 fig.tight_layout()
 
 # %% [markdown]
-# Measured over every validation image, with the localisation metrics of chapter 11 and its
+# Measured over every test image, with the localisation metrics of chapter 11 and its
 # two baselines (a map of noise, and a blob at the image centre):
 
 # %%
@@ -336,7 +337,7 @@ if EXPECT:
 # (cosine similarity) look alike *to the network*. Retrieval ranks a collection by similarity
 # to a query. It is scored by whether the top results are *relevant*: here, of the same class
 # (another melanoma for a melanoma), or of the same patient (the synthetic patients share skin
-# tone, texture and camera cast). Two measures, with every validation image a query and the
+# tone, texture and camera cast). Two measures, with every test image a query and the
 # query left out of its own results (`course_lib.retrieval.retrieval_metrics`):
 #
 # - **recall@k**: the share of queries with at least one relevant image among the top k;
@@ -347,7 +348,7 @@ if EXPECT:
 # retrieval {cite:p}`noh2017delf`. Over the profile's training seeds:
 
 # %%
-loader = eval_loader(profile, val_frame)
+loader = eval_loader(profile, test_frame)
 results = []
 for seed in profile.seeds:
     model, _ = train_attnvgg(
@@ -357,11 +358,11 @@ for seed in profile.seeds:
         seed=seed,
     )
     descriptors = attnvgg_descriptors(model, loader, device=device)
-    assert all(len(d) == len(val_frame) for d in descriptors.values())
+    assert all(len(d) == len(test_frame) for d in descriptors.values())
     for name, d in descriptors.items():
         for relevance, labels in (
-            ("class", val_frame.target),
-            ("patient", val_frame.patient_id),
+            ("class", test_frame.target),
+            ("patient", test_frame.patient_id),
         ):
             results.append(
                 {
@@ -406,8 +407,8 @@ for relevance in ("class", "patient"):
 # %%
 query = int(
     np.flatnonzero(
-        (val_frame.target == 1).to_numpy()
-        & val_frame.patient_id.duplicated(keep=False).to_numpy()
+        (test_frame.target == 1).to_numpy()
+        & test_frame.patient_id.duplicated(keep=False).to_numpy()
     )[0]
 )
 fig, axes = plt.subplots(2, 6, figsize=(10, 3.9))
@@ -415,10 +416,10 @@ for row, name in enumerate(("GAP pool-4", "attention pool-4")):
     found_ids = retrieve(descriptors[name], query, k=5)
     for ax, index in zip(axes[row], [query, *found_ids]):
         ax.imshow(items[int(index)][0].permute(1, 2, 0))
-        item = val_frame.iloc[int(index)]
+        item = test_frame.iloc[int(index)]
         same = (
             "same patient"
-            if item.patient_id == val_frame.patient_id.iloc[query]
+            if item.patient_id == test_frame.patient_id.iloc[query]
             else ""
         )
         ax.set_title(
@@ -436,7 +437,7 @@ for row, name in enumerate(("GAP pool-4", "attention pool-4")):
         va="center",
         ha="right",
     )
-fig.suptitle("the five most similar validation images (last seed's model)")
+fig.suptitle("the five most similar test images (last seed's model)")
 fig.tight_layout()
 
 # %% [markdown]

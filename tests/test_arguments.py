@@ -285,3 +285,28 @@ def test_a_report_of_several_bad_files_reads_as_one_sentence(data, tmp_path):
     assert len(line.splitlines()) == 1 and ":;" not in line
     assert f"cannot be read: cannot decode image {first}" in line
     assert f"; cannot decode image {second}" in line
+
+
+def test_a_split_that_leaves_no_training_patients_is_refused_by_name(data, tmp_path):
+    """--val-fraction and --test-fraction are checked together, before anything is made."""
+    run = _train(
+        data, tmp_path / "r", "--val-fraction", "0.5", "--test-fraction", "0.5"
+    )
+    assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1
+    assert "--val-fraction 0.5 and --test-fraction 0.5 leave no patients" in run.stderr
+    assert not (tmp_path / "r").exists()
+    run = _train(data, tmp_path / "r", "--test-fraction", "-0.1")
+    assert (
+        run.returncode == 2 and "--test-fraction: -0.1 is not a fraction" in run.stderr
+    )
+
+
+def test_a_two_way_split_is_asked_for_with_test_fraction_0(data, tmp_path):
+    """With --test-fraction 0 every patient is for training or validation; no test.json."""
+    run = _train(data, tmp_path / "two", "--test-fraction", "0")
+    assert run.returncode == 0, run.stderr
+    assert " test (" not in run.stdout and "test AUC" not in run.stdout
+    assert not (tmp_path / "two" / "test.json").exists()
+    run = _train(data, tmp_path / "three")
+    assert run.returncode == 0, run.stderr
+    assert " test (" in run.stdout and (tmp_path / "three" / "test.json").is_file()

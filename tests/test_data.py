@@ -11,6 +11,7 @@ from PIL import Image
 from course_lib.data import (
     DataError,
     MelanomaDataset,
+    Split,
     balanced_sampler,
     eval_transforms,
     load_melanoma,
@@ -165,12 +166,58 @@ def test_kaggle_layout_is_detected(lesion_root, tmp_path):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_split_by_patient_never_leaks(lesion_root, seed):
     frame = load_melanoma(lesion_root)
-    train, val = split_by_patient(frame, val_fraction=0.25, seed=seed)
+    train, val, _ = split_by_patient(
+        frame, val_fraction=0.25, test_fraction=0, seed=seed
+    )
     assert set(train.patient_id).isdisjoint(val.patient_id)
     assert len(train) + len(val) == len(frame)
     assert set(train.image_id) | set(val.image_id) == set(frame.image_id)
     assert 0.1 < len(val) / len(frame) < 0.4
     assert abs(val.target.mean() - frame.target.mean()) < 0.15  # stratified
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_split_by_patient_three_ways(lesion_root, seed):
+    frame = load_melanoma(lesion_root)
+    split = split_by_patient(frame, val_fraction=0.2, test_fraction=0.2, seed=seed)
+    assert isinstance(split, Split) and split._fields == ("train", "val", "test")
+    sides = [set(part.patient_id) for part in split]
+    assert all(a.isdisjoint(b) for i, a in enumerate(sides) for b in sides[i + 1 :])
+    assert sorted(pd.concat(split).image_id) == sorted(frame.image_id)
+    for part in (split.val, split.test):
+        assert 0.1 < len(part) / len(frame) < 0.3
+        assert part.target.nunique() == 2
+    # the validation side is that of the two-way split; the test side comes out of training
+    two_way = split_by_patient(frame, 0.2, test_fraction=0, seed=seed)
+    assert two_way.test.empty and list(two_way.val.image_id) == list(split.val.image_id)
+    assert set(split.test.image_id) <= set(two_way.train.image_id)
+
+
+def _patients(n_patients: int, melanoma_patients: int) -> pd.DataFrame:
+    """Two images per patient; the first ``melanoma_patients`` patients have melanoma."""
+    ids = [f"P{i:03d}" for i in range(n_patients) for _ in range(2)]
+    return pd.DataFrame(
+        {
+            "image_id": [f"I{i:04d}" for i in range(2 * n_patients)],
+            "patient_id": ids,
+            "target": [int(int(p[1:]) < melanoma_patients) for p in ids],
+        }
+    )
+
+
+def test_split_by_patient_refuses_what_it_cannot_do():
+    with pytest.raises(
+        DataError, match=r"the (validation|test) split holds \d+ benign, 0"
+    ):
+        split_by_patient(_patients(40, 1), 0.2, 0.2, seed=0)  # one melanoma patient
+    with pytest.raises(DataError, match="4 patients cannot be split 5 ways"):
+        split_by_patient(_patients(4, 2), 0.2, 0.2, seed=0)
+    with pytest.raises(ValueError, match=r"test_fraction must be at least 0.*not -0.1"):
+        split_by_patient(_patients(40, 10), 0.2, -0.1, seed=0)
+    with pytest.raises(ValueError, match=r"must stay below 1.*0.6 \+ 0.4"):
+        split_by_patient(_patients(40, 10), 0.6, 0.4, seed=0)
+    with pytest.raises(TypeError):  # the seed is never taken for a fraction
+        split_by_patient(_patients(40, 10), 0.2, 0.2, 0)
 
 
 def test_undersample_keeps_every_positive(lesion_root):
@@ -269,7 +316,9 @@ def test_ensure_synthetic_lesions_generates_once(tmp_path, monkeypatch):
 def test_make_loaders_batches_and_keeps_masks(lesion_root):
     from course_lib.data import make_loaders
 
-    train, val = split_by_patient(load_melanoma(lesion_root), 0.25, seed=0)
+    train, val, _ = split_by_patient(
+        load_melanoma(lesion_root), 0.25, test_fraction=0, seed=0
+    )
     train_loader, val_loader = make_loaders(
         train, val, image_size=64, batch_size=8, with_mask=True
     )

@@ -199,3 +199,24 @@ def test_too_few_of_a_class_to_resample_is_a_clear_error():
     y = np.r_[np.zeros(50), 1].astype(int)
     with pytest.raises(ValueError, match="too few images"):
         auc_ci(y, np.r_[np.linspace(0, 1, 50), 0.5])
+
+
+def test_a_few_resamples_without_a_class_fall_back_to_the_percentile_interval():
+    """Few melanoma patients: some patient resamples hold none, and BCa is undefined."""
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(40), 3)
+    y = (groups < 6).astype(int)  # 6 of 40 patients have melanoma
+    scores = y + rng.normal(0, 0.8, y.size)
+    interval = auc_ci(y, scores, groups=groups, n_resamples=2000)
+    assert interval.method == "percentile bootstrap over patients"
+    assert interval.low < interval.estimate < interval.high <= 1
+    # the percentile interval of the resamples that hold both classes, reproduced by hand
+    kept = []
+    draw = np.random.default_rng(1)
+    for _ in range(2000):
+        picked = draw.integers(0, 40, 40)
+        weights = np.bincount(picked, minlength=40)[groups]
+        if (weights * y).sum() and (weights * (1 - y)).sum():
+            kept.append(roc_auc_score(y, scores, sample_weight=weights))
+    low, high = np.quantile(kept, [0.025, 0.975])
+    assert abs(interval.low - low) < 0.03 and abs(interval.high - high) < 0.03

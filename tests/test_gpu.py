@@ -76,7 +76,9 @@ def test_fit_on_cuda_equals_the_cpu_within_rounding():
 def test_mixed_precision_trains_attnvgg_without_nan(amp, lesion_root):
     if amp == "bf16" and not torch.cuda.is_bf16_supported():
         pytest.skip("this GPU has no bf16")
-    train, val = split_by_patient(load_melanoma(lesion_root), 0.25, seed=0)
+    train, val, _ = split_by_patient(
+        load_melanoma(lesion_root), 0.25, test_fraction=0, seed=0
+    )
     loaders = make_loaders(train, val, 64, 16, device="cuda")
     # fp16 goes through torch.amp.GradScaler
     history = fit(
@@ -116,7 +118,9 @@ def test_batch_augmentation_on_cuda_equals_the_cpu_for_the_same_parameters():
 
 
 def test_device_loader_delivers_augmented_batches_on_cuda(lesion_root):
-    train, val = split_by_patient(load_melanoma(lesion_root), 0.25, seed=0)
+    train, val, _ = split_by_patient(
+        load_melanoma(lesion_root), 0.25, test_fraction=0, seed=0
+    )
     train_loader, val_loader = make_loaders(
         train, val, 64, 16, num_workers=2, with_mask=True, device="cuda"
     )
@@ -133,7 +137,9 @@ def test_device_loader_delivers_augmented_batches_on_cuda(lesion_root):
 
 def test_maps_from_a_cuda_loader_equal_those_from_the_cpu(lesion_root):
     """Chapter 11 collects maps from the profile's loaders, which deliver batches on the GPU."""
-    train, val = split_by_patient(load_melanoma(lesion_root), 0.25, seed=0)
+    train, val, _ = split_by_patient(
+        load_melanoma(lesion_root), 0.25, test_fraction=0, seed=0
+    )
     torch.manual_seed(0)
     model = AttnVGG(num_classes=1, width=1 / 8).eval()
     maps = {}

@@ -13,7 +13,9 @@ def smoke_runs(lesion_root, tmp_path, monkeypatch):
     # runs/ is relative to the working directory, as in the notebooks
     monkeypatch.chdir(tmp_path)
     profile = get_profile("smoke")
-    train, val = split_by_patient(load_melanoma(lesion_root), 0.25, seed=0)
+    train, val, _ = split_by_patient(
+        load_melanoma(lesion_root), 0.25, test_fraction=0, seed=0
+    )
     return profile, train, val
 
 

@@ -52,7 +52,9 @@ def _tiny_model(seed=0):
 
 @pytest.fixture(scope="module")
 def loaders(lesion_root):
-    train, val = split_by_patient(load_melanoma(lesion_root), 0.25, seed=0)
+    train, val, _ = split_by_patient(
+        load_melanoma(lesion_root), 0.25, test_fraction=0, seed=0
+    )
     return make_loaders(train, val, image_size=64, batch_size=16, device="cpu")
 
 
@@ -139,7 +141,9 @@ def test_ensure_synthetic_lesions_refreshes_only_its_own_sets(tmp_path):
 
 def test_device_loader_draws_each_epoch_from_seed_and_epoch_alone(lesion_root):
     """Epoch 3 read directly equals epoch 3 read after epochs 1 and 2, with two persistent workers."""
-    train, val = split_by_patient(load_melanoma(lesion_root), 0.25, seed=0)
+    train, val, _ = split_by_patient(
+        load_melanoma(lesion_root), 0.25, test_fraction=0, seed=0
+    )
 
     def epoch_batches(loader, epoch):
         loader.set_epoch(epoch, seed=7)
@@ -303,7 +307,7 @@ def test_missing_patient_ids_of_any_type(lesion_root, tmp_path, patients):
     assert frame["patient_id"].map(type).eq(str).all()
     lonely = frame["patient_id"].str.startswith("NOPATIENT_")
     assert lonely.all() if patients == "all missing" else 0 < lonely.sum() < len(frame)
-    train, val = split_by_patient(frame, 0.25, seed=0)
+    train, val, _ = split_by_patient(frame, 0.25, test_fraction=0, seed=0)
     assert set(train.patient_id).isdisjoint(val.patient_id)
 
 
@@ -352,7 +356,7 @@ def test_split_gives_the_asked_validation_share(fraction, tmp_path_factory):
     if not root.exists():
         make_synthetic_lesions(root, 400, 32, seed=0, images_per_patient=2.0)
     frame = load_melanoma(root)
-    train, val = split_by_patient(frame, fraction, seed=0)
+    train, val, _ = split_by_patient(frame, fraction, test_fraction=0, seed=0)
     assert abs(len(val) / len(frame) - fraction) < 0.06
     assert set(train.patient_id).isdisjoint(val.patient_id) and len(train) + len(
         val

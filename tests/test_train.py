@@ -1,5 +1,6 @@
 """course_lib.train: fit / evaluate, checkpoints, resume, the command line."""
 
+import json
 import math
 import os
 
@@ -25,7 +26,9 @@ from course_lib.train import evaluate, fit
 @pytest.fixture(scope="module")
 def loaders(lesion_root):
     """The chapters' loaders (make_loaders: batches augmented on the device), on the CPU."""
-    train, val = split_by_patient(load_melanoma(lesion_root), 0.25, seed=0)
+    train, val, _ = split_by_patient(
+        load_melanoma(lesion_root), 0.25, test_fraction=0, seed=0
+    )
     return make_loaders(train, val, 64, 16, device="cpu")
 
 
@@ -268,6 +271,11 @@ def test_command_line_trains_is_interrupted_and_resumes(tmp_path, capsys, monkey
     assert main(args + ["--resume"]) == 0
     printed = capsys.readouterr().out
     assert "resuming from" in printed and "continuing at epoch 2" in printed
+    # the held-out patients are scored once, after the last epoch, with an interval
+    assert "test AUC of the last epoch" in printed and "95 % interval" in printed
+    test = json.loads((out / "test.json").read_text())
+    assert test["low"] <= test["test_auc"] <= test["high"] and test["level"] == 0.95
+    assert test["images"] > 0 and "patients" in test["method"]
     metrics = pd.read_csv(out / "metrics.csv")
     assert list(metrics["epoch"]) == [1, 2] and {
         "train_loss",

@@ -26,6 +26,7 @@ _SOURCES = {
     "class_counts": "melanoma",
     "load_melanoma": "melanoma",
     "split_by_patient": "melanoma",
+    "Split": "melanoma",
     "undersample": "melanoma",
     "default_data_dir": "synthetic",
     "ensure_synthetic_lesions": "synthetic",

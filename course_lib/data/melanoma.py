@@ -15,6 +15,7 @@ accuracy. :func:`split_by_patient` keeps every patient on one side.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,7 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "load_melanoma",
     "split_by_patient",
+    "Split",
     "undersample",
     "balanced_sampler",
     "KAGGLE_IMAGE_DIR",
@@ -149,13 +151,22 @@ def load_melanoma(
     return frame
 
 
-def _fold_counts(val_fraction: float, max_folds: int = 100) -> tuple[int, int]:
-    """``(n_folds, k)``: the fewest folds of which ``k`` make a share within 0.025 of ``val_fraction``."""
+def _fold_counts(
+    fractions: tuple[float, ...], max_folds: int = 100
+) -> tuple[int, tuple[int, ...]]:
+    """``(n_folds, ks)``: the fewest folds of which ``ks[i]`` make a share within 0.025 of
+    ``fractions[i]`` for every ``i`` (a zero fraction takes no fold), leaving one for training."""
     for n in range(2, max_folds + 1):
-        k = round(val_fraction * n)
-        if 1 <= k < n and abs(k / n - val_fraction) <= 0.025:
-            return n, k
-    return max_folds, max(1, round(val_fraction * max_folds))
+        ks = tuple(round(f * n) for f in fractions)
+        if (
+            all((k >= 1) == (f > 0) for k, f in zip(ks, fractions))
+            and sum(ks) < n
+            and all(abs(k / n - f) <= 0.025 for k, f in zip(ks, fractions))
+        ):
+            return n, ks
+    return max_folds, tuple(
+        max(1, round(f * max_folds)) if f > 0 else 0 for f in fractions
+    )
 
 
 def class_counts(frame: pd.DataFrame) -> str:
@@ -164,56 +175,80 @@ def class_counts(frame: pd.DataFrame) -> str:
     return f"{len(frame) - melanoma} benign, {melanoma} melanoma"
 
 
-def split_by_patient(frame: pd.DataFrame, val_fraction: float = 0.2, seed: int = 0):
-    """Split into ``(train, val)`` with no patient on both sides, keeping the class ratio.
+class Split(NamedTuple):
+    """The three sides of a patient split (:func:`split_by_patient`).
+
+    ``train`` fits the weights; ``val`` chooses among settings and epochs; ``test`` is looked
+    at once, for the figure that is reported. ``test`` is empty when the split was asked for
+    without one (``test_fraction=0``).
+    """
+
+    train: pd.DataFrame
+    val: pd.DataFrame
+    test: pd.DataFrame
+
+
+def split_by_patient(
+    frame: pd.DataFrame,
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.2,
+    *,
+    seed: int = 0,
+) -> Split:
+    """Split into :class:`Split` ``(train, val, test)``: no patient on two sides, class ratio kept.
 
     Uses scikit-learn's ``StratifiedGroupKFold``: the patients are dealt into ``n`` folds of
-    about equal class balance and ``k`` of them form the validation set, with ``k / n`` the
-    closest simple fraction to ``val_fraction`` (1 of 5 folds for 0.2, 2 of 7 for 0.3, 7 of 10
-    for 0.7). Raises :class:`DataError` when there are too few patients for that many folds,
-    or when either side would lack a class (an AUC needs both classes in validation).
+    about equal class balance; the first folds form the validation set, the next ones the
+    test set, the rest the training set, with shares the closest simple fractions to those
+    asked for (1 + 1 of 5 folds for 0.2 and 0.2; 2 of 7 for a validation share of 0.3 without
+    a test set). The validation side does not depend on ``test_fraction`` when the fold count
+    does not: with 0.2 and 0.2 it is the same as that of a two-way 80/20 split, and the test
+    side is carved out of that split's training side.
+
+    Raises :class:`DataError` when there are too few patients for that many folds, or when a
+    side would lack a class (an AUC needs both classes), and ``ValueError`` for fractions
+    outside their range.
     """
     if not 0 < val_fraction < 1:
         raise ValueError(
             f"val_fraction must be between 0 and 1 (exclusive), not {val_fraction}"
+        )
+    if not 0 <= test_fraction < 1:
+        raise ValueError(
+            f"test_fraction must be at least 0 and below 1, not {test_fraction}"
+        )
+    if val_fraction + test_fraction >= 1:
+        raise ValueError(
+            f"val_fraction + test_fraction must stay below 1 (training needs images), "
+            f"not {val_fraction} + {test_fraction}"
         )
     if frame["target"].nunique() < 2:
         raise DataError(
             f"the data set holds one class only ({class_counts(frame)}): a classifier needs both "
             "benign and melanoma images"
         )
-    n_splits, k = _fold_counts(val_fraction)
+    n_splits, (k_val, k_test) = _fold_counts((val_fraction, test_fraction))
     n_patients = frame["patient_id"].nunique()
     if n_patients < n_splits:
         raise DataError(
-            f"{n_patients} patients cannot be split {n_splits} ways "
-            f"(needed for a validation share of {val_fraction})"
+            f"{n_patients} patients cannot be split {n_splits} ways (needed for a "
+            f"validation share of {val_fraction} and a test share of {test_fraction})"
         )
     folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    val_idx = np.sort(
-        np.concatenate(
-            [
-                test
-                for _, (_, test) in zip(
-                    range(k),
-                    folds.split(frame, frame["target"], groups=frame["patient_id"]),
-                )
-            ]
-        )
-    )
-    in_val = np.zeros(len(frame), dtype=bool)
-    in_val[val_idx] = True
-    train, val = (
-        frame[~in_val].reset_index(drop=True),
-        frame[in_val].reset_index(drop=True),
-    )
-    for name, part in (("validation", val), ("training", train)):
+    side = np.zeros(len(frame), dtype=int)  # 0 train, 1 validation, 2 test
+    dealt = folds.split(frame, frame["target"], groups=frame["patient_id"])
+    for index, (_, fold) in zip(range(k_val + k_test), dealt):
+        side[fold] = 1 if index < k_val else 2
+    split = Split(*(frame[side == s].reset_index(drop=True) for s in (0, 1, 2)))
+    for name, part in (("validation", split.val), ("training", split.train)) + (
+        (("test", split.test),) if k_test else ()
+    ):
         if part["target"].nunique() < 2:
             raise DataError(
                 f"the {name} split holds {class_counts(part)} (of {class_counts(frame)} in all): "
-                "both sides need both classes; use more images or patients, or another val_fraction"
+                "every side needs both classes; use more images or patients, or other fractions"
             )
-    return train, val
+    return split
 
 
 def undersample(frame: pd.DataFrame, n_negatives: int, seed: int = 0) -> pd.DataFrame:

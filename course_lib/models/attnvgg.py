@@ -28,7 +28,13 @@ from torchvision.models import VGG16_BN_Weights, vgg16_bn
 
 from ..attention import AttentionGate
 from ..config import imagenet_weights_file
-from .vgg import VGG16_STAGES, check_model_arguments, init_weights, scaled, vgg16
+from .vgg import (
+    VGG16_STAGES,
+    check_model_arguments,
+    init_weights,
+    scaled,
+    vgg16_features,
+)
 
 __all__ = ["AttnVGG", "load_imagenet_features", "WeightsError"]
 
@@ -112,11 +118,8 @@ class AttnVGG(nn.Module):
     ):
         super().__init__()
         check_model_arguments(num_classes, width)
-        # stages 1-5: VGG16-BN's features, initialised as torchvision's VGG. (They are
-        # taken from a whole VGG because building its discarded head draws random numbers:
-        # vgg16_features alone would start every gate from other weights, a new training
-        # seed for chapters 10-13, whose lessons were measured with these; CONTRIBUTING.)
-        self.features = vgg16(num_classes, width=width, head="gap").features
+        # stages 1-5: VGG16-BN's features, initialised as torchvision's VGG
+        self.features = vgg16_features(width)
         if pretrained:
             load_imagenet_features(self.features)
         c3, c4, c5 = (scaled(VGG16_STAGES[i][-1], width) for i in (2, 3, 4))
