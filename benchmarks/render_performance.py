@@ -537,6 +537,43 @@ def synthetic_throughput() -> str:
     return "\n".join(text)
 
 
+def lesson_spread() -> str:
+    text = [
+        "## How much the lessons move with the seed",
+        "",
+        "`benchmarks/lesson_spread.py` trains what the `cpu` profile's chapters 02 and 10–13 train, "
+        "once per training seed and precision, on the book's data and split, and computes every "
+        "quantity a chapter reports the way the chapter computes it (AUCs and localisation on the "
+        "test patients). A chapter's asserted threshold sits beyond the worst value here; a "
+        "chapter's sentence about what *always* happens must hold in every row's range.",
+        "",
+    ]
+    results = _load("lesson_spread")
+    if not results:
+        return _not_measured(text)
+    for r in results:
+        runs = [
+            (precision, seed, values)
+            for precision, by_seed in r["runs"].items()
+            for seed, values in by_seed.items()
+        ]
+        names = [k for k in runs[0][2] if k != "seconds"]
+        rows = []
+        for name in names:
+            values = [v[name] for _, _, v in runs if name in v]
+            chapter, quantity = name.split(" ", 1)
+            rows.append([chapter, quantity, f"{min(values):.3f}", f"{max(values):.3f}"])
+        by = ", ".join(sorted({f"{p} seed {s}" for p, s, _ in runs}))
+        text += [
+            f"Measured {machine_line(r['machine'])}, profile `{r['profile']}`: {len(runs)} "
+            f"trainings ({by}).",
+            "",
+            _table(["chapter", "quantity", "lowest", "highest"], rows),
+            "",
+        ]
+    return "\n".join(text)
+
+
 def render() -> str:
     sections = [
         HEADER,
@@ -547,6 +584,7 @@ def render() -> str:
         gpu_now(),
         gpu_reference(),
         module_cost(),
+        lesson_spread(),
         attention_memory(),
         synthetic_throughput(),
     ]

@@ -262,6 +262,16 @@ def _data(args, profile, size, current):
     )
 
 
+def _sides(split) -> str:
+    """ "N train (class counts) / ... images, P / ... patients" for the non-empty sides."""
+    named = [
+        (name, part) for name, part in zip(("train", "val", "test"), split) if len(part)
+    ]
+    images = " / ".join(f"{len(p)} {name} ({class_counts(p)})" for name, p in named)
+    patients = " / ".join(str(p.patient_id.nunique()) for _, p in named)
+    return f"{images} images, {patients} patients"
+
+
 def _run(args, argv: list[str]) -> int:
     profile = get_profile(args.profile)
     epochs = profile.epochs if args.epochs is None else args.epochs
@@ -307,18 +317,11 @@ def _run(args, argv: list[str]) -> int:
         config,
     )
     model = spec.model.build()
-    sides = (train_frame, val_frame, test_frame)
     if current.is_main:
         print(
             f"{args.model}: {sum(p.numel() for p in model.parameters()):,} parameters; "
-            + " / ".join(
-                f"{len(part)} {name} ({class_counts(part)})"
-                for name, part in zip(("train", "val", "test"), sides)
-                if len(part)
-            )
-            + " images, "
-            + " / ".join(str(part.patient_id.nunique()) for part in sides if len(part))
-            + f" patients; profile {profile.name}, {size} px, {epochs} epochs"
+            f"{_sides((train_frame, val_frame, test_frame))}; profile {profile.name}, "
+            f"{size} px, {epochs} epochs"
             + (
                 f", {current.size} processes of batch {batch_size}"
                 if current.distributed

@@ -1,6 +1,6 @@
 """Results with their uncertainty: intervals, paired comparisons, operating points and
-calibration, for scores on a held-out set (no chapter uses it yet: chapters 02, 09 and 10
-move to it with the held-out test split).
+calibration, for scores on the held-out test patients (notebook ``02_vgg16_baseline``;
+chapters 09–13 use it for every verdict).
 
 An AUC measured on a few hundred images is an estimate: another sample of patients would
 give another number. Each function here says how far it could move, with a method a
@@ -17,6 +17,9 @@ reviewer of a medical paper expects, built on SciPy and scikit-learn:
   asks what specificity (benign lesions cleared) is left; the threshold comes from
   scikit-learn's ``roc_curve``, the interval from the bootstrap (the threshold chosen anew
   in every resample).
+- :func:`paired_mean_ci` — two measurements of the *same* images (or queries), e.g. a map's
+  energy on the lesion against a random map's: the mean difference with a paired
+  bootstrap interval, over patients with ``groups``.
 - :func:`calibration` — the reliability curve (scikit-learn's ``calibration_curve``,
   equal-width bins) and the expected calibration error (Naeini et al., 2015; Guo et al.,
   2017): is a predicted 0.3 melanoma in 30 % of cases?
@@ -42,6 +45,8 @@ __all__ = [
     "auc_ci",
     "compare_auc",
     "operating_point",
+    "paired_mean_ci",
+    "MeanDifference",
     "calibration",
 ]
 
@@ -87,6 +92,31 @@ class AUCComparison:
             f"{self.difference:+.3f} [{self.low:+.3f}, {self.high:+.3f}], "
             f"p = {self.p_value:.3g}: {self.verdict}"
         )
+
+
+@dataclass(frozen=True)
+class MeanDifference:
+    """``mean_a - mean_b`` over the same items, its interval, and a verdict in words."""
+
+    mean_a: float
+    mean_b: float
+    difference: float
+    low: float
+    high: float
+    level: float
+    method: str
+
+    @property
+    def verdict(self) -> str:
+        """ "higher" or "lower" (A against B) when the interval excludes 0, else "inconclusive"."""
+        if self.low > 0:
+            return "higher"
+        if self.high < 0:
+            return "lower"
+        return "inconclusive"
+
+    def __str__(self) -> str:
+        return f"{self.difference:+.3f} [{self.low:+.3f}, {self.high:+.3f}]: {self.verdict}"
 
 
 @dataclass(frozen=True)
@@ -402,6 +432,57 @@ def operating_point(
     unit = "patient" if groups is not None else "image"
     interval = Interval(specificity, low, high, level, f"{kind} bootstrap over {unit}s")
     return OperatingPoint(sensitivity, threshold, reached, interval)
+
+
+def paired_mean_ci(
+    values_a,
+    values_b,
+    groups=None,
+    level: float = 0.95,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> MeanDifference:
+    """The mean of ``values_a - values_b`` over the same items, with a paired BCa bootstrap
+    interval; with ``groups`` (the items' patients) whole patients are resampled.
+
+    Items where either value is NaN (e.g. a saliency map without any signal) are left out.
+    """
+    _check_level(level, n_resamples)
+    a = np.asarray(values_a, dtype=np.float64).ravel()
+    b = np.asarray(values_b, dtype=np.float64).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"values_a has {a.size} values but values_b has {b.size}")
+    if np.isinf(a).any() or np.isinf(b).any():
+        raise ValueError("the values hold infinite entries")
+    if groups is not None and np.asarray(groups).size != a.size:
+        raise ValueError(
+            f"groups has {np.asarray(groups).size} values but values_a has {a.size}"
+        )
+    kept = ~(np.isnan(a) | np.isnan(b))
+    if kept.sum() < 2:
+        raise ValueError(
+            f"{int(kept.sum())} item(s) with both values: too few to compare"
+        )
+    group = _group_index(
+        None if groups is None else np.asarray(groups)[kept], kept.sum()
+    )
+    a, b = a[kept], b[kept]
+    difference = a - b
+
+    def statistic(weights):
+        return weights @ difference / weights.sum(axis=1)
+
+    low, high, _, kind = _bootstrap(statistic, group, level, n_resamples, seed)
+    unit = "patient" if groups is not None else "item"
+    return MeanDifference(
+        float(a.mean()),
+        float(b.mean()),
+        float(difference.mean()),
+        low,
+        high,
+        level,
+        f"paired {kind} bootstrap over {unit}s",
+    )
 
 
 def calibration(targets, probabilities, n_bins: int = 10) -> Calibration:

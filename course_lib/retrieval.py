@@ -33,6 +33,7 @@ __all__ = [
     "similarities",
     "retrieve",
     "retrieval_metrics",
+    "average_precisions",
     "DESCRIPTORS",
 ]
 
@@ -87,12 +88,8 @@ def retrieve(descriptors, query: int, k: int = 5) -> np.ndarray:
     return np.argsort(-similarities(descriptors)[query], kind="stable")[:k]
 
 
-def retrieval_metrics(descriptors, labels, ks=(1, 5)) -> dict[str, float]:
-    """``recall@k`` for each k in ``ks``, ``mAP``, and ``queries`` (how many were scored).
-
-    ``labels`` says which images are relevant to each other (equal labels: same class, or
-    same patient). Ties in similarity are broken by index.
-    """
+def _rankings(descriptors, labels):
+    """Per query, whether each result of its ranking is relevant (N, N-1), the query left out."""
     labels = np.asarray(labels)
     if len(labels) != len(np.asarray(descriptors)):
         raise ValueError(
@@ -100,19 +97,38 @@ def retrieval_metrics(descriptors, labels, ks=(1, 5)) -> dict[str, float]:
         )
     # the query (-inf) is last
     order = np.argsort(-similarities(descriptors), axis=1, kind="stable")[:, :-1]
-    # (N, N-1): the ranking of each query, relevant or not
-    relevant = labels[order] == labels[:, None]
+    return labels[order] == labels[:, None]
+
+
+def average_precisions(descriptors, labels) -> np.ndarray:
+    """Each query's average precision over its whole ranking; NaN for a query with no
+    relevant image in the collection. Their mean over the answerable queries is the mAP
+    of :func:`retrieval_metrics`; one value per query is what a paired comparison of two
+    descriptors needs (chapter ``13``)."""
+    relevant = _rankings(descriptors, labels)
+    ranks = np.arange(1, relevant.shape[1] + 1)
+    hits = relevant.sum(axis=1)
+    precision_at_hits = np.cumsum(relevant, axis=1) / ranks
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(
+            hits > 0, (precision_at_hits * relevant).sum(axis=1) / hits, np.nan
+        )
+
+
+def retrieval_metrics(descriptors, labels, ks=(1, 5)) -> dict[str, float]:
+    """``recall@k`` for each k in ``ks``, ``mAP``, and ``queries`` (how many were scored).
+
+    ``labels`` says which images are relevant to each other (equal labels: same class, or
+    same patient). Ties in similarity are broken by index.
+    """
+    relevant = _rankings(descriptors, labels)
     answerable = relevant.any(axis=1)
     if not answerable.any():
         raise ValueError(
             "no query has a relevant image in the collection: nothing to retrieve"
         )
+    average_precision = average_precisions(descriptors, labels)[answerable]
     relevant = relevant[answerable]
-    ranks = np.arange(1, relevant.shape[1] + 1)
-    precision_at_hits = np.cumsum(relevant, axis=1) / ranks
-    average_precision = (precision_at_hits * relevant).sum(axis=1) / relevant.sum(
-        axis=1
-    )
     result = {f"recall@{k}": float(relevant[:, :k].any(axis=1).mean()) for k in ks}
     result.update(mAP=float(average_precision.mean()), queries=int(answerable.sum()))
     return result

@@ -7,7 +7,8 @@ probability, AttnVGG's two attention maps, a Grad-CAM map and the mask.
 fixed blob at the image centre (lesions are photographed near the centre, so a centre prior
 is the bar a map must clear to show it has found *this* lesion).
 :func:`localisation_table` scores any set of maps with the three measures of
-:mod:`course_lib.metrics`; :func:`verdicts` reads its energy column against the random map's.
+:mod:`course_lib.metrics`; :func:`verdicts` reads its energy column against the random map's,
+with a paired bootstrap interval over the images when given the maps themselves.
 For a vision transformer (:class:`course_lib.models.ViT`), :func:`attention_rollout` follows
 the attention through all blocks and :func:`class_token_map` turns the class token's row into
 a map over the patches.
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .evaluation import paired_mean_ci
 from .gradcam import grad_cam
 from .metrics import binarized_jaccard, energy_in_mask, pointing_game, predicted_class
 
@@ -27,6 +29,7 @@ __all__ = [
     "baseline_maps",
     "localisation_table",
     "verdicts",
+    "energies",
     "attention_rollout",
     "class_token_map",
     "MAP_NAMES",
@@ -125,11 +128,35 @@ def localisation_table(maps: dict, masks, tolerance: float = 0) -> pd.DataFrame:
     return pd.DataFrame(rows).T.astype({"maps without signal": int})
 
 
-def verdicts(table: pd.DataFrame, random_row: str = "random map") -> pd.DataFrame:
+def energies(m, masks) -> np.ndarray:
+    """Each image's energy in its mask; NaN for a map without positive mass."""
+    m, masks = np.asarray(m, dtype=np.float32), np.asarray(masks)
+    signal = np.clip(m, 0, None).reshape(len(m), -1).sum(axis=1) > 0
+    out = np.full(len(m), np.nan)
+    if signal.any():
+        out[signal] = np.asarray(energy_in_mask(m[signal], masks[signal]))
+    return out
+
+
+def verdicts(
+    table: pd.DataFrame,
+    random_row: str = "random map",
+    maps: dict | None = None,
+    masks=None,
+    groups=None,
+) -> pd.DataFrame:
     """Each row's energy in mask as a multiple of the random map's, with a verdict in words.
 
     At least 1.5 times random: "on the lesion"; below 2/3 of it: "avoids the lesion";
     in between: "no better than random". Rows without an energy (NaN) are left out.
+
+    With ``maps`` and ``masks`` (those given to :func:`localisation_table`) the verdict also
+    needs the evidence: each map's energy is compared with the random map's **image by
+    image**, and :func:`course_lib.evaluation.paired_mean_ci` gives the 95 % interval of the
+    mean difference (over patients with ``groups``). "On the lesion" then needs the interval
+    above 0 as well, "avoids the lesion" below 0; an interval that holds 0 is "no better than
+    random" whatever the ratio; a ratio between 2/3 and 1.5 with an interval clear of 0 reads
+    "a little above random" or "a little below random".
     """
     random_energy = table.loc[random_row, "energy in mask"]
     ratio = (table["energy in mask"] / random_energy).dropna()
@@ -142,7 +169,27 @@ def verdicts(table: pd.DataFrame, random_row: str = "random map") -> pd.DataFram
             else "no better than random"
         )
     )
-    return pd.DataFrame({"energy / random": ratio, "verdict": words})
+    result = pd.DataFrame({"energy / random": ratio, "verdict": words})
+    if maps is None:
+        return result
+    chance = energies(maps[random_row], masks)
+    low, high = {}, {}
+    for name in ratio.index:
+        if name == random_row or name not in maps:  # e.g. a row of reference values
+            continue
+        difference = paired_mean_ci(energies(maps[name], masks), chance, groups=groups)
+        low[name], high[name] = difference.low, difference.high
+        r = ratio[name]
+        if difference.low <= 0 <= difference.high:
+            words[name] = "no better than random"
+        elif 2 / 3 <= r < 1.5:
+            above = difference.low > 0
+            words[name] = f"a little {'above' if above else 'below'} random"
+    result["verdict"] = words
+    result["energy − random, 95 % interval"] = pd.Series(
+        {n: f"[{low[n]:+.3f}, {high[n]:+.3f}]" for n in low}
+    )
+    return result
 
 
 _HEAD_FUSIONS = {

@@ -267,7 +267,7 @@ from course_lib.train import train_run
 frame = load_melanoma(
     ensure_synthetic_lesions(profile.n_images, profile.image_size, seed=0)
 )
-# chapter 01's three sides: train fits, validation watches, test is scored once (section 7)
+# chapter 01's three sides: train fits, validation watches, test is scored once
 train_frame, val_frame, test_frame = split_by_patient(frame, 0.2, 0.2, seed=0)
 # decoding in worker processes, pinned memory on GPUs: see make_loaders' docstring
 train_loader, val_loader = make_loaders(

@@ -15,6 +15,7 @@ from course_lib.evaluation import (
     calibration,
     compare_auc,
     operating_point,
+    paired_mean_ci,
 )
 
 
@@ -220,3 +221,29 @@ def test_a_few_resamples_without_a_class_fall_back_to_the_percentile_interval():
             kept.append(roc_auc_score(y, scores, sample_weight=weights))
     low, high = np.quantile(kept, [0.025, 0.975])
     assert abs(interval.low - low) < 0.03 and abs(interval.high - high) < 0.03
+
+
+def test_the_paired_mean_difference_is_scipys_bootstrap_of_the_differences():
+    rng = np.random.default_rng(4)
+    a, b = rng.normal(0.3, 0.1, 150), rng.normal(0.25, 0.1, 150)
+    result = paired_mean_ci(a, b, n_resamples=2000, seed=7)
+    direct = stats.bootstrap(
+        (a - b,), np.mean, n_resamples=2000, method="BCa", rng=np.random.default_rng(7)
+    ).confidence_interval
+    assert result.difference == pytest.approx((a - b).mean())
+    assert result.low == pytest.approx(direct.low, abs=1e-9)
+    assert result.high == pytest.approx(direct.high, abs=1e-9)
+    assert result.verdict == "higher" and "higher" in str(result)
+    # clustered items: resampling the clusters gives the honest, wider interval
+    groups = np.repeat(np.arange(15), 10)
+    shared = np.repeat(rng.normal(0, 0.1, 15), 10)
+    one_by_one = paired_mean_ci(a + shared, b, n_resamples=2000)
+    by_group = paired_mean_ci(a + shared, b, groups=groups, n_resamples=2000)
+    assert by_group.high - by_group.low > 1.5 * (one_by_one.high - one_by_one.low)
+    # NaN items are left out; bad input is named
+    with_gap = paired_mean_ci(np.r_[a, np.nan], np.r_[b, 0.0])
+    assert with_gap.difference == pytest.approx(result.difference)
+    with pytest.raises(ValueError, match="values_a has 150 values but values_b has 3"):
+        paired_mean_ci(a, b[:3])
+    with pytest.raises(ValueError, match="groups has 2 values"):
+        paired_mean_ci(a, b, groups=[1, 2])

@@ -7,6 +7,7 @@ import torch
 from course_lib.retrieval import (
     DESCRIPTORS,
     attnvgg_descriptors,
+    average_precisions,
     retrieval_metrics,
     retrieve,
 )
@@ -36,6 +37,17 @@ def test_known_average_precision_and_recall():
     assert m["mAP"] == pytest.approx(np.mean(list(ap.values())))
     # query 3's nearest is of class 1
     assert m["recall@3"] == 1.0 and m["recall@1"] == pytest.approx(2 / 3)
+    # one value per query, NaN where nothing is relevant; scikit-learn agrees on each
+    from sklearn.metrics import average_precision_score
+
+    per_query = average_precisions(d, labels)
+    assert np.isnan(per_query[2]) and np.nanmean(per_query) == pytest.approx(m["mAP"])
+    for q in (0, 1, 3):
+        others = [i for i in range(4) if i != q]
+        truth = [labels[i] == labels[q] for i in others]
+        similarity = [float(d[q] @ d[i] / np.linalg.norm(d[i])) for i in others]
+        expected = average_precision_score(truth, similarity)
+        assert per_query[q] == pytest.approx(expected)
 
 
 def test_the_query_never_retrieves_itself_and_scale_does_not_matter():

@@ -108,3 +108,28 @@ def test_maps_without_signal_are_left_out_and_counted():
     assert table.loc["Grad-CAM", "maps without signal"] == 1
     # the two scored maps
     assert table.loc["Grad-CAM", "energy in mask"] == pytest.approx(1.0)
+
+
+def test_verdicts_follow_the_paired_interval_when_given_the_maps():
+    """A ratio alone is not evidence: the per-image interval decides whether it counts."""
+    rng = np.random.default_rng(0)
+    n, size = 60, 16
+    masks = np.zeros((n, size, size), dtype=np.float32)
+    masks[:, 4:12, 4:12] = 1  # a quarter of each image
+    noise = rng.random((n, size, size)).astype(np.float32)
+    on = noise + 3 * masks  # clearly more on the lesion
+    barely = noise * (1 + 0.6 * masks * (rng.random((n, 1, 1)) > 0.5))  # weak, noisy
+    maps = {"random map": noise, "on": on, "barely": barely, "zero": np.zeros_like(on)}
+    table = localisation_table(maps, masks)
+    plain = verdicts(table)
+    judged = verdicts(table, maps=maps, masks=masks, groups=np.arange(n) // 3)
+    assert judged.loc["on", "verdict"] == "on the lesion"
+    assert judged.loc["on", "energy − random, 95 % interval"].startswith("[+")
+    assert judged.loc["barely", "verdict"] in (
+        "a little above random",
+        "no better than random",
+    )
+    assert plain.loc["barely", "verdict"] == "no better than random"
+    # the random map against itself: an interval of width 0 that holds 0
+    assert judged.loc["random map", "verdict"] == "no better than random"
+    assert "zero" not in judged.index  # no signal anywhere: no energy, no verdict
