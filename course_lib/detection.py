@@ -40,7 +40,7 @@ from torchvision.transforms import v2
 
 from .config import get_device
 from .data import IMAGENET_MEAN, IMAGENET_STD, MelanomaDataset
-from .models.vgg import VGG16_STAGES, scaled, vgg16_features
+from .models.vgg import VGG16_STAGES, init_weights, scaled, vgg16_features
 
 __all__ = [
     "boxes_from_masks",
@@ -143,6 +143,7 @@ def lesion_detector(
     torchvision would first enlarge a 64 px lesion image twelve times.
     """
     body = vgg16_features(width)  # VGG16-BN's stages 1-5, as AttnVGG's
+    init_weights(body, conv_mode="fan_out")  # as torchvision's VGG
     channels = [scaled(VGG16_STAGES[i][-1], width) for i in (2, 3, 4)]
     backbone = BackboneWithFPN(
         body,

@@ -188,7 +188,7 @@ from course_lib.data import (
 frame = load_melanoma(
     ensure_synthetic_lesions(profile.n_images, profile.image_size, seed=0)
 )
-train_frame, val_frame = split_by_patient(frame, 0.2, seed=0)
+train_frame, val_frame, _ = split_by_patient(frame, 0.2, 0.2, seed=0)
 # the small model lives on the CPU, so the batches must too (the loaders deliver them
 # on the training device, a GPU where there is one)
 _, val_loader = make_loaders(

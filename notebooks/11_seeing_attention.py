@@ -92,11 +92,11 @@ print(
 EXPECT = {
     "cpu": {
         "Grad-CAM energy / random": 1.2,
-        "Grad-CAM pointing / random": 1.3,
+        "Grad-CAM pointing / random": 1.5,
         "pool-3 attention energy / random, at most": 0.67,  # "avoids the lesion"
         "AUC change without the global branch, at most": 0.03,
-        "ink inflates the AUC by": 0.02,
-        "ink drop minus honest drop": 0.0,
+        "ink inflates the AUC by": 0.04,
+        "ink drop minus honest drop": 0.02,
         "ink exposure, best map": 1.1,
     }
 }.get(profile.name)
@@ -264,13 +264,17 @@ if EXPECT:  # what this profile can promise (see the first code cell)
 # photographer's habit of centring it. The Jaccard index punishes maps that are right but
 # blurry: at 1/8 and 1/16 of the image side, attention maps cannot trace a lesion's border.
 #
-# The attention maps deserve a second look. The pool-3 gate puts far *less* of its attention
-# on the lesion than a random map would: in every one of six trainings of this recipe (three
-# seeds, in float32 and in bf16, `benchmarks/lesson_spread.py`) it put between 0.03 and 0.09
-# times the random map's energy there, and the cell above asserts it. The pool-4 gate is
-# not even consistent: over the same six trainings its energy on the lesion ranged from 0.17
-# to 2.8 times the random map's — looking away in one run, on the lesion in another. Check
-# what the verdicts say in yours. Neither is what the attention maps printed in papers
+# The attention maps deserve a second look. In this run the pool-3 gate puts
+# {glue:text}`ch11_pool3_ratio` times the random map's energy on the lesion (verdict:
+# {glue:text}`ch11_pool3_verdict`), the pool-4 gate {glue:text}`ch11_pool4_ratio` times
+# ({glue:text}`ch11_pool4_verdict`). One run is one draw. The lesson-spread table of
+# {doc}`../book/performance` trains this recipe six times (three seeds, in float32 and in
+# bf16, `benchmarks/lesson_spread.py`): in every one of the six the pool-3 gate put far
+# *less* of its attention on the lesion than a random map would, and the cell above asserts
+# it with a bound that every one of the six runs met. The pool-4 gate is not even
+# consistent: its ratio changes several-fold from run to run, looking away from the lesion
+# in one and towards it in another. Check what the verdicts say in yours. Neither is what
+# the attention maps printed in papers
 # suggest. The next section asks why.
 #
 # ## 5. Why would attention look away from the lesion?
@@ -372,14 +376,17 @@ attention_grid(
     masks=maps["mask"][rows],
 )
 # %% [markdown]
-# Did the gates move onto the lesion? The two lines printed above say how far each moved in
-# this run. Here the hypothesis meets its test, and fails it as a general rule: over six
-# trainings (three seeds, two precisions) the pool-4 gate's energy on the lesion changed by
-# between −0.03 and +0.20 when the global vector was removed, and the pool-3 gate's by
-# between 0.00 and +0.44 — a large move in one run, none in the others. What holds in every
-# run is only that the model without the global vector classifies as well (its AUC within
-# 0.03, asserted above). So the story "the global vector pushes the gates off the lesion"
-# is one run's story. The lesson that survives reaches beyond this model: an attention map
+# Did the gates move onto the lesion? In this run, removing the global vector changed the
+# pool-4 gate's energy on the lesion by {glue:text}`ch11_moved_pool4` and the pool-3 gate's
+# by {glue:text}`ch11_moved_pool3`. Here the hypothesis meets its test, and fails it as a
+# general rule: over the six trainings of the lesson-spread table the moves differ in size
+# from run to run, a clear move in one, next to none in another. What holds in every run is
+# only that the model without the global vector classifies about as well: here its test AUC
+# differs by {glue:text}`ch11_branch_difference` (95 % interval
+# {glue:text}`ch11_branch_interval`, paired over the same test patients:
+# {glue:text}`ch11_branch_verdict`), and in all six trainings the two validation AUCs stayed
+# within the bound the cell above asserts. So the story "the global vector pushes the gates
+# off the lesion" is one run's story.# is one run's story. The lesson that survives reaches beyond this model: an attention map
 # shows what a gate found *useful given the rest of the network* — and what that is can
 # change with nothing but the random seed — which need not be "where the evidence is".
 # Attention weights are part of a computation, not by themselves an explanation
@@ -550,11 +557,13 @@ if EXPECT:
 # the model trained with ink puts more of a map's energy on the ink than the honest model
 # does, that map exposes the shortcut; where the two agree, that map is blind to it. Compare
 # the strength of the two kinds of evidence. The AUC test — remove the ink, score again —
-# exposed the shortcut in every one of six trainings (three seeds, float32 and bf16): the
-# ink added between 0.05 and 0.06 AUC for the model trained with it. The maps did not:
-# the best of the three maps put between 1.2 and 10 times the honest model's energy on the
-# ink, and *which* map that was changed from run to run (the pool-3 gate in one run, the
-# pool-4 gate in two, Grad-CAM at stage 5 in three, there with 1.2 to 1.5 times). All the cell
+# exposed the shortcut in every one of six trainings (three seeds, float32 and bf16, the
+# lesson-spread table): here the ink adds {glue:text}`ch11_ink_difference` test AUC for the
+# model trained with it (95 % interval {glue:text}`ch11_ink_interval`, paired verdict:
+# {glue:text}`ch11_ink_verdict`). The maps did not: in this run the map that leans most
+# towards the ink is {glue:text}`ch11_exposing_map`, with {glue:text}`ch11_exposure` times
+# the honest model's energy there, but across the six trainings both *which* map that is and
+# how far it leans changed from run to run, from a clear lean to barely any. All the cell
 # above can promise is that some map leans towards the ink a little. A map can expose a
 # shortcut, but a map that shows nothing does not clear a model: test the behaviour.
 #

@@ -102,7 +102,7 @@ print(
 # over three seeds in float32 and bf16 (benchmarks/lesson_spread.py). One epoch of the
 # smoke profile learns too little to promise anything,
 # and the gpu profile has not been run end to end: there the cells print their numbers.
-EXPECT = {"cpu": {"map_50": 0.9, "detector energy / random": 1.8}}.get(profile.name)
+EXPECT = {"cpu": {"map_50": 0.3, "detector energy / random": 1.8}}.get(profile.name)
 
 # %% [markdown]
 # ## 1. Boxes from masks
@@ -216,7 +216,14 @@ print(
 )
 assert 0 <= quality["map_50"] <= 1
 if EXPECT:
-    assert quality["map_50"] >= EXPECT["map_50"], "the detector finds most lesions"
+    assert quality["map_50"] >= EXPECT["map_50"], "the detector finds lesions"
+
+# %% [markdown]
+# How good the detector gets depends on the training seed more than one run suggests. Over
+# the six trainings of the lesson-spread table ({doc}`../book/performance`: three seeds, in
+# float32 and in bf16) its mAP@0.5 ranged from a perfect score to well under one half, so
+# the cell above asserts only a floor below the worst of them. A perfect score here does not
+# make a good detector either: one lesson per image, on plain skin, is an easy task.
 
 # %%
 shown = [items[i] for i in range(6)]
@@ -567,8 +574,13 @@ fig.tight_layout()
 # texture and camera cast — properties of the whole image that uniform pooling of a deep map
 # keeps well. A descriptor that finds the same patient easily partly encodes the *skin and
 # camera*, not the lesion: for a retrieval tool meant to show similar *lesions*, that is a
-# confound (chapter 01's leakage in another guise), and attention pooling, which weighs some
-# positions more, is one way to reduce it.
+# confound (chapter 01's leakage in another guise). Do not expect attention pooling to
+# remove it by itself: check the "same patient" row of the verdict table, where a verdict
+# of "better" means attention pooling found the same patient *more* reliably than GAP and
+# so strengthened the confound. The gates were trained on labels alone, and chapter 11
+# showed they look where it helps the classifier, skin included. Reducing the confound needs
+# attention trained to look at the lesion (chapter 12's mask term), or descriptors computed
+# on the lesion only (crop it with the detector's box first).
 # :::
 #
 # ## References

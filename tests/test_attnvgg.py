@@ -349,25 +349,28 @@ def test_fit_with_the_mask_loss_pulls_attention_onto_the_lesion(lesion_root):
             _, _, a2 = model(images)
         return energy_in_mask(a2, masks).mean()
 
-    torch.manual_seed(0)
-    model = AttnVGG(1, width=1 / 16)
-    before = energy(model)
-    history = fit(
-        model,
-        train,
-        val,
-        TrainConfig(
+    def trained(aux_loss):
+        torch.manual_seed(0)
+        model = AttnVGG(1, width=1 / 16)
+        config = TrainConfig(
             epochs=2,
             optimizer=OptimizerSpec(lr=3e-3),
-            aux_loss=AttentionMaskLoss(weights=(1.0, 1.0)),
+            aux_loss=aux_loss,
             device="cpu",
-        ),
-        progress=False,
-        verbose=False,
-    )
+        )
+        history = fit(model, train, val, config, progress=False, verbose=False)
+        return model, history
+
+    torch.manual_seed(0)
+    before = energy(AttnVGG(1, width=1 / 16))
+    model, history = trained(AttentionMaskLoss(weights=(1.0, 1.0)))
     assert (
         "train_aux_loss" in history
         and (history.train_aux_loss < history.train_loss).all()
     )
     assert history.train_aux_loss.iloc[-1] < history.train_aux_loss.iloc[0]
+    # the same training without the mask loss is the control: the energy must rise
+    # above the untrained model's and above the control's
+    control, _ = trained(None)
     assert energy(model) > before + 0.05
+    assert energy(model) > energy(control) + 0.05

@@ -109,7 +109,7 @@ def _frame_cases():
         "one class only": (one_class, "one class only"),
         "validation without melanoma": (
             one_melanoma_patient,
-            "both sides need both classes",
+            "every side needs both classes",
         ),
     }
 

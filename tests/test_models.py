@@ -132,3 +132,33 @@ def test_attnvgg_and_the_detector_are_built_on_the_vgg16_features():
     assert [type(m).__name__ for m in AttnVGG(1, width=1 / 8).modules()].count(
         "Linear"
     ) == 1  # its classifier: the VGG head its features came with is not kept
+
+
+def test_every_vgg16_body_starts_as_torchvisions_vgg16_bn():
+    """VGG16, AttnVGG and the detector draw their convolutions as torchvision's VGG16-BN
+    (Kaiming-normal, fan-out; BatchNorm 1 and 0; biases 0): each layer's weight spread is
+    torchvision's, layer by layer. PyTorch's default (Kaiming-uniform with a = sqrt(5))
+    would be about 0.8x at stage 1 and 0.4x at stage 5, and fails here."""
+    from course_lib.detection import lesion_detector
+    from course_lib.models import AttnVGG
+
+    def convs(module):
+        return [m for m in module.modules() if isinstance(m, torch.nn.Conv2d)]
+
+    torch.manual_seed(0)
+    reference = [
+        c.weight.std().item() for c in convs(torchvision.models.vgg16_bn().features)
+    ]
+    bodies = {
+        "VGG16": vgg16(1, width=1.0, head="gap").features,
+        "AttnVGG": AttnVGG(1, width=1.0).features,
+        "detector": lesion_detector(width=1.0).backbone.body,
+    }
+    for name, body in bodies.items():
+        spread = [c.weight.std().item() for c in convs(body)]
+        assert len(spread) == len(reference) == 13, name
+        for layer, (ours, theirs) in enumerate(zip(spread, reference)):
+            assert ours == pytest.approx(theirs, rel=0.05), (name, layer)
+        assert all(c.bias is None or not c.bias.any() for c in convs(body)), name
+        norms = [m for m in body.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        assert all((n.weight == 1).all() and not n.bias.any() for n in norms), name

@@ -122,6 +122,8 @@ class AttnVGG(nn.Module):
         self.features = vgg16_features(width)
         if pretrained:
             load_imagenet_features(self.features)
+        else:
+            init_weights(self.features, conv_mode="fan_out")
         c3, c4, c5 = (scaled(VGG16_STAGES[i][-1], width) for i in (2, 3, 4))
         attn = c3  # the gates' inner width: pool-3's channels (256 at full width)
         # pool-3
