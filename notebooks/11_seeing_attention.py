@@ -381,12 +381,13 @@ attention_grid(
 # by {glue:text}`ch11_moved_pool3`. Here the hypothesis meets its test, and fails it as a
 # general rule: over the six trainings of the lesson-spread table the moves differ in size
 # from run to run, a clear move in one, next to none in another. What holds in every run is
-# only that the model without the global vector classifies about as well: here its test AUC
-# differs by {glue:text}`ch11_branch_difference` (95 % interval
-# {glue:text}`ch11_branch_interval`, paired over the same test patients:
-# {glue:text}`ch11_branch_verdict`), and in all six trainings the two validation AUCs stayed
-# within the bound the cell above asserts. So the story "the global vector pushes the gates
-# off the lesion" is one run's story.# is one run's story. The lesson that survives reaches beyond this model: an attention map
+# only that removing the global vector changes the AUC little: in all six trainings the two
+# validation AUCs stayed within the bound the cell above asserts. On this run's test
+# patients the paired difference is {glue:text}`ch11_branch_difference` (95 % interval
+# {glue:text}`ch11_branch_interval`, paired verdict: {glue:text}`ch11_branch_verdict`);
+# before building on a verdict of "better" or "worse", see whether another training seed
+# repeats it. So the story "the global vector pushes the gates off the lesion" is one run's
+# story. The lesson that survives reaches beyond this model: an attention map
 # shows what a gate found *useful given the rest of the network* — and what that is can
 # change with nothing but the random seed — which need not be "where the evidence is".
 # Attention weights are part of a computation, not by themselves an explanation
