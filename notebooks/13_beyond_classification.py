@@ -223,7 +223,7 @@ if EXPECT:
 # the six trainings of the lesson-spread table ({doc}`../book/performance`: three seeds, in
 # float32 and in bf16) its mAP@0.5 ranged from a perfect score to well under one half, so
 # the cell above asserts only a floor below the worst of them. A perfect score here does not
-# make a good detector either: one lesson per image, on plain skin, is an easy task.
+# make a good detector either: one lesion per image, on plain skin, is an easy task.
 
 # %%
 shown = [items[i] for i in range(6)]

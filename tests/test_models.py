@@ -138,7 +138,8 @@ def test_every_vgg16_body_starts_as_torchvisions_vgg16_bn():
     """VGG16, AttnVGG and the detector draw their convolutions as torchvision's VGG16-BN
     (Kaiming-normal, fan-out; BatchNorm 1 and 0; biases 0): each layer's weight spread is
     torchvision's, layer by layer. PyTorch's default (Kaiming-uniform with a = sqrt(5))
-    would be about 0.8x at stage 1 and 0.4x at stage 5, and fails here."""
+    gives 1.9x torchvision's spread at the first convolution and 0.4-0.6x at the other
+    twelve, and fails here."""
     from course_lib.detection import lesion_detector
     from course_lib.models import AttnVGG
 
