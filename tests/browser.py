@@ -170,10 +170,11 @@ def search_results(driver, base_url: str, query: str, timeout: float = 30) -> li
 
     driver.get(f"{base_url}/search.html?q={query}")
     # noqa: E731
-    finished = lambda d: (
-        d.find_elements(By.CSS_SELECTOR, "#search-results ul.search li")
-        or "did not match any"
-        in d.find_element(By.ID, "search-results").get_attribute("innerText")
+    # Sphinx lists the results one by one and writes its summary line only after the
+    # last (or "did not match any"): wait for that line, not for the first result
+    finished = lambda d: any(
+        (p.get_attribute("innerText") or "").strip()
+        for p in d.find_elements(By.CSS_SELECTOR, "#search-results p.search-summary")
     )
     WebDriverWait(driver, timeout).until(finished)
     return [
