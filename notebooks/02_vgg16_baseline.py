@@ -25,7 +25,9 @@
 # - where its 138 million parameters are (the FC head) and where its computation is (the
 #   convolutions), counted with `torch.utils.flop_counter`;
 # - why a global-average-pooling (GAP) head replaces the FC layers in the rest of the course;
-# - how to train a baseline with `course_lib.train.fit`, the loop every later chapter reuses.
+# - what one training step is — forward, loss, zero the gradients, backward, optimiser
+#   step — written by hand, and that `course_lib.train.fit`, the loop every later chapter
+#   reuses, takes exactly that step;
 # - how to report it honestly: the last epoch on held-out test patients, with a bootstrap
 #   interval, a ROC curve and the operating point of a screening test.
 #
@@ -255,6 +257,8 @@ for size in (64, 96, 160):
 # first and then a loss expecting logits).
 
 # %%
+from dataclasses import replace
+
 from course_lib.data import (
     ensure_synthetic_lesions,
     load_melanoma,
@@ -283,6 +287,75 @@ print(
     f"{len(train_frame)} train / {len(val_frame)} val images"
 )
 assert images.shape == (profile.batch_size, 3, profile.image_size, profile.image_size)
+
+# %% [markdown]
+# ### One training step, by hand
+#
+# Before handing training to a library function, here is what one of its steps is. Five
+# lines, in this order:
+#
+# 1. **forward**: the model turns the batch into one logit per image;
+# 2. **loss**: binary cross-entropy between the logits and the labels, one number;
+# 3. **zero the gradients**: PyTorch *adds* each backward pass's gradients to `.grad`, so
+#    the last step's must be cleared first;
+# 4. **backward**: autograd computes the gradient of the loss for every weight;
+# 5. **optimiser step**: AdamW moves every weight against its gradient, scaled by its own
+#    running statistics and the learning rate, and shrinks it a little (weight decay).
+#
+# Then we let `fit` train a copy of the same model on the same batch for one step and
+# check that both end with the same weights. Dropout is switched off for this check: with
+# it, each step would silence a different random half of the features.
+
+# %%
+import copy
+
+from course_lib.models import build_model
+from course_lib.train import fit
+
+step_config = replace(
+    TrainConfig.for_profile(profile, device, seed=0),
+    epochs=1,
+    amp=False,  # the step below computes in float32
+    channels_last=False,
+    compile=False,
+)
+torch.manual_seed(0)
+start = build_model("vgg16", width=profile.width, dropout=0.0).to(device)
+by_hand, by_fit = copy.deepcopy(start), copy.deepcopy(start)
+
+optimizer, _ = step_config.optimizer.build(by_hand.parameters(), step_config.epochs)
+by_hand.train()  # BatchNorm normalises with the batch's own statistics
+logits = by_hand(images)  # 1. forward
+assert logits.shape == (len(images), 1)
+loss = nn.functional.binary_cross_entropy_with_logits(  # 2. loss
+    logits[:, 0], targets.float()
+)
+optimizer.zero_grad(set_to_none=True)  # 3. no gradients left from before
+loss.backward()  # 4. d loss / d w, into every parameter's .grad
+optimizer.step()  # 5. AdamW's update of every weight
+
+# fit, for one epoch of one batch: the same batch, as a list
+fit(by_fit, [(images, targets)], val_loader, step_config, progress=False, verbose=False)
+moved = max(  # the weights
+    (b - a).abs().max().item() for a, b in zip(start.parameters(), by_hand.parameters())
+)
+differ = max(  # the weights and BatchNorm's running statistics
+    (b - a).abs().max().item()
+    for a, b in zip(by_hand.state_dict().values(), by_fit.state_dict().values())
+)
+print(
+    f"loss {loss.item():.4f}; largest weight change {moved:.2e}; "
+    f"by hand − fit {differ:.1e}"
+)
+assert moved > 1e-4 and differ < 1e-6, "fit's step is these five lines"
+
+# %% [markdown]
+# The step moved the weights — by about the learning rate at most, since AdamW's first
+# step divides each gradient by its own size — and `fit` ended exactly where the five lines
+# did, BatchNorm's running statistics included. Everything else `fit` does is around
+# these lines, not instead of them: it repeats them over every batch of every epoch, in
+# mixed precision where the hardware has it, checks the loss is finite, scores the
+# validation set after each epoch, and saves checkpoints so that a run can resume.
 
 # %% [markdown]
 # **A run is a value.** Before training, we write down everything that makes the run what it
@@ -319,8 +392,6 @@ history.round(4)
 # augmentation, gives a new fingerprint, so `train_run` would train it into its own folder:
 
 # %%
-from dataclasses import replace
-
 slower = replace(config, optimizer=OptimizerSpec(lr=3e-4))
 spec_slower = RunSpec(baseline, spec.data, slower)
 milder = replace(spec.data, augment=replace(spec.data.augment, degrees=5.0))
