@@ -218,7 +218,7 @@ def train_throughput() -> str:
             f"`{r['profile']}`: {r['image_size']} px, width {r['width']}, batch {r['batch_size']}, "
             f"{r['num_workers']} workers, {r['train_images']:,} training images",
             "bf16" if r["amp"] else "fp32",
-            f"{r['seed_images_per_s']:.1f}",
+            f"{r['tutorial_images_per_s']:.1f}",
             f"{r['fit_images_per_s']:.1f}",
             f"{r['step_images_per_s']:.1f}" if "step_images_per_s" in r else "—",
             f"{r['fit_images_per_s'] / r['step_images_per_s']:.0%}"
@@ -372,7 +372,7 @@ def gpu_reference() -> str:
             f"{p['note']}",
             "",
             f"**Training throughput** (`{p['commands']['train_throughput']}`): the tutorial's loop "
-            f"{t['seed_images_per_s']:.0f} img/s, `fit` **{t['fit_images_per_s']:.0f} img/s** "
+            f"{t['tutorial_images_per_s']:.0f} img/s, `fit` **{t['fit_images_per_s']:.0f} img/s** "
             f"({t['ratio']:.2f}x), {t['image_size']} px, batch {t['batch_size']}, {t['num_workers']} workers, "
             "bf16.",
             "",

@@ -266,7 +266,7 @@ def main(argv=None) -> dict:
             tutorial_times.append(t)
             course_times.append(c)
             step_times.append(a)
-    seed_rate = len(train_frame) / statistics.median(tutorial_times)
+    tutorial_rate = len(train_frame) / statistics.median(tutorial_times)
     course_rate = len(train_frame) / statistics.median(course_times)
     step_rate = batch / statistics.median(step_times)
     result = {
@@ -283,15 +283,15 @@ def main(argv=None) -> dict:
         "val_images": len(val_frame),
         "source_size": args.source_size,
         "rounds": args.rounds,
-        "seed_images_per_s": round(seed_rate, 2),
+        "tutorial_images_per_s": round(tutorial_rate, 2),
         "fit_images_per_s": round(course_rate, 2),
         "step_images_per_s": round(step_rate, 2),
         "fit_share_of_step_rate": round(course_rate / step_rate, 3),
-        "ratio": round(course_rate / seed_rate, 3),
+        "ratio": round(course_rate / tutorial_rate, 3),
         "goal": 15.0 if gpu else 1.8,
     }
     print(
-        f"median over {args.rounds} rounds: tutorial loop {seed_rate:.1f} img/s, fit {course_rate:.1f} img/s "
+        f"median over {args.rounds} rounds: tutorial loop {tutorial_rate:.1f} img/s, fit {course_rate:.1f} img/s "
         f"({100 * course_rate / step_rate:.0f} % of the model alone, {step_rate:.1f} img/s), "
         f"ratio {result['ratio']:.2f}x (goal {result['goal']}x)"
     )

@@ -252,7 +252,7 @@ print(
 assert entries > 2.5e9 and attention_flops > 10 * vgg16_flops
 
 # %% [markdown]
-# Ten gigabytes per image for one matrix: the seed's model cannot train on any GPU with a
+# Ten gigabytes per image for one matrix: the blog post's model cannot train on any GPU with a
 # useful batch size, and the quadratic compute alone is larger than the whole network.
 # Even a fused kernel, which avoids the memory, still does the quadratic compute.
 #

@@ -168,7 +168,7 @@ sizes.to_frame().T
 
 
 # %%
-class Seed004Module(nn.Module):
+class BlogTripletAttention(nn.Module):
     """The blog post's "TripletAttention": in fact query/key/value self-attention."""
 
     def __init__(self, in_channels):
@@ -186,16 +186,16 @@ class Seed004Module(nn.Module):
         return torch.bmm(v, attention.permute(0, 2, 1)).view(x.size())
 
 
-seed_module = Seed004Module(256)
+blog_module = BlogTripletAttention(256)
 x256 = torch.randn(1, 256, 28, 28)
 with torch.no_grad():
-    replaced = seed_module(x256)
+    replaced = blog_module(x256)
     kept = TripletAttention().eval()(x256)
 change = lambda out: ((out - x256).norm() / x256.norm()).item()  # noqa: E731
 comparison = pd.DataFrame(
     {
         "the blog post's module": [
-            count_parameters(seed_module),
+            count_parameters(blog_module),
             "queries, keys, values; softmax over positions",
             "(N, HW, HW) per call",
             "none: output replaces input",
@@ -225,7 +225,7 @@ comparison
 # destroyed at initialisation (relative change near 1), and it costs 82,240 parameters and an
 # (HW)² matrix, against triplet attention's 300 parameters and gates.
 #
-# The seed's usage example also cannot run: it builds every module for 256 channels and
+# The blog post's usage example also cannot run: it builds every module for 256 channels and
 # attaches them after layers 10, 17 and 24 of torchvision's VGG16, whose outputs have 256,
 # 512 and 512 channels:
 
@@ -235,7 +235,7 @@ import torchvision
 features = torchvision.models.vgg16().features
 print({index: features[index].out_channels for index in (10, 17, 24)})
 try:
-    seed_module(torch.randn(1, features[17].out_channels, 28, 28))
+    blog_module(torch.randn(1, features[17].out_channels, 28, 28))
 except RuntimeError as err:
     print("RuntimeError:", str(err).splitlines()[0])
 else:

@@ -842,7 +842,7 @@ if records:
                 "device": r["device"],
                 "machine": where,
                 "measured": r["machine"]["when"],
-                "tutorial loop images/s": r["seed_images_per_s"],
+                "tutorial loop images/s": r["tutorial_images_per_s"],
                 "fit images/s": r["fit_images_per_s"],
                 "model alone images/s": r.get("step_images_per_s"),
                 "speed-up": f"{r['ratio']:.2f}x",

@@ -145,10 +145,15 @@ fig.tight_layout()
 # position proposes a box. RetinaNet and Faster R-CNN place *anchor* boxes of a few sizes
 # and shapes at each position and learn to adjust them; FCOS {cite:p}`tian2019fcos`, used
 # here, is *anchor-free*: every position of a feature pyramid inside an object predicts
+# (a **feature pyramid network**, FPN {cite:p}`lin2017fpn`, gives every backbone stage the
+# semantics of the deepest one: the deep map is upsampled and added to each finer map
+# through 1×1 convolutions, so small lesions are found on fine maps and large ones on
+# coarse maps, with the same meaning at every level)
 #
 # - a class score (trained with the focal loss of chapter 10 {cite:p}`lin2017focal`: most
 #   positions are background, the same imbalance as in melanoma screening);
-# - its distances $(l, t, r, b)$ to the box's four sides (trained with a GIoU loss);
+# - its distances $(l, t, r, b)$ to the box's four sides (trained with an IoU loss in the
+#   paper; torchvision's FCOS, used here, with the generalised IoU loss);
 # - its **centre-ness**, $\sqrt{\frac{\min(l, r)}{\max(l, r)} \cdot \frac{\min(t, b)}{\max(t, b)}}$:
 #   1 at the box's centre, near 0 at its rim, where predicted boxes are poorest. At test
 #   time it multiplies the class score, so boxes predicted from the rim rank low.
@@ -199,7 +204,51 @@ print(
 assert set(losses) == {"classification", "bbox_regression", "bbox_ctrness"}
 
 # %% [markdown]
-# ## 3. Training the detector
+# ## 3. Scoring boxes: IoU, non-maximum suppression, mAP
+#
+# Three terms decide how a detector's output is read and scored.
+#
+# - {term}`IoU` (intersection over union) of two boxes: the area they share divided by the area
+#   they cover together; 1 for the same box, 0 for disjoint ones. A detection is *correct*
+#   at threshold 0.5 when its IoU with a true box is at least 0.5.
+# - {term}`Non-maximum suppression` (NMS): a detector proposes many overlapping boxes for one
+#   object (every position inside it votes). NMS keeps the highest-scoring box, removes
+#   every other box whose IoU with it exceeds a threshold, and repeats with the rest.
+# - **mAP** (mean average precision): rank all detections of the test set by score, count
+#   each as a hit or a false alarm (IoU ≥ 0.5 with a not-yet-matched true box), and take the
+#   area under the resulting precision–recall curve, averaged over classes (here one).
+#   *mAP@0.5* uses the single threshold 0.5; COCO's *mAP@0.5:0.95* averages over
+#   ten IoU thresholds, evenly spaced from 0.5 to 0.95, so it also rewards tight boxes.
+#
+# By hand, and with `torchvision.ops`:
+
+# %%
+from torchvision.ops import box_iou, nms
+
+a = torch.tensor([[10.0, 10.0, 50.0, 50.0]])  # (x0, y0, x1, y1)
+b = torch.tensor([[30.0, 30.0, 70.0, 70.0]])
+shared = (50 - 30) * (50 - 30)
+covered = 40 * 40 + 40 * 40 - shared
+print(f"IoU by hand {shared / covered:.4f}, torchvision {box_iou(a, b).item():.4f}")
+assert abs(box_iou(a, b).item() - shared / covered) < 1e-6
+
+# three proposals for one lesion and one for another: NMS keeps one per lesion
+boxes = torch.tensor(
+    [[10, 10, 50, 50], [12, 11, 52, 49], [8, 12, 48, 52], [60, 60, 90, 90]],
+    dtype=torch.float32,
+)
+scores = torch.tensor([0.9, 0.8, 0.7, 0.6])
+kept = nms(boxes, scores, iou_threshold=0.5)
+print("kept boxes:", kept.tolist())
+assert kept.tolist() == [0, 3]
+
+# %% [markdown]
+# A mAP@0.5 of 1 therefore means: ranked by score, the detections find every lesion of the
+# test set before the first false alarm — at IoU 0.5, a box that shares half of the area
+# it covers with the truth counts as found. It says nothing about how tight the boxes are; the
+# stricter mAP@0.5:0.95, printed next to it below, does.
+#
+# ## 4. Training the detector
 #
 # The recipe (`course_lib.recipes.train_lesion_detector`) trains with AdamW and a cosine
 # schedule for half the profile's epochs, random flips that move each box with its lesion,
@@ -248,7 +297,7 @@ fig.suptitle("truth (yellow) and the top detection (cyan)")
 fig.tight_layout()
 
 # %% [markdown]
-# ## 4. Explaining a detection
+# ## 5. Explaining a detection
 #
 # Grad-CAM (chapter 11) needs a single score to explain. For a detection, the `grad-cam`
 # package's `FasterRCNNBoxScoreTarget` provides one: for the detected box, the IoU of the box
@@ -363,7 +412,7 @@ if EXPECT:
 # pixels), so their pointing game still trails the centre blob's; and read the "maps without
 # signal" column, which counts maps left out of the means.
 #
-# ## 5. Retrieval: show me lesions like this one
+# ## 6. Retrieval: show me lesions like this one
 #
 # A network's pooled features describe an image; images whose descriptors point the same way
 # (cosine similarity) look alike *to the network*. Retrieval ranks a collection by similarity
@@ -535,8 +584,10 @@ fig.tight_layout()
 # :::{solution} ex-13-centreness
 # :class: dropdown
 #
-# Every position inside a large lesion is a positive, including those near its rim. A
-# position near the left edge sees the lesion's left border well but must guess a long
+# In the original FCOS every position inside a large lesion is a positive, including those
+# near its rim. (torchvision's FCOS, used here, adds *centre sampling*: only positions
+# within 1.5 strides of the box centre count as positives, which already removes most rim
+# positions from training.) A position near the left edge sees the lesion's left border well but must guess a long
 # distance to the right border, so its box is poor; its class score may still be high. The
 # centre-ness (near 0 at the rim) lowers such boxes in the ranking, so non-maximum suppression
 # keeps a box predicted from near the centre.
@@ -546,7 +597,7 @@ fig.tight_layout()
 # :label: ex-13-layer
 #
 # Explain the same detections with the backbone's stage 3 (`target_layer=detector.backbone.body["2"]`,
-# stride 8). How do the maps and the table of section 4 change? Count the maps without signal.
+# stride 8). How do the maps and the table of section 5 change? Count the maps without signal.
 # :::
 #
 # :::{solution} ex-13-layer
@@ -570,7 +621,7 @@ fig.tight_layout()
 # :::{solution} ex-13-patient
 # :class: dropdown
 #
-# Read the "patient" rows of the table in section 5. The synthetic patients share skin tone,
+# Read the "patient" rows of the table in section 6. The synthetic patients share skin tone,
 # texture and camera cast — properties of the whole image that uniform pooling of a deep map
 # keeps well. A descriptor that finds the same patient easily partly encodes the *skin and
 # camera*, not the lesion: for a retrieval tool meant to show similar *lesions*, that is a

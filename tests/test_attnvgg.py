@@ -74,7 +74,7 @@ def test_gate_gradients_reach_every_parameter():
 # ---------------------------------------------------------------- AttnVGG
 
 
-def test_attnvgg_has_the_seed_models_parameter_count():
+def test_attnvgg_parameter_count_matches_its_breakdown():
     model = AttnVGG(num_classes=1, width=1.0)
     assert count_parameters(model) == 15_183_683
     assert count_parameters(model.features) == 14_723_136
