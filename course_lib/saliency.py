@@ -156,7 +156,8 @@ def verdicts(
     mean difference (over patients with ``groups``). "On the lesion" then needs the interval
     above 0 as well, "avoids the lesion" below 0; an interval that holds 0 is "no better than
     random" whatever the ratio; a ratio between 2/3 and 1.5 with an interval clear of 0 reads
-    "a little above random" or "a little below random".
+    "a little above random" or "a little below random". A map with signal in fewer than two
+    images has no interval: "too few maps with signal".
     """
     random_energy = table.loc[random_row, "energy in mask"]
     ratio = (table["energy in mask"] / random_energy).dropna()
@@ -177,7 +178,11 @@ def verdicts(
     for name in ratio.index:
         if name == random_row or name not in maps:  # e.g. a row of reference values
             continue
-        difference = paired_mean_ci(energies(maps[name], masks), chance, groups=groups)
+        energy = energies(maps[name], masks)
+        if np.count_nonzero(~np.isnan(energy)) < 2:  # e.g. Grad-CAM after one epoch
+            words[name] = "too few maps with signal"
+            continue
+        difference = paired_mean_ci(energy, chance, groups=groups)
         low[name], high[name] = difference.low, difference.high
         r = ratio[name]
         if difference.low <= 0 <= difference.high:

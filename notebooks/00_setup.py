@@ -219,8 +219,8 @@ assert torch.equal(torch.randn(3), a), "seeded with 0, as above"
 # The course's task is to tell melanoma from benign skin lesions. Two data sources feed it:
 #
 # - **Synthetic lesions** (every profile, no download): the course generates images that
-#   follow the dermatologist's ABCD rule — Asymmetry, Border irregularity, Colour variety,
-#   Diameter — together with a mask of each lesion, so that later chapters can *measure*
+#   follow the clinical ABCD rule {cite:p}`friedman1985abcd` — Asymmetry, Border
+#   irregularity, Colour variety, Diameter — together with a mask of each lesion, so that later chapters can *measure*
 #   whether attention falls on the lesion. They are made in seconds on any machine.
 # - **The Kaggle melanoma data** (the `gpu` profile): about 37,000 dermoscopy images at
 #   512×512 px from the ISIC archive {cite:p}`rotemberg2021isic`, published on Kaggle as
@@ -286,5 +286,6 @@ assert torch.equal(torch.randn(3), a), "seeded with 0, as above"
 # ## References
 #
 # - The ISIC archive data set: {cite:p}`rotemberg2021isic`.
-# - The ABCD rule of dermatoscopy: {cite:p}`nachbar1994abcd`.
+# - The clinical ABCD rule: {cite:p}`friedman1985abcd`; the ABCD rule of dermatoscopy, where
+#   D stands for differential structures: {cite:p}`nachbar1994abcd`.
 # - PyTorch's notes on reproducibility: <https://pytorch.org/docs/stable/notes/randomness.html>.

@@ -20,7 +20,7 @@
 # **What you will learn**
 #
 # - the melanoma task and the Kaggle data set behind it: its CSV, its class imbalance;
-# - the synthetic lesions that stand in for it, drawn with the dermatologist's ABCD rule,
+# - the synthetic lesions that stand in for it, drawn with the clinical ABCD rule,
 #   each with a mask of the lesion;
 # - why images must be split **by patient**, measured on data where it matters, and why
 #   into three sides (train, validation, test) rather than two;
@@ -102,10 +102,14 @@ print(profile.name, profile.image_size, "px,", profile.n_images, "images")
 # %% [markdown]
 # ## 2. Synthetic lesions with the ABCD rule
 #
-# Dermatologists screen a lesion with the ABCD rule {cite:p}`nachbar1994abcd`:
-# **A**symmetry, **B**order irregularity, **C**olour variety, **D**iameter. The generator
-# draws each lesion from a hidden *severity* whose mean depends on the label and derives the
-# four traits from it, each with its own noise. Benign lesions therefore *tend* to be small,
+# Doctors screen a pigmented lesion by eye with the clinical ABCD rule
+# {cite:p}`friedman1985abcd`: **A**symmetry, **B**order irregularity, **C**olour variety,
+# **D**iameter (above 6 mm is suspicious). Under the dermatoscope, the ABCD rule of
+# Nachbar et al. {cite:p}`nachbar1994abcd` keeps A, B and C but replaces diameter by
+# **D**ifferential structures (dots, globules, streaks, network) and weighs the four into a
+# total dermoscopy score. The generator imitates the clinical rule, which needs no
+# microscopic structure to draw. It draws each lesion from a hidden *severity* whose mean
+# depends on the label and derives the four traits from it, each with its own noise. Benign lesions therefore *tend* to be small,
 # round and evenly brown, malignant ones larger, ragged and multi-coloured — with overlap,
 # as in real life. Skin tone, texture, hairs and position vary; images come in patients
 # that share their skin; and every image has a mask of its lesion, which chapter 11 uses to
@@ -423,6 +427,7 @@ fig.tight_layout()
 #
 # ## References
 #
-# - ISIC data: {cite:p}`rotemberg2021isic`; the ABCD rule: {cite:p}`nachbar1994abcd`.
+# - ISIC data: {cite:p}`rotemberg2021isic`; the clinical ABCD rule:
+#   {cite:p}`friedman1985abcd`; the ABCD rule of dermatoscopy: {cite:p}`nachbar1994abcd`.
 # - scikit-learn, *Cross-validation: group k-fold*: <https://scikit-learn.org/stable/modules/cross_validation.html>.
 # - torchvision, *Transforms v2 getting started*: <https://pytorch.org/vision/stable/transforms.html>.

@@ -1,6 +1,7 @@
 """course_lib.saliency: maps over a data set, baselines, the localisation table."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -133,3 +134,19 @@ def test_verdicts_follow_the_paired_interval_when_given_the_maps():
     # the random map against itself: an interval of width 0 that holds 0
     assert judged.loc["random map", "verdict"] == "no better than random"
     assert "zero" not in judged.index  # no signal anywhere: no energy, no verdict
+
+
+def test_a_map_with_signal_in_one_image_gets_no_interval_but_a_verdict_that_says_so():
+    """After one epoch Grad-CAM of the melanoma logit can be empty in all images but one:
+    one image is too few for an interval, and the verdict says why (chapter 11, smoke)."""
+    rng = np.random.default_rng(0)
+    masks = np.zeros((6, 8, 8), dtype=np.float32)
+    masks[:, 2:6, 2:6] = 1
+    lone = np.zeros((6, 8, 8), dtype=np.float32)
+    lone[0] = masks[0]
+    maps = {"random map": rng.random((6, 8, 8)).astype(np.float32), "lone": lone}
+    table = localisation_table(maps, masks)
+    judged = verdicts(table, maps=maps, masks=masks, groups=np.arange(6))
+    assert table.loc["lone", "maps without signal"] == 5
+    assert judged.loc["lone", "verdict"] == "too few maps with signal"
+    assert pd.isna(judged.loc["lone", "energy − random, 95 % interval"])

@@ -1,7 +1,8 @@
 """Synthetic skin lesions with masks, following the ABCD rule (introduced in ``01_lesion_data``).
 
-Dermatologists screen a pigmented lesion with the ABCD rule: **A**symmetry, **B**order
-irregularity, **C**olour variety and **D**iameter. The generator draws every lesion from a
+Doctors screen a pigmented lesion by eye with the clinical ABCD rule (Friedman, Rigel & Kopf,
+1985): **A**symmetry, **B**order irregularity, **C**olour variety and **D**iameter. (The ABCD
+rule of dermatoscopy, Nachbar et al. 1994, has D for differential structures instead.) The generator draws every lesion from a
 latent *severity* whose distribution depends on the label, and derives the four ABCD traits
 from it, so that:
 
