@@ -77,7 +77,7 @@ if importlib.util.find_spec("course_lib") is None:  # Colab, Gradient: install i
 # |---|---|---|---|---|---|
 # | `smoke` | CI and tests: does the code run? | 64 | 1/8 | 320 | 1 |
 # | `cpu` | a laptop, the rendered book | 64 | 1/4 | 3,000 | 8 |
-# | `gpu` | Colab, Gradient | 224 | 1 (real VGG16) | the Kaggle data | the full run |
+# | `gpu` | Colab, Gradient | 224 | 1 (real VGG16) | 10,000 (chapter 10 adds the Kaggle data) | 20 |
 #
 # The `cpu` profile is budgeted for a laptop without a GPU: at most 5 minutes per chapter on
 # 2 cores in float32 (each chapter's header gives its measured time). The cell below prints
@@ -220,16 +220,16 @@ assert torch.equal(torch.randn(3), a), "seeded with 0, as above"
 #
 # - **Synthetic lesions** (every profile, no download): the course generates images that
 #   follow the clinical ABCD rule {cite:p}`friedman1985abcd` — Asymmetry, Border
-#   irregularity, Colour variety, Diameter — together with a mask of each lesion, so that later chapters can *measure*
-#   whether attention falls on the lesion. They are made in seconds on any machine.
-# - **The Kaggle melanoma data** (the `gpu` profile): about 37,000 dermoscopy images at
+#   irregularity, Colour variety, Diameter — together with a mask of each lesion, so that
+#   later chapters can *measure* whether attention falls on the lesion. They are made in seconds on any machine.
+# - **The Kaggle melanoma data** (chapter 10's last section, `gpu` profile): about 37,000 dermoscopy images at
 #   512×512 px from the ISIC archive {cite:p}`rotemberg2021isic`, published on Kaggle as
 #   `shonenkov/melanoma-merged-external-data-512x512-jpeg`. Downloading it needs a Kaggle
 #   account and an API token:
 #   1. sign in at kaggle.com, open *Settings → API → Create New Token*; this saves `kaggle.json`;
 #   2. put it in `~/.kaggle/kaggle.json` (`chmod 600` it), or set the environment variables
 #      `KAGGLE_USERNAME` and `KAGGLE_KEY` (on Colab: *Secrets*, then copy them into `os.environ`);
-#   3. the training chapters download and unpack the data for you when it is missing.
+#   3. chapter 10's last section downloads and unpacks the data for you when it is missing.
 #
 # Never paste your key into a notebook you share.
 

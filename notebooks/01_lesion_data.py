@@ -27,7 +27,6 @@
 # - two ways to handle class imbalance, and augmentation applied to image and mask together.
 #
 # **Expected run time** (2 cores of an Intel(R) Xeon(R) Processor with native bf16, in float32; {doc}`../book/performance`): `smoke` about 5 s · `cpu` about 15 s · `gpu` about 55 s (one H100 80GB HBM3, bf16, from scratch).
-# In the `gpu` profile the first run also downloads the Kaggle data set.
 #
 # **Launch:** [open in Colab](https://colab.research.google.com/github/attention-course/attention-image-classification/blob/main/notebooks/01_lesion_data.ipynb)
 
