@@ -124,7 +124,7 @@ print(
 # %% [markdown]
 # Every element of `x` is thus scaled by the average of three gates: one that depends on
 # its (channel, column), one on its (row, channel), one on its (row, column). That is the
-# "cross-dimension interaction" of the paper's title — obtained without any channel-reducing
+# "cross-dimension interaction" of the paper's abstract — obtained without any channel-reducing
 # bottleneck, which is why no weight depends on C.
 #
 # ## 3. The library version

@@ -460,17 +460,18 @@ assert patches.shape == (1, 768, 14, 14) and count_parameters(vit) == 86_567_656
 # :::{exercise}
 # :label: ex-12-eca
 #
-# Add ECA at the end of every VGG stage, as chapter 04 did with SE, and compare the two on
-# chapter 09's protocol.
+# Compare ECA with SE on chapter 09's protocol: the same data, seeds and epochs, paired
+# test-set comparisons.
 # :::
 #
 # :::{solution} ex-12-eca
 # :class: dropdown
 #
-# Build the network from `course_lib.models.vgg.conv_stage` and insert `ECA(channels)` before
-# each stage's max-pool (chapter 04 shows the pattern with `attention_module`), then train
-# both models over the same seeds with `fit` and compare the AUC difference with the seed
-# spread. ECA adds 3 to 5 parameters per stage against SE's thousands.
+# The library already builds it: `build_model("vgg16-eca", width=...)` puts an ECA block at
+# the end of every stage, as `vgg16-se` does with SE. Add `"ECA": "vgg16-eca"` to chapter
+# 09's `MODELS` and run its protocol unchanged; read the paired verdict of each seed
+# against SE as chapter 09 does (a module is better only when every seed says so). ECA adds
+# 3 to 5 parameters per stage against SE's thousands.
 # :::
 #
 # ## References
