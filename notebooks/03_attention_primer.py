@@ -80,8 +80,8 @@ print("feature map x:", tuple(x.shape))
 # %% [markdown]
 # ## 2. Gates: sigmoid, one weight per item
 #
-# A **channel gate** scores each channel from a summary of it (here its mean over
-# positions) and squashes the score with a sigmoid into (0, 1). The gate has shape
+# A **channel gate** scores each channel from the summaries of all channels (here each
+# channel's mean over positions, mixed by a small weight matrix, as SE does) and squashes the score with a sigmoid into (0, 1). The gate has shape
 # `(N, C, 1, 1)`; broadcasting stretches it over H and W when it multiplies `x`. This is
 # what `expand_as` makes explicit.
 

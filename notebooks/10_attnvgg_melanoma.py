@@ -810,7 +810,7 @@ assert 0 <= reliability.ece <= 1 and reliability.counts.sum() == len(targets)
 # | | the Paperspace tutorial | `fit` |
 # |---|---|---|
 # | decoding | full 512 px JPEG decode per image | JPEG *draft* mode: the decoder skips detail the training size cannot show |
-# | where decoding runs | in the training process (`.cuda()` in `__getitem__` rules out worker processes) | in `num_workers` processes, kept alive between epochs |
+# | where decoding runs | in the training process (`.cuda()` in `__getitem__` breaks forked worker processes) | in `num_workers` processes, kept alive between epochs |
 # | augmentation | per image, in PIL, at full size, in the training process | on whole batches, on the training device: one affine warp and one colour matrix per image (chapter 01) |
 # | copy to the GPU | per sample, float32, synchronous | per batch, `uint8` (4× less), from pinned memory, `non_blocking=True` |
 # | loss | on the CPU, from probabilities | on the device, from logits |

@@ -294,7 +294,9 @@ attention_grid(
 # Pictures persuade; numbers decide. For every test image we score each map against
 # the lesion mask:
 #
-# - **pointing game**: 1 if the map's highest point lies inside the lesion;
+# - **pointing game**: 1 if the map's highest point lies inside the lesion (Zhang et al.
+#   also count a hit within a small tolerance of it; the course uses none, which is
+#   stricter, and exercise ex-11-tolerance adds it);
 # - **energy in mask**: the share of the map's (non-negative) mass that lies inside the lesion;
 # - **binarised Jaccard**: scale the map to [0, 1], keep what is ≥ 0.5, and compute the
 #   intersection over union with the mask (the measure the AttnMel authors report).
@@ -607,12 +609,13 @@ at_start.round(3)
 
 # %% [markdown]
 # Second, look at what AttnVGG's classifier reads: the attention-pooled vectors of pool-3 and
-# pool-4, **and** the global average of pool-5. Each pool-5 position has seen most of the image
-# (at 64 px, pool-5 is 2×2), so the global vector already describes the lesion. Training pushes each gate towards what
-# the classifier does *not* already have — the surrounding skin, say, which tells the lesion's
-# colour apart from the skin tone and the camera's colour cast. Jetley et al.
-# {cite:p}`jetley2018learn` classify from the attended vectors alone; AttnMel and the Paperspace tutorial add
-# the global vector. A hypothesis worth testing: without the global vector, the gates must
+# pool-4, **and** the global average of pool-5. Each pool-5 position has seen most of the
+# image (at 64 px, pool-5 is 2×2), so the global vector already describes the lesion. One
+# explanation — which the next experiment tests — is that training pushes each gate
+# towards what the classifier does *not* already have: the surrounding skin, say, which
+# tells the lesion's colour apart from the skin tone and the camera's colour cast. Jetley et
+# al. {cite:p}`jetley2018learn` classify from the attended vectors alone; AttnMel and the
+# Paperspace tutorial add the global vector. A hypothesis worth testing: without the global vector, the gates must
 # find the lesion themselves.
 
 # %%

@@ -421,7 +421,9 @@ if EXPECT:
 # tone, texture and camera cast). Two measures, with every test image a query and the
 # query left out of its own results (`course_lib.retrieval.retrieval_metrics`):
 #
-# - **recall@k**: the share of queries with at least one relevant image among the top k;
+# - **recall@k**: the share of queries with at least one relevant image among the top k
+#   (the metric-learning convention; in information retrieval, recall@k is the share of
+#   all relevant images that the top k contain);
 # - **mAP**: the mean over queries of the average precision of the whole ranking.
 #
 # AttnVGG pools pool-3 and pool-4 *by attention*. The same maps can be pooled uniformly (global
