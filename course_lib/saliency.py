@@ -116,6 +116,12 @@ def localisation_table(maps: dict, masks, tolerance: float = 0) -> pd.DataFrame:
     for name, m in maps.items():
         m = np.asarray(m, dtype=np.float32)
         signal = np.clip(m, 0, None).reshape(len(m), -1).sum(axis=1) > 0
+        if not signal.any():  # nothing to average (Grad-CAM after one epoch, say)
+            rows[name] = dict.fromkeys(
+                ("pointing game", "energy in mask", "binarised Jaccard"), np.nan
+            )
+            rows[name]["maps without signal"] = len(m)
+            continue
         kept, kept_masks = m[signal], masks[signal]
         rows[name] = {
             "pointing game": float(

@@ -150,3 +150,16 @@ def test_a_map_with_signal_in_one_image_gets_no_interval_but_a_verdict_that_says
     assert table.loc["lone", "maps without signal"] == 5
     assert judged.loc["lone", "verdict"] == "too few maps with signal"
     assert pd.isna(judged.loc["lone", "energy − random, 95 % interval"])
+
+
+def test_a_map_without_any_signal_scores_nan_without_a_warning():
+    """A warning would print to stderr on the book's page (tests/test_book.py)."""
+    import warnings
+
+    masks = np.zeros((3, 8, 8), dtype=np.float32)
+    masks[:, 2:6, 2:6] = 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = localisation_table({"Grad-CAM": np.zeros((3, 8, 8))}, masks)
+    assert table.loc["Grad-CAM", "maps without signal"] == 3
+    assert table.loc["Grad-CAM"].drop("maps without signal").isna().all()
