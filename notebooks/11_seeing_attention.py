@@ -406,7 +406,7 @@ similarity = cascade.set_index(["step", "randomised", "method"])[
 similarity.round(2)
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
 steps = similarity.index.get_level_values("randomised")
 for ax, measure in zip(axes, ("rank correlation", "SSIM")):
     for method in ("pool-3 attention", "pool-4 attention", "Grad-CAM"):
@@ -524,7 +524,7 @@ if EXPECT:
     ), "inserting what Grad-CAM points at raises the score faster than at random"
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
 fraction = np.linspace(0, 1, curves["random map", "deletion"].shape[1])
 for ax, mode in zip(axes, ("deletion", "insertion")):
     for name in explained:
@@ -533,7 +533,7 @@ for ax, mode in zip(axes, ("deletion", "insertion")):
     verb = "deleted" if mode == "deletion" else "inserted"
     ax.set(title=mode, xlabel=f"share of the pixels {verb}, most salient first")
 axes[0].set(ylabel="mean melanoma probability")
-axes[1].legend(fontsize=8)
+axes[1].legend()
 fig.tight_layout()
 assert all(c.shape == (k, 17) for c in curves.values())
 
